@@ -1,0 +1,9 @@
+//! sockwatch: a Linux host security agent that turns /proc into a graph of processes, file
+//! descriptors and sockets, derives relations over it (socket direction, stdio relay links) and
+//! reports them. See DESIGN.md in the shared docs for the architecture; each module's header says
+//! what it owns.
+
+pub mod cli;
+pub mod graph;
+pub mod model;
+pub mod scan;

@@ -1,0 +1,19 @@
+//! Plain data shared by every other module: processes, fds, sockets, snapshots and the relations
+//! derived from them. No I/O, no threads; everything serialises, because the JSON form of a
+//! snapshot is also the rule-test fixture format.
+
+mod fd;
+mod process;
+mod relation;
+mod snapshot;
+mod socket;
+mod text;
+
+pub use fd::{AccessMode, Fd, FdTarget, PtyId};
+pub use process::{Exe, ProcKey, Process};
+pub use relation::{Direction, DirectionSource, StdioLink, Via};
+pub use snapshot::{Coverage, NetnsInfo, Privileges, Snapshot, TableRead};
+pub use socket::{
+    Endpoint, Family, Holder, Protocol, Socket, SocketKey, SocketState, TableSource, UnixInfo,
+};
+pub use text::{RawText, escape_visible};

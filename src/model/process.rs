@@ -1,0 +1,82 @@
+//! Processes, identified so that pid reuse can never alias two of them.
+
+use super::RawText;
+use serde::{Deserialize, Serialize};
+
+/// A process identity: the pid plus its start time in clock ticks since boot (/proc/pid/stat field
+/// 22). `execve` keeps the key; a recycled pid gets a new one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ProcKey {
+    /// Process id in the agent's pid namespace.
+    pub pid: i32,
+    /// Start time in clock ticks after boot.
+    pub start_ticks: u64,
+}
+
+/// The executable behind /proc/pid/exe.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exe {
+    /// The link text, as the kernel renders it (may end in " (deleted)", which proves nothing).
+    pub path: RawText,
+    /// The binary has no links left (`st_nlink == 0` through the magic link), judged by the inode,
+    /// not by the suffix, which a file name can fake.
+    pub deleted: bool,
+    /// The binary is a memfd (fileless execution).
+    pub memfd: bool,
+    /// Device and inode of the binary, stable across renames.
+    pub dev: u64,
+    /// Inode number of the binary.
+    pub ino: u64,
+    /// Owner uid of the binary.
+    pub owner_uid: u32,
+    /// Permission bits of the binary (`st_mode & 0o7777`).
+    pub mode: u32,
+}
+
+/// One process (thread-group leader) as seen in one scan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Process {
+    /// Identity.
+    pub key: ProcKey,
+    /// Parent pid.
+    pub ppid: i32,
+    /// Real, effective user id.
+    pub uid: u32,
+    /// Effective user id.
+    pub euid: u32,
+    /// Real group id.
+    pub gid: u32,
+    /// Effective group id.
+    pub egid: u32,
+    /// `comm`, chosen freely by the process: a display field, never an identity.
+    pub comm: RawText,
+    /// The executable; `None` for kernel threads or when unreadable.
+    pub exe: Option<Exe>,
+    /// argv as the process currently presents it (it can rewrite it).
+    pub argv: Vec<RawText>,
+    /// argv was longer than the scanner reads and was cut.
+    pub argv_truncated: bool,
+    /// Current working directory.
+    pub cwd: Option<RawText>,
+    /// Controlling terminal device number (`tty_nr`, 0 when none).
+    pub tty_nr: u32,
+    /// Session id.
+    pub sid: i32,
+    /// Process group id.
+    pub pgid: i32,
+    /// Network namespace inode.
+    pub netns: Option<u64>,
+    /// Pid namespace inode.
+    pub pidns: Option<u64>,
+    /// Mount namespace inode.
+    pub mntns: Option<u64>,
+    /// The unified cgroup path (or the first hierarchy's on cgroup v1).
+    pub cgroup: Option<RawText>,
+    /// Number of threads.
+    pub threads: u32,
+    /// A kernel thread (`PF_KTHREAD`): no exe, no fds, no argv.
+    pub kernel_thread: bool,
+    /// Something the scan needed was refused (exe link, fd links): this process's fds may be
+    /// incomplete. Counted in `Coverage::processes_denied`.
+    pub denied: bool,
+}

@@ -1,0 +1,112 @@
+//! One scan's view of the host, and what it could not see.
+
+use super::{Fd, Process, Socket};
+use serde::{Deserialize, Serialize};
+
+/// How a network namespace's socket tables were read, or why they were not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableRead {
+    /// netlink sock_diag (unix peers included), plus /proc text for icmp, packet and netlink tables,
+    /// which sock_diag does not cover here.
+    SockDiag,
+    /// /proc/<pid>/net text only: no unix peers.
+    ProcNet,
+    /// Not read: no member process to read through and no privilege to enter it.
+    Unreadable,
+}
+
+/// A network namespace seen in this scan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetnsInfo {
+    /// Namespace inode.
+    pub inode: u64,
+    /// How its tables were read.
+    pub tables: TableRead,
+    /// Number of processes whose netns this is.
+    pub processes: u32,
+    /// The namespace is pinned by a bind mount (e.g. /run/netns/NAME) or an fd.
+    pub pinned: bool,
+    /// `net.ipv4.ip_local_port_range` of this namespace, used to judge direction.
+    pub ephemeral_ports: Option<(u16, u16)>,
+}
+
+/// Which privileges the scan ran with. Judged by capabilities, never by uid.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Privileges {
+    /// CAP_SYS_PTRACE: read other users' fd links and namespaces.
+    pub sys_ptrace: bool,
+    /// CAP_DAC_READ_SEARCH: traverse other users' /proc/pid/fd.
+    pub dac_read_search: bool,
+    /// CAP_SYS_ADMIN: setns into other network namespaces for sock_diag.
+    pub sys_admin: bool,
+}
+
+/// What the scan saw and what it could not. Races (a process exiting mid-scan) and refusals are
+/// normal; they are counted here, never a failure of the scan.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Coverage {
+    /// Processes read.
+    pub processes_seen: u64,
+    /// Processes the scan could not fully read: /proc/<pid> refused (hidepid), or its exe or fd
+    /// links refused (a target holding capabilities the agent lacks). Those read in part are also
+    /// in `processes_seen`.
+    pub processes_denied: u64,
+    /// Processes that vanished while being read.
+    pub processes_vanished: u64,
+    /// fds read.
+    pub fds_seen: u64,
+    /// fd directories refused.
+    pub fd_dirs_denied: u64,
+    /// fd links refused (EACCES/EPERM).
+    pub fds_denied: u64,
+    /// fds closed between listing and reading.
+    pub fds_vanished: u64,
+    /// Threads found with their own fd table (`unshare(CLONE_FILES)`).
+    pub threads_with_private_fds: u64,
+    /// Socket fds found in some table.
+    pub sockets_resolved: u64,
+    /// Sockets held by some process but found in no readable table.
+    pub sockets_unresolved: u64,
+    /// Table rows with an inode but no holder the scan could see (in flight via SCM_RIGHTS, held
+    /// by a process the scan could not read, or a kernel socket).
+    pub sockets_unowned: u64,
+    /// Rows with inode 0 (TIME_WAIT, request sockets): counted, never keyed.
+    pub inode0_rows: u64,
+    /// Network namespaces found.
+    pub namespaces_seen: u64,
+    /// Namespaces whose tables came through sock_diag.
+    pub namespaces_sock_diag: u64,
+    /// Namespaces whose tables came from /proc text (no unix peers).
+    pub namespaces_proc_net: u64,
+    /// Namespaces the scan could not read at all.
+    pub namespaces_unreadable: u64,
+    /// Table reads that failed (one count per table and namespace).
+    pub table_errors: u64,
+    /// sock_diag dumps the kernel flagged as interrupted (inconsistent): retried once.
+    pub dumps_interrupted: u64,
+    /// Rows whose inode appeared twice in one text table: a forged row (a unix name with a newline)
+    /// or a torn read. The later row is ignored.
+    pub duplicate_rows: u64,
+    /// Scan wall time in microseconds.
+    pub duration_us: u64,
+}
+
+/// One scan of the host.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Privileges the scan ran with.
+    pub privileges: Privileges,
+    /// The agent's own network namespace.
+    pub own_netns: u64,
+    /// Every network namespace found.
+    pub namespaces: Vec<NetnsInfo>,
+    /// Every process, sorted by key.
+    pub processes: Vec<Process>,
+    /// Every fd, sorted by (process, tid, fd).
+    pub fds: Vec<Fd>,
+    /// Every socket, sorted by key.
+    pub sockets: Vec<Socket>,
+    /// What the scan could and could not see.
+    pub coverage: Coverage,
+}

@@ -1,0 +1,171 @@
+//! `RawText`: bytes that came from /proc (comm, argv, paths, unix socket names).
+//!
+//! The kernel promises nothing about their encoding and an attacker chooses them (`prctl(PR_SET_NAME)`,
+//! `exec -a`, file names with newlines). They are kept as exact bytes; every way out of the process
+//! either preserves them losslessly (JSON: a string when valid UTF-8, else `{"base64": …}`) or escapes
+//! them visibly (`escape_visible`, for terminals and tables).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+
+/// Exact bytes from /proc, never assumed to be UTF-8.
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RawText(Vec<u8>);
+
+impl RawText {
+    /// Wraps bytes without inspecting them.
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        RawText(bytes.into())
+    }
+
+    /// The exact bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The text when it is valid UTF-8.
+    pub fn to_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.0).ok()
+    }
+
+    /// True when there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The text with every byte or character that could mislead a reader escaped: C0/C1 controls,
+    /// DEL, line and paragraph separators, bidi overrides and isolates, backslash, and invalid
+    /// UTF-8 (as `\xNN`). The result is one line of printable text and maps back to one input.
+    pub fn escape_visible(&self) -> String {
+        escape_visible(&self.0)
+    }
+}
+
+impl From<&str> for RawText {
+    fn from(s: &str) -> Self {
+        RawText(s.as_bytes().to_vec())
+    }
+}
+
+impl From<&[u8]> for RawText {
+    fn from(b: &[u8]) -> Self {
+        RawText(b.to_vec())
+    }
+}
+
+impl fmt::Debug for RawText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{}\"", self.escape_visible())
+    }
+}
+
+impl fmt::Display for RawText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.escape_visible())
+    }
+}
+
+/// True for characters that change how surrounding text is displayed or split into lines.
+fn is_deceptive(c: char) -> bool {
+    c.is_control() // C0, DEL, C1
+        || matches!(c,
+            '\u{2028}' | '\u{2029}'            // line/paragraph separators (break JS/JSON lines)
+            | '\u{200E}' | '\u{200F}' | '\u{061C}' // direction marks
+            | '\u{202A}'..='\u{202E}'          // embeddings and overrides
+            | '\u{2066}'..='\u{2069}'          // isolates
+            | '\u{FEFF}')
+}
+
+/// See [`RawText::escape_visible`].
+pub fn escape_visible(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                c if is_deceptive(c) => {
+                    use std::fmt::Write as _;
+                    let _ = write!(out, "\\u{{{:04x}}}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            use std::fmt::Write as _;
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}
+
+#[derive(Serialize, Deserialize)]
+struct Base64Text {
+    base64: String,
+}
+
+impl Serialize for RawText {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.to_str() {
+            Some(text) => serializer.serialize_str(text),
+            None => Base64Text { base64: BASE64.encode(&self.0) }.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Text(String),
+            Base64(Base64Text),
+        }
+        match Repr::deserialize(deserializer)? {
+            Repr::Text(text) => Ok(RawText(text.into_bytes())),
+            Repr::Base64(b) => {
+                BASE64.decode(b.base64.as_bytes()).map(RawText).map_err(serde::de::Error::custom)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn escapes_terminal_and_bidi_tricks() {
+        let hostile = RawText::new(b"a\nb\x1b[31m\xe2\x80\xaeevil\xff\x7f\\".to_vec());
+        assert_eq!(hostile.escape_visible(), "a\\nb\\u{001b}[31m\\u{202e}evil\\xff\\u{007f}\\\\");
+    }
+
+    #[test]
+    fn invalid_utf8_round_trips_through_json_as_base64() {
+        let raw = RawText::new(vec![0x66, 0xff, 0x0a]);
+        let json = serde_json::to_string(&raw).unwrap();
+        assert_eq!(json, r#"{"base64":"Zv8K"}"#);
+        assert_eq!(serde_json::from_str::<RawText>(&json).unwrap(), raw);
+    }
+
+    proptest! {
+        #[test]
+        fn json_is_lossless_and_single_line(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let raw = RawText::new(bytes);
+            let json = serde_json::to_string(&raw).unwrap();
+            prop_assert!(!json.contains('\n'));
+            prop_assert_eq!(serde_json::from_str::<RawText>(&json).unwrap(), raw);
+        }
+
+        #[test]
+        fn visible_escape_is_printable_single_line(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let shown = escape_visible(&bytes);
+            prop_assert!(shown.chars().all(|c| !is_deceptive(c)));
+        }
+    }
+}

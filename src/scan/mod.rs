@@ -1,0 +1,3 @@
+//! Everything that touches /proc and netlink.
+
+pub mod parse;

@@ -1,0 +1,38 @@
+//! Pure parsers for what the kernel prints under /proc. They take bytes and return values or a
+//! `ParseError`; they never panic, never allocate per field where a slice will do, and keep
+//! attacker-chosen bytes (comm, paths, socket names) exact. The I/O that feeds them lives in the
+//! sibling modules of `scan`.
+
+mod fdlink;
+mod mountinfo;
+mod number;
+mod procnet;
+mod stat;
+
+pub use fdlink::{FdLink, fdinfo_field, parse_fd_link};
+pub use mountinfo::{NsfsMount, parse_nsfs_mounts};
+pub use number::{parse_dec, parse_hex};
+pub use procnet::{
+    ByteOrder, InetRow, NetlinkRow, PacketRow, UnixRow, parse_inet_line, parse_netlink_line,
+    parse_packet_line, parse_unix_line,
+};
+pub use stat::{StatFields, StatusIds, parse_cgroup, parse_stat, parse_status_ids, split_cmdline};
+
+/// Why a line or file could not be parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// The input ended before a required field.
+    #[error("missing field {0}")]
+    MissingField(&'static str),
+    /// A field was not the number it should be (or overflowed).
+    #[error("bad number in field {0}")]
+    BadNumber(&'static str),
+    /// A field had the wrong shape.
+    #[error("malformed field {0}")]
+    Malformed(&'static str),
+}
+
+/// Splits on ASCII spaces and tabs, skipping runs: the column layout of every /proc table.
+pub(crate) fn fields(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+    line.split(|b| *b == b' ' || *b == b'\t').filter(|f| !f.is_empty())
+}
