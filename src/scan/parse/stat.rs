@@ -21,6 +21,8 @@ pub struct StatFields {
     pub sid: i32,
     /// Field 7.
     pub tty_nr: u32,
+    /// Field 9: `PF_*` flags.
+    pub flags: u32,
     /// Field 20.
     pub threads: u32,
     /// Field 22: start time in clock ticks after boot.
@@ -49,7 +51,9 @@ pub fn parse_stat(buf: &[u8]) -> Result<StatFields, ParseError> {
     let sid = parse_i32("session", next("session")?)?;
     // tty_nr is printed with %d but is a dev_t encoding; negative values do not occur.
     let tty_nr = parse_dec_as("tty_nr", next("tty_nr")?)?;
-    for name in ["tpgid", "flags", "minflt", "cminflt", "majflt", "cmajflt", "utime", "stime"] {
+    next("tpgid")?;
+    let flags = parse_dec_as("flags", next("flags")?)?;
+    for name in ["minflt", "cminflt", "majflt", "cmajflt", "utime", "stime"] {
         next(name)?;
     }
     for name in ["cutime", "cstime", "priority", "nice"] {
@@ -58,7 +62,7 @@ pub fn parse_stat(buf: &[u8]) -> Result<StatFields, ParseError> {
     let threads = parse_dec_as("num_threads", next("num_threads")?)?;
     next("itrealvalue")?;
     let start_ticks = parse_dec_as("starttime", next("starttime")?)?;
-    Ok(StatFields { pid, comm, state, ppid, pgid, sid, tty_nr, threads, start_ticks })
+    Ok(StatFields { pid, comm, state, ppid, pgid, sid, tty_nr, flags, threads, start_ticks })
 }
 
 /// Real and effective user and group ids from /proc/pid/status.
@@ -144,7 +148,7 @@ mod tests {
             (s.pid, s.comm.as_bytes(), s.state, s.ppid, s.pgid, s.sid, s.tty_nr),
             (4242, &b"bash"[..], b'S', 4200, 4242, 4242, 34816)
         );
-        assert_eq!((s.threads, s.start_ticks), (1, 123456));
+        assert_eq!((s.threads, s.start_ticks, s.flags), (1, 123456, 4194560));
     }
 
     #[test]
