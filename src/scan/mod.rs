@@ -1,3 +1,201 @@
-//! Everything that touches /proc and netlink.
+//! Everything that touches /proc and netlink: one `Scanner::scan()` produces a `model::Snapshot`
+//! of every process, fd, and every network namespace's socket tables, joined by socket inode.
+//!
+//! Invariants:
+//! - Races are normal. A process that exits mid-scan, ENOENT, EACCES are counted in
+//!   `Coverage`, never an error for the scan.
+//! - Each namespace's tables are read once per scan, and socket inodes are looked up in one
+//!   index over all of them: a process can hold a socket its own namespace does not list.
+//! - Every holder of a socket is kept; a held socket in no table is kept as unresolved; a row
+//!   with inode 0 is counted, never keyed.
+//! - Pure parsers live in `parse` (fuzzed, property-tested); I/O lives beside it.
 
+mod join;
+mod netns;
 pub mod parse;
+mod privileges;
+mod process;
+mod procfs;
+mod sockdiag;
+mod table;
+mod text_tables;
+
+use crate::model::{Coverage, Fd, FdTarget, Snapshot};
+use netns::NamespaceHandle;
+use process::{ProcOutcome, ProcessReader};
+use procfs::{NumName, namespace_inode, open_dir, read_file};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::RawDir;
+use std::collections::BTreeMap;
+use std::mem::MaybeUninit;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Why a scan could not start at all (per-process trouble never ends up here).
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    /// The proc file system could not be opened.
+    #[error("cannot open {path}: {source}")]
+    ProcRoot {
+        /// The path tried.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Takes snapshots of the host. Keeps buffers and caches between scans.
+pub struct Scanner {
+    root: PathBuf,
+    proc_dir: OwnedFd,
+    reader: ProcessReader,
+    dirents: Vec<MaybeUninit<u8>>,
+    file: Vec<u8>,
+}
+
+impl Scanner {
+    /// A scanner over the host's /proc.
+    pub fn new() -> Result<Self, ScanError> {
+        Self::with_proc_root(Path::new("/proc"))
+    }
+
+    /// A scanner over a proc file system mounted elsewhere (a private procfs instance, which
+    /// bind mounts over /proc/<pid> in the host's mount namespace cannot fool).
+    pub fn with_proc_root(root: &Path) -> Result<Self, ScanError> {
+        let path = root.to_str().unwrap_or("/proc");
+        let proc_dir = open_dir(rustix::fs::CWD, path)
+            .map_err(|e| ScanError::ProcRoot { path: root.to_path_buf(), source: e.into() })?;
+        Ok(Scanner {
+            root: root.to_path_buf(),
+            proc_dir,
+            reader: ProcessReader::new(),
+            dirents: vec![MaybeUninit::uninit(); 64 * 1024],
+            file: Vec::new(),
+        })
+    }
+
+    /// The privileges a scan would run with.
+    pub fn privileges(&mut self) -> crate::model::Privileges {
+        match read_file(self.proc_dir.as_fd(), "thread-self/status", &mut self.file, 16 * 1024) {
+            Ok(_) => privileges::privileges_from_status(&self.file),
+            Err(_) => crate::model::Privileges::default(),
+        }
+    }
+
+    /// One snapshot of the host.
+    pub fn scan(&mut self) -> Snapshot {
+        let started = Instant::now();
+        let privileges = self.privileges();
+        let proc_dir = self.proc_dir.as_fd();
+        let own_netns = namespace_inode(proc_dir, "thread-self/ns/net").unwrap_or(0);
+        let mut coverage = Coverage::default();
+        let mut processes = Vec::new();
+        let mut fds: Vec<Fd> = Vec::new();
+
+        for pid in list_pids(proc_dir, &mut self.dirents) {
+            let name = NumName::new("", u64::from(pid));
+            let pid_dir = match open_dir(proc_dir, name.as_str()) {
+                Ok(dir) => dir,
+                Err(e) => {
+                    match procfs::Failure::of(e) {
+                        procfs::Failure::Denied => coverage.processes_denied += 1,
+                        _ => coverage.processes_vanished += 1,
+                    }
+                    continue;
+                }
+            };
+            let fds_before = fds.len();
+            match self.reader.read(pid_dir.as_fd(), &mut coverage, &mut fds) {
+                ProcOutcome::Read(process) => {
+                    coverage.processes_seen += 1;
+                    coverage.processes_denied += u64::from(process.denied);
+                    processes.push(*process);
+                }
+                ProcOutcome::Vanished => {
+                    fds.truncate(fds_before);
+                    coverage.processes_vanished += 1;
+                }
+                ProcOutcome::Denied => {
+                    fds.truncate(fds_before);
+                    coverage.processes_denied += 1;
+                }
+            }
+        }
+
+        let handles = namespace_handles(proc_dir, &mut self.file, &processes, &fds);
+        let namespaces =
+            netns::read_all_namespaces(proc_dir, own_netns, &handles, privileges.sys_admin);
+        let sockets = join::join_sockets(&self.root, namespaces.tables, &fds, &mut coverage);
+        for info in &namespaces.infos {
+            coverage.namespaces_seen += 1;
+            match info.tables {
+                crate::model::TableRead::SockDiag => coverage.namespaces_sock_diag += 1,
+                crate::model::TableRead::ProcNet => coverage.namespaces_proc_net += 1,
+                crate::model::TableRead::Unreadable => coverage.namespaces_unreadable += 1,
+            }
+        }
+        processes.sort_by_key(|p| p.key);
+        fds.sort_by_key(|f| (f.proc, f.tid, f.num));
+        coverage.duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        Snapshot {
+            privileges,
+            own_netns,
+            namespaces: namespaces.infos,
+            processes,
+            fds,
+            sockets,
+            coverage,
+        }
+    }
+}
+
+fn list_pids(proc_dir: BorrowedFd<'_>, dirents: &mut [MaybeUninit<u8>]) -> Vec<u32> {
+    let mut pids = Vec::new();
+    let Ok(dir) = open_dir(proc_dir, ".") else { return pids };
+    let mut entries = RawDir::new(dir.as_fd(), dirents);
+    while let Some(Ok(entry)) = entries.next() {
+        if let Ok(pid) = parse::parse_dec("pid", entry.file_name().to_bytes())
+            && let Ok(pid) = u32::try_from(pid)
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Every network namespace: those of processes, those pinned by an fd, and those pinned by a bind
+/// mount (`ip netns add`) with possibly no process at all.
+fn namespace_handles(
+    proc_dir: BorrowedFd<'_>,
+    file: &mut Vec<u8>,
+    processes: &[crate::model::Process],
+    fds: &[Fd],
+) -> BTreeMap<u64, NamespaceHandle> {
+    let mut handles: BTreeMap<u64, NamespaceHandle> = BTreeMap::new();
+    for process in processes {
+        if let Some(ns) = process.netns {
+            let handle = handles.entry(ns).or_default();
+            handle.processes += 1;
+            handle.member_pid.get_or_insert(process.key.pid);
+        }
+    }
+    for fd in fds {
+        if let FdTarget::Namespace { kind, inode } = &fd.target
+            && kind.as_bytes() == b"net"
+        {
+            handles.entry(*inode).or_default().pinning_fd.get_or_insert((fd.proc.pid, fd.num));
+        }
+    }
+    if read_file(proc_dir, "thread-self/mountinfo", file, 16 << 20).is_ok() {
+        for mount in parse::parse_nsfs_mounts(file) {
+            if mount.kind == b"net" {
+                handles
+                    .entry(mount.inode)
+                    .or_default()
+                    .mount_point
+                    .get_or_insert(mount.mount_point);
+            }
+        }
+    }
+    handles
+}

@@ -1,0 +1,145 @@
+//! Derived, pure relations over one snapshot: who holds what, socket direction, and where each
+//! process's stdio ultimately leads (the stdio relay resolution). No I/O: everything here can be
+//! computed again from a snapshot's JSON.
+
+mod direction;
+mod relay;
+
+pub use direction::{DEFAULT_EPHEMERAL_PORTS, ListenerMemory, directions};
+pub use relay::{MAX_FANOUT, MAX_RELAY_DEPTH, MAX_VISITS};
+
+use crate::model::{
+    Direction, DirectionSource, Fd, FdTarget, ProcKey, PtyId, Snapshot, Socket, SocketKey,
+    StdioLink, TableSource,
+};
+use std::collections::HashMap;
+
+/// A snapshot with its derived relations.
+pub struct Graph<'s> {
+    /// The snapshot the relations were derived from.
+    pub snapshot: &'s Snapshot,
+    /// Direction of each socket, in `snapshot.sockets` order.
+    pub directions: Vec<(Direction, DirectionSource)>,
+    /// Every stdio link found.
+    pub stdio_links: Vec<StdioLink>,
+    /// (process, fd) whose relay walk hit a bound: the absence of a link there proves nothing.
+    pub truncated_walks: Vec<(ProcKey, i32)>,
+    socket_by_inode: HashMap<u64, usize>,
+    fd_ranges: HashMap<ProcKey, (usize, usize)>,
+    pipes: HashMap<u64, Vec<usize>>,
+    fifos: HashMap<(u64, u64), Vec<usize>>,
+    masters: HashMap<PtyId, Vec<usize>>,
+    slaves: HashMap<PtyId, Vec<usize>>,
+}
+
+impl<'s> Graph<'s> {
+    /// Derives every relation. `memory` carries listeners seen in earlier snapshots.
+    pub fn build(snapshot: &'s Snapshot, memory: Option<&ListenerMemory>) -> Self {
+        let mut graph = Graph {
+            snapshot,
+            directions: directions(snapshot, memory),
+            stdio_links: Vec::new(),
+            truncated_walks: Vec::new(),
+            socket_by_inode: HashMap::with_capacity(snapshot.sockets.len()),
+            fd_ranges: HashMap::new(),
+            pipes: HashMap::new(),
+            fifos: HashMap::new(),
+            masters: HashMap::new(),
+            slaves: HashMap::new(),
+        };
+        for (i, socket) in snapshot.sockets.iter().enumerate() {
+            graph.socket_by_inode.insert(socket.key.inode, i);
+        }
+        // fds are sorted by process; record each process's run.
+        let mut start = 0;
+        for i in 1..=snapshot.fds.len() {
+            if i == snapshot.fds.len() || snapshot.fds[i].proc != snapshot.fds[start].proc {
+                graph.fd_ranges.insert(snapshot.fds[start].proc, (start, i));
+                start = i;
+            }
+        }
+        for (i, fd) in snapshot.fds.iter().enumerate() {
+            match &fd.target {
+                FdTarget::Pipe { inode } => graph.pipes.entry(*inode).or_default().push(i),
+                FdTarget::Fifo { dev, ino, .. } => {
+                    graph.fifos.entry((*dev, *ino)).or_default().push(i)
+                }
+                FdTarget::PtyMaster { pty } => graph.masters.entry(*pty).or_default().push(i),
+                FdTarget::PtySlave { pty } => graph.slaves.entry(*pty).or_default().push(i),
+                _ => {}
+            }
+        }
+        let (links, truncated) = relay::resolve(&graph);
+        graph.stdio_links = links;
+        graph.truncated_walks = truncated;
+        graph
+    }
+
+    /// The socket with this inode, if any table (or the unresolved set) has it.
+    pub fn socket(&self, inode: u64) -> Option<&'s Socket> {
+        self.socket_by_inode.get(&inode).map(|&i| &self.snapshot.sockets[i])
+    }
+
+    /// The direction of the socket with this key.
+    pub fn direction(&self, key: SocketKey) -> (Direction, DirectionSource) {
+        self.socket_by_inode
+            .get(&key.inode)
+            .map(|&i| self.directions[i])
+            .unwrap_or((Direction::Unknown, DirectionSource::None))
+    }
+
+    /// Every fd of a process (all its threads' tables included).
+    pub fn fds_of(&self, proc: ProcKey) -> &'s [Fd] {
+        match self.fd_ranges.get(&proc) {
+            Some(&(start, end)) => &self.snapshot.fds[start..end],
+            None => &[],
+        }
+    }
+
+    /// Every fd on an anonymous pipe (both ends; `Fd::mode` tells which).
+    pub fn pipe_ends(&self, inode: u64) -> impl Iterator<Item = &'s Fd> + '_ {
+        self.indexed(self.pipes.get(&inode))
+    }
+
+    /// Every fd on a FIFO.
+    pub fn fifo_ends(&self, dev: u64, ino: u64) -> impl Iterator<Item = &'s Fd> + '_ {
+        self.indexed(self.fifos.get(&(dev, ino)))
+    }
+
+    /// Every fd on the master side of a pty.
+    pub fn pty_masters(&self, pty: PtyId) -> impl Iterator<Item = &'s Fd> + '_ {
+        self.indexed(self.masters.get(&pty))
+    }
+
+    /// Every fd on the slave side of a pty.
+    pub fn pty_slaves(&self, pty: PtyId) -> impl Iterator<Item = &'s Fd> + '_ {
+        self.indexed(self.slaves.get(&pty))
+    }
+
+    /// The connected peer of a unix socket (sock_diag tables only).
+    pub fn unix_peer(&self, inode: u64) -> Option<&'s Socket> {
+        let peer = self.socket(inode)?.unix.as_ref()?.peer?;
+        self.socket(peer)
+    }
+
+    fn unix_peer_holders(&self, inode: u64) -> Vec<ProcKey> {
+        self.unix_peer(inode)
+            .map(|s| s.holders.iter().map(|h| h.proc).collect())
+            .unwrap_or_default()
+    }
+
+    /// The socket key when `target` is an internet socket (resolved, or unresolved with an
+    /// internet protocol name).
+    pub fn network_socket(&self, target: &FdTarget) -> Option<SocketKey> {
+        let FdTarget::Socket { inode } = target else { return None };
+        let socket = self.socket(*inode)?;
+        let internet = socket.family.is_inet()
+            || (socket.source == TableSource::Unresolved
+                && socket.protocol.ip_number(socket.family) != 0);
+        internet.then_some(socket.key)
+    }
+
+    fn indexed<'a>(&'a self, indices: Option<&'a Vec<usize>>) -> impl Iterator<Item = &'s Fd> + 'a {
+        indices.into_iter().flatten().map(|&i| &self.snapshot.fds[i])
+    }
+}

@@ -1,0 +1,272 @@
+//! Reads every network namespace's socket tables, once per scan.
+//!
+//! - The agent's own namespace: sock_diag on the scanning thread.
+//! - Other namespaces, with CAP_SYS_ADMIN: a short-lived worker thread enters each one (`setns`
+//!   is per thread, and a netlink socket dumps the namespace it was created in) and dumps it with
+//!   sock_diag. The worker exits afterwards, so no thread of the agent stays in a foreign namespace.
+//! - Other namespaces, without it: /proc/<member pid>/net text (no unix peers).
+//! - Namespaces with no member process and no privilege to enter: counted as unreadable.
+
+use super::procfs::{NumName, open_dir, open_file, read_all};
+use super::sockdiag::{DumpEnd, INET_TABLES, SockDiag};
+use super::table::NetnsTable;
+use super::text_tables::{DIAG_COVERED, TEXT_ONLY, read_text_table};
+use crate::model::{NetnsInfo, TableRead};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::thread::LinkNameSpaceType;
+use std::collections::BTreeMap;
+
+/// Where a namespace can be reached from.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct NamespaceHandle {
+    /// A live process inside it (for /proc/<pid>/ns/net and /proc/<pid>/net).
+    pub member_pid: Option<i32>,
+    /// Number of processes inside it.
+    pub processes: u32,
+    /// A bind mount of it (e.g. /run/netns/NAME).
+    pub mount_point: Option<Vec<u8>>,
+    /// An fd that pins it: (pid, fd).
+    pub pinning_fd: Option<(i32, i32)>,
+}
+
+impl NamespaceHandle {
+    fn pinned(&self) -> bool {
+        self.mount_point.is_some() || self.pinning_fd.is_some()
+    }
+
+    /// Opens the namespace file, trying the member process first.
+    fn open(&self, proc_dir: BorrowedFd<'_>) -> Option<OwnedFd> {
+        if let Some(pid) = self.member_pid {
+            let path = NumName::new("", pid as u64);
+            if let Ok(pid_dir) = open_dir(proc_dir, path.as_str())
+                && let Ok(fd) = open_file(pid_dir.as_fd(), "ns/net")
+            {
+                return Some(fd);
+            }
+        }
+        if let Some((pid, fd)) = self.pinning_fd {
+            let path = format!("{pid}/fd/{fd}");
+            if let Ok(fd) = open_file(proc_dir, &path) {
+                return Some(fd);
+            }
+        }
+        let mount_point = std::str::from_utf8(self.mount_point.as_deref()?).ok()?;
+        open_file(rustix::fs::CWD, mount_point).ok()
+    }
+}
+
+/// The result of reading every namespace.
+pub(crate) struct NamespaceTables {
+    pub infos: Vec<NetnsInfo>,
+    pub tables: BTreeMap<u64, NetnsTable>,
+}
+
+/// Reads the tables of `own` and of every namespace in `handles`.
+pub(crate) fn read_all_namespaces(
+    proc_dir: BorrowedFd<'_>,
+    own: u64,
+    handles: &BTreeMap<u64, NamespaceHandle>,
+    can_setns: bool,
+) -> NamespaceTables {
+    let mut buf = Vec::new();
+    let mut tables = BTreeMap::new();
+    let mut infos = Vec::new();
+
+    let own_handle = handles.get(&own).cloned().unwrap_or_default();
+    let (table, read, ports) = read_current_namespace(proc_dir, &mut buf);
+    infos.push(info(own, &own_handle, read, ports));
+    tables.insert(own, table);
+
+    let others: Vec<(u64, NamespaceHandle)> =
+        handles.iter().filter(|(ns, _)| **ns != own).map(|(ns, h)| (*ns, h.clone())).collect();
+    let mut entered = BTreeMap::new();
+    if can_setns && !others.is_empty() {
+        entered = read_by_setns(proc_dir, &others);
+    }
+    for (ns, handle) in &others {
+        let (table, read, ports) = match entered.remove(ns) {
+            Some(done) => done,
+            None => read_through_member(proc_dir, handle, &mut buf),
+        };
+        infos.push(info(*ns, handle, read, ports));
+        tables.insert(*ns, table);
+    }
+    infos.sort_by_key(|i| i.inode);
+    NamespaceTables { infos, tables }
+}
+
+type Read = (NetnsTable, TableRead, Option<(u16, u16)>);
+
+fn info(
+    inode: u64,
+    handle: &NamespaceHandle,
+    tables: TableRead,
+    ports: Option<(u16, u16)>,
+) -> NetnsInfo {
+    NetnsInfo {
+        inode,
+        tables,
+        processes: handle.processes,
+        pinned: handle.pinned(),
+        ephemeral_ports: ports,
+    }
+}
+
+/// Dumps the namespace the calling thread is in.
+fn read_current_namespace(proc_dir: BorrowedFd<'_>, buf: &mut Vec<u8>) -> Read {
+    let mut table = NetnsTable::default();
+    let net_dir = open_dir(proc_dir, "thread-self/net");
+    let read = match SockDiag::open() {
+        Ok(mut diag) => {
+            dump_diag_tables(&mut diag, net_dir.as_ref().ok(), buf, &mut table);
+            TableRead::SockDiag
+        }
+        Err(_) => match &net_dir {
+            Ok(dir) => {
+                for kind in DIAG_COVERED {
+                    if read_text_table(dir.as_fd(), kind, buf, &mut table).is_err() {
+                        table.errors += 1;
+                    }
+                }
+                TableRead::ProcNet
+            }
+            Err(_) => TableRead::Unreadable,
+        },
+    };
+    if let Ok(dir) = &net_dir {
+        for kind in TEXT_ONLY {
+            if read_text_table(dir.as_fd(), kind, buf, &mut table).is_err() {
+                table.errors += 1;
+            }
+        }
+    }
+    let ports = open_file(proc_dir, "sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|fd| read_all(fd.as_fd(), buf, 64).ok().map(|_| parse_port_range(buf)))
+        .flatten();
+    (table, read, ports)
+}
+
+/// All sock_diag tables; a table the kernel refuses (udplite compiled out, a diag module that
+/// cannot load) falls back to its text file. A dump the kernel flags as inconsistent is retried
+/// once, into a fresh table so the first attempt's rows are not counted twice.
+fn dump_diag_tables(
+    diag: &mut SockDiag,
+    net_dir: Option<&OwnedFd>,
+    buf: &mut Vec<u8>,
+    table: &mut NetnsTable,
+) {
+    for (index, (family, number, protocol)) in INET_TABLES.iter().enumerate() {
+        let dumped = dump_with_retry(table, |t| diag.dump_inet(*family, *number, protocol, t));
+        if !dumped {
+            text_fallback(net_dir, DIAG_COVERED[index], buf, table);
+        }
+    }
+    if !dump_with_retry(table, |t| diag.dump_unix(t)) {
+        text_fallback(net_dir, DIAG_COVERED[8], buf, table);
+    }
+}
+
+fn dump_with_retry(
+    table: &mut NetnsTable,
+    mut dump: impl FnMut(&mut NetnsTable) -> std::io::Result<DumpEnd>,
+) -> bool {
+    let mut fresh = NetnsTable::default();
+    match dump(&mut fresh) {
+        Ok(DumpEnd::Complete) => {}
+        Ok(DumpEnd::Interrupted) => {
+            table.interrupted += 1;
+            fresh = NetnsTable::default();
+            if dump(&mut fresh).is_err() {
+                return false;
+            }
+        }
+        Err(_) => return false,
+    }
+    table.merge(fresh);
+    true
+}
+
+fn text_fallback(
+    net_dir: Option<&OwnedFd>,
+    kind: super::text_tables::TextTable,
+    buf: &mut Vec<u8>,
+    table: &mut NetnsTable,
+) {
+    match net_dir {
+        Some(dir) if read_text_table(dir.as_fd(), kind, buf, table).is_ok() => {}
+        _ => table.errors += 1,
+    }
+}
+
+/// Enters each namespace from a worker thread and dumps it there.
+fn read_by_setns(
+    proc_dir: BorrowedFd<'_>,
+    others: &[(u64, NamespaceHandle)],
+) -> BTreeMap<u64, Read> {
+    let opened: Vec<(u64, OwnedFd)> =
+        others.iter().filter_map(|(ns, h)| Some((*ns, h.open(proc_dir)?))).collect();
+    let proc_fd = match rustix::io::fcntl_dupfd_cloexec(proc_dir, 0) {
+        Ok(fd) => fd,
+        Err(_) => return BTreeMap::new(),
+    };
+    let worker = std::thread::Builder::new().name("sockwatch-netns".into()).spawn(move || {
+        let mut buf = Vec::new();
+        let mut done = BTreeMap::new();
+        for (ns, fd) in opened {
+            if rustix::thread::move_into_link_name_space(
+                fd.as_fd(),
+                Some(LinkNameSpaceType::Network),
+            )
+            .is_ok()
+            {
+                done.insert(ns, read_current_namespace(proc_fd.as_fd(), &mut buf));
+            }
+        }
+        done
+    });
+    match worker.map(|w| w.join()) {
+        Ok(Ok(done)) => done,
+        _ => BTreeMap::new(),
+    }
+}
+
+/// Reads /proc/<member>/net text tables: all that is possible without entering the namespace.
+fn read_through_member(
+    proc_dir: BorrowedFd<'_>,
+    handle: &NamespaceHandle,
+    buf: &mut Vec<u8>,
+) -> Read {
+    let mut table = NetnsTable::default();
+    let Some(pid) = handle.member_pid else {
+        return (table, TableRead::Unreadable, None);
+    };
+    let path = NumName::new("", pid as u64);
+    let Ok(net_dir) = open_dir(proc_dir, path.as_str()).and_then(|d| open_dir(d.as_fd(), "net"))
+    else {
+        return (table, TableRead::Unreadable, None);
+    };
+    for kind in DIAG_COVERED.into_iter().chain(TEXT_ONLY) {
+        if read_text_table(net_dir.as_fd(), kind, buf, &mut table).is_err() {
+            table.errors += 1;
+        }
+    }
+    (table, TableRead::ProcNet, None)
+}
+
+fn parse_port_range(buf: &[u8]) -> Option<(u16, u16)> {
+    let mut fields = super::parse::fields(buf.trim_ascii());
+    let low = super::parse::parse_dec(" port", fields.next()?).ok()?;
+    let high = super::parse::parse_dec("port", fields.next()?).ok()?;
+    Some((u16::try_from(low).ok()?, u16::try_from(high).ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn port_range() {
+        assert_eq!(super::parse_port_range(b"32768\t60999\n"), Some((32768, 60999)));
+        assert_eq!(super::parse_port_range(b"1 99999"), None);
+        assert_eq!(super::parse_port_range(b""), None);
+    }
+}

@@ -1,0 +1,385 @@
+//! Reads one process: identity, credentials, exe, argv, namespaces, and its fd table(s).
+
+use super::parse::{
+    FdLink, fdinfo_field, parse_cgroup, parse_dec, parse_fd_link, parse_stat, parse_status_ids,
+    split_cmdline,
+};
+use super::procfs::{
+    Failure, NumName, namespace_inode, open_dir, read_file, read_link, stat_follow, stat_link,
+};
+use crate::model::{AccessMode, Coverage, Exe, Fd, FdTarget, ProcKey, Process, PtyId, RawText};
+use rustix::fd::{AsFd, BorrowedFd};
+use rustix::fs::{FileType, RawDir};
+use std::collections::HashMap;
+use std::mem::MaybeUninit;
+
+/// argv beyond this is cut (and flagged): a process can present megabytes.
+const ARGV_LIMIT: usize = 64 * 1024;
+const PTY_SLAVE_MAJORS: std::ops::RangeInclusive<u32> = 136..=143;
+const TTY_MAJOR: u32 = 4;
+const TTYAUX_MAJOR: u32 = 5;
+const PTMX_MINOR: u32 = 2;
+/// `PF_KTHREAD` in /proc/pid/stat flags (include/linux/sched.h).
+const PF_KTHREAD: u32 = 0x0020_0000;
+
+/// What reading a process gave.
+pub(crate) enum ProcOutcome {
+    Read(Box<Process>),
+    Vanished,
+    Denied,
+}
+
+/// Reusable buffers and per-scan caches for reading processes.
+pub(crate) struct ProcessReader {
+    file: Vec<u8>,
+    link: Vec<u8>,
+    dirents: Vec<MaybeUninit<u8>>,
+    /// devpts `st_dev` seen from each mount namespace's /dev/pts, for /dev/ptmx masters.
+    devpts_by_mntns: HashMap<u64, Option<u64>>,
+    /// kcmp is compiled out on some kernels; then every thread's fd table is walked.
+    kcmp_works: bool,
+}
+
+impl ProcessReader {
+    pub fn new() -> Self {
+        ProcessReader {
+            file: Vec::with_capacity(4096),
+            link: vec![0; 4096],
+            dirents: vec![MaybeUninit::uninit(); 32 * 1024],
+            devpts_by_mntns: HashMap::new(),
+            kcmp_works: true,
+        }
+    }
+
+    /// Reads the process behind `pid_dir` (a dirfd of /proc/<pid>), appending its fds to `fds`.
+    pub fn read(
+        &mut self,
+        pid_dir: BorrowedFd<'_>,
+        coverage: &mut Coverage,
+        fds: &mut Vec<Fd>,
+    ) -> ProcOutcome {
+        let stat = match read_file(pid_dir, "stat", &mut self.file, 4096) {
+            Ok(_) => match parse_stat(&self.file) {
+                Ok(stat) => stat,
+                Err(_) => return ProcOutcome::Vanished,
+            },
+            Err(e) => return outcome_of(e),
+        };
+        let key = ProcKey { pid: stat.pid, start_ticks: stat.start_ticks };
+        let kernel_thread = stat.flags & PF_KTHREAD != 0;
+        let ids = match read_file(pid_dir, "status", &mut self.file, 16 * 1024) {
+            Ok(_) => parse_status_ids(&self.file).ok(),
+            Err(e) if Failure::of(e) == Failure::Vanished => return ProcOutcome::Vanished,
+            Err(_) => None,
+        };
+        let (argv, argv_truncated) = match read_file(pid_dir, "cmdline", &mut self.file, ARGV_LIMIT)
+        {
+            Ok(truncated) => (split_cmdline(&self.file), truncated),
+            Err(_) => (Vec::new(), false),
+        };
+        let cgroup = read_file(pid_dir, "cgroup", &mut self.file, 16 * 1024)
+            .ok()
+            .and_then(|_| parse_cgroup(&self.file));
+        let mut denied = false;
+        let (exe, cwd, mntns) = if kernel_thread {
+            (None, None, None)
+        } else {
+            let exe = match self.read_exe(pid_dir) {
+                Ok(exe) => Some(exe),
+                Err(e) => {
+                    denied |= Failure::of(e) == Failure::Denied;
+                    None
+                }
+            };
+            let cwd = read_link(pid_dir, "cwd", &mut self.link).ok().map(RawText::from);
+            (exe, cwd, namespace_inode(pid_dir, "ns/mnt"))
+        };
+        let ids = ids.unwrap_or(super::parse::StatusIds { uid: 0, euid: 0, gid: 0, egid: 0 });
+        let mut process = Process {
+            key,
+            ppid: stat.ppid,
+            uid: ids.uid,
+            euid: ids.euid,
+            gid: ids.gid,
+            egid: ids.egid,
+            comm: stat.comm,
+            exe,
+            argv,
+            argv_truncated,
+            cwd,
+            tty_nr: stat.tty_nr,
+            sid: stat.sid,
+            pgid: stat.pgid,
+            netns: if kernel_thread { None } else { namespace_inode(pid_dir, "ns/net") },
+            pidns: if kernel_thread { None } else { namespace_inode(pid_dir, "ns/pid") },
+            mntns,
+            cgroup,
+            threads: stat.threads,
+            kernel_thread,
+            denied: false,
+        };
+        if kernel_thread {
+            return ProcOutcome::Read(Box::new(process));
+        }
+
+        let denied_before = coverage.fds_denied;
+        match open_dir(pid_dir, "fd") {
+            Ok(fd_dir) => {
+                let ctx = FdContext { pid_dir, info_dir: pid_dir, proc: key, tid: None, mntns };
+                self.walk_fds(fd_dir.as_fd(), &ctx, coverage, fds);
+            }
+            Err(e) if Failure::of(e) == Failure::Vanished => return ProcOutcome::Vanished,
+            Err(_) => {
+                coverage.fd_dirs_denied += 1;
+                denied = true;
+            }
+        }
+        if stat.threads > 1 {
+            self.walk_private_thread_fds(pid_dir, key, mntns, coverage, fds);
+        }
+        process.denied = denied || coverage.fds_denied > denied_before;
+        ProcOutcome::Read(Box::new(process))
+    }
+
+    fn read_exe(&mut self, pid_dir: BorrowedFd<'_>) -> Result<Exe, rustix::io::Errno> {
+        let path = RawText::from(read_link(pid_dir, "exe", &mut self.link)?);
+        // Through the magic link: the binary itself, even deleted or outside our mount namespace.
+        let st = stat_follow(pid_dir, "exe")?;
+        let deleted = st.st_nlink == 0;
+        Ok(Exe {
+            memfd: deleted && path.as_bytes().starts_with(b"/memfd:"),
+            deleted,
+            dev: st.st_dev,
+            ino: st.st_ino,
+            owner_uid: st.st_uid,
+            mode: st.st_mode & 0o7777,
+            path,
+        })
+    }
+
+    /// A thread that called `unshare(CLONE_FILES)` has an fd table of its own, visible only under
+    /// /proc/pid/task/tid/fd. kcmp(KCMP_FILES) tells whether a thread shares the leader's table.
+    fn walk_private_thread_fds(
+        &mut self,
+        pid_dir: BorrowedFd<'_>,
+        key: ProcKey,
+        mntns: Option<u64>,
+        coverage: &mut Coverage,
+        fds: &mut Vec<Fd>,
+    ) {
+        let Ok(task_dir) = open_dir(pid_dir, "task") else { return };
+        let mut tids = Vec::new();
+        let mut dirents = std::mem::take(&mut self.dirents);
+        let mut entries = RawDir::new(task_dir.as_fd(), &mut dirents);
+        while let Some(Ok(entry)) = entries.next() {
+            if let Ok(tid) = parse_dec("tid", entry.file_name().to_bytes())
+                && let Ok(tid) = i32::try_from(tid)
+                && tid != key.pid
+            {
+                tids.push(tid);
+            }
+        }
+        self.dirents = dirents;
+        for tid in tids {
+            if self.kcmp_works {
+                match kcmp_files(key.pid, tid) {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(rustix::io::Errno::NOSYS) => self.kcmp_works = false,
+                    Err(_) => continue, // the thread exited
+                }
+            }
+            let name = NumName::new("", tid as u64);
+            let Ok(thread_dir) = open_dir(task_dir.as_fd(), name.as_str()) else { continue };
+            let Ok(fd_dir) = open_dir(thread_dir.as_fd(), "fd") else { continue };
+            let before = fds.len();
+            let ctx = FdContext {
+                pid_dir,
+                info_dir: thread_dir.as_fd(),
+                proc: key,
+                tid: Some(tid),
+                mntns,
+            };
+            self.walk_fds(fd_dir.as_fd(), &ctx, coverage, fds);
+            if self.kcmp_works {
+                coverage.threads_with_private_fds += 1;
+            } else {
+                // Without kcmp, every thread was walked: keep only fds the leader does not have.
+                let leader: std::collections::HashSet<(i32, FdTarget)> = fds[..before]
+                    .iter()
+                    .filter(|f| f.proc == key && f.tid.is_none())
+                    .map(|f| (f.num, f.target.clone()))
+                    .collect();
+                let mut i = before;
+                while i < fds.len() {
+                    if leader.contains(&(fds[i].num, fds[i].target.clone())) {
+                        fds.swap_remove(i);
+                    } else {
+                        i += 1;
+                    }
+                }
+                if fds.len() > before {
+                    coverage.threads_with_private_fds += 1;
+                }
+            }
+        }
+    }
+
+    fn walk_fds(
+        &mut self,
+        fd_dir: BorrowedFd<'_>,
+        ctx: &FdContext<'_>,
+        coverage: &mut Coverage,
+        fds: &mut Vec<Fd>,
+    ) {
+        let mut dirents = std::mem::take(&mut self.dirents);
+        let mut entries = RawDir::new(fd_dir, &mut dirents);
+        while let Some(entry) = entries.next() {
+            let Ok(entry) = entry else { break };
+            if entry.file_type() == FileType::Directory {
+                continue; // . and ..
+            }
+            let Ok(num) = parse_dec("fd", entry.file_name().to_bytes()) else { continue };
+            let Ok(num) = i32::try_from(num) else { continue };
+            match self.read_fd(fd_dir, num, ctx) {
+                Ok((mode, target)) => {
+                    coverage.fds_seen += 1;
+                    fds.push(Fd { proc: ctx.proc, tid: ctx.tid, num, mode, target });
+                }
+                Err(e) if Failure::of(e) == Failure::Denied => coverage.fds_denied += 1,
+                Err(_) => coverage.fds_vanished += 1,
+            }
+        }
+        self.dirents = dirents;
+    }
+
+    fn read_fd(
+        &mut self,
+        fd_dir: BorrowedFd<'_>,
+        num: i32,
+        ctx: &FdContext<'_>,
+    ) -> Result<(AccessMode, FdTarget), rustix::io::Errno> {
+        let name = NumName::new("", num as u64);
+        let link = read_link(fd_dir, name.as_str(), &mut self.link)?;
+        let target = match parse_fd_link(link) {
+            FdLink::Socket(inode) => return Ok((AccessMode::Unknown, FdTarget::Socket { inode })),
+            FdLink::Pipe(inode) => {
+                return Ok((link_mode(fd_dir, name.as_str()), FdTarget::Pipe { inode }));
+            }
+            FdLink::AnonInode(kind) => FdTarget::AnonInode { kind: RawText::from(kind) },
+            FdLink::Namespace(kind, inode) => {
+                FdTarget::Namespace { kind: RawText::from(kind), inode }
+            }
+            FdLink::Other(other) => FdTarget::Other { link: RawText::from(other) },
+            FdLink::Path(path) => {
+                let path = RawText::from(path);
+                return Ok(self.classify_path(fd_dir, name.as_str(), num, path, ctx));
+            }
+        };
+        Ok((AccessMode::Unknown, target))
+    }
+
+    /// A path target may be a FIFO or a terminal anywhere in the file system, so it is stat'ed
+    /// through the magic link (which also works when the path is deleted or in another mount
+    /// namespace).
+    fn classify_path(
+        &mut self,
+        fd_dir: BorrowedFd<'_>,
+        name: &str,
+        num: i32,
+        path: RawText,
+        ctx: &FdContext<'_>,
+    ) -> (AccessMode, FdTarget) {
+        let Ok(st) = stat_follow(fd_dir, name) else {
+            return (AccessMode::Unknown, FdTarget::File { path });
+        };
+        let mode = link_mode(fd_dir, name);
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::Fifo => (mode, FdTarget::Fifo { dev: st.st_dev, ino: st.st_ino, path }),
+            FileType::CharacterDevice => {
+                let (major, minor) = (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev));
+                if PTY_SLAVE_MAJORS.contains(&major) {
+                    let index = (major - PTY_SLAVE_MAJORS.start()) * 256 + minor;
+                    let pty = PtyId { devpts: Some(st.st_dev), index };
+                    (mode, FdTarget::PtySlave { pty })
+                } else if major == TTYAUX_MAJOR && minor == PTMX_MINOR {
+                    (mode, FdTarget::PtyMaster { pty: self.pty_master(&path, st.st_dev, num, ctx) })
+                } else if major == TTY_MAJOR || major == TTYAUX_MAJOR {
+                    (mode, FdTarget::Tty { rdev: st.st_rdev, path })
+                } else {
+                    (mode, FdTarget::File { path })
+                }
+            }
+            _ => (mode, FdTarget::File { path }),
+        }
+    }
+
+    /// A master's index is in fdinfo `tty-index`. Opened as /dev/pts/ptmx it stats as the devpts
+    /// instance itself; opened as /dev/ptmx it stats as devtmpfs, and its devpts is the one
+    /// mounted at /dev/pts in the holder's mount namespace (one stat per namespace).
+    fn pty_master(&mut self, path: &RawText, st_dev: u64, num: i32, ctx: &FdContext<'_>) -> PtyId {
+        let info = NumName::new("fdinfo/", num as u64);
+        let index = read_file(ctx.info_dir, info.as_str(), &mut self.file, 4096)
+            .ok()
+            .and_then(|_| fdinfo_field(&self.file, b"tty-index"))
+            .and_then(|v| parse_dec("tty-index", v).ok())
+            .and_then(|v| u32::try_from(v).ok());
+        let devpts = if path.as_bytes().ends_with(b"/pts/ptmx") {
+            Some(st_dev)
+        } else {
+            let pid_dir = ctx.pid_dir;
+            match ctx.mntns {
+                Some(ns) => *self
+                    .devpts_by_mntns
+                    .entry(ns)
+                    .or_insert_with(|| stat_follow(pid_dir, "root/dev/pts").ok().map(|s| s.st_dev)),
+                None => stat_follow(pid_dir, "root/dev/pts").ok().map(|s| s.st_dev),
+            }
+        };
+        // Without tty-index (kernels before 4.x) the pty cannot be linked; u32::MAX never matches.
+        PtyId { devpts, index: index.unwrap_or(u32::MAX) }
+    }
+}
+
+struct FdContext<'a> {
+    pid_dir: BorrowedFd<'a>,
+    /// The directory holding `fdinfo/` for this fd table (the process's or the thread's).
+    info_dir: BorrowedFd<'a>,
+    proc: ProcKey,
+    tid: Option<i32>,
+    mntns: Option<u64>,
+}
+
+/// The owner permission bits of an fd link mirror how it was opened (read → r, write → w).
+fn link_mode(fd_dir: BorrowedFd<'_>, name: &str) -> AccessMode {
+    match stat_link(fd_dir, name) {
+        Ok(st) => match (st.st_mode & 0o400 != 0, st.st_mode & 0o200 != 0) {
+            (true, true) => AccessMode::ReadWrite,
+            (true, false) => AccessMode::Read,
+            (false, true) => AccessMode::Write,
+            (false, false) => AccessMode::Unknown,
+        },
+        Err(_) => AccessMode::Unknown,
+    }
+}
+
+fn outcome_of(errno: rustix::io::Errno) -> ProcOutcome {
+    match Failure::of(errno) {
+        Failure::Denied => ProcOutcome::Denied,
+        _ => ProcOutcome::Vanished,
+    }
+}
+
+/// kcmp(pid, tid, KCMP_FILES): Ok(true) when both share one fd table.
+fn kcmp_files(pid: i32, tid: i32) -> Result<bool, rustix::io::Errno> {
+    const KCMP_FILES: libc::c_int = 2;
+    // SAFETY: kcmp takes plain integers and touches no memory of ours.
+    let r = unsafe { libc::syscall(libc::SYS_kcmp, pid, tid, KCMP_FILES, 0, 0) };
+    if r < 0 {
+        Err(rustix::io::Errno::from_raw_os_error(
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO),
+        ))
+    } else {
+        Ok(r == 0)
+    }
+}

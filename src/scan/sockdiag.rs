@@ -1,0 +1,195 @@
+//! Socket tables through netlink sock_diag, the interface `ss` uses: binary records (no text to
+//! forge), unix peers, and several times cheaper than /proc/net text (see the research notes).
+//! A sock_diag socket dumps the namespace of the thread that created it, so other namespaces are
+//! dumped from a thread that entered them (see `netns`).
+
+use super::table::NetnsTable;
+use crate::model::{
+    Endpoint, Family, Protocol, RawText, Socket, SocketKey, SocketState, TableSource, UnixInfo,
+};
+use netlink_packet_core::{
+    NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_sock_diag::SockDiagMessage;
+use netlink_packet_sock_diag::constants::{
+    AF_INET, AF_INET6, IPPROTO_RAW, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE,
+};
+use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
+use netlink_packet_sock_diag::unix::nlas::UnixDiagName;
+use netlink_packet_sock_diag::unix::{self, ShowFlags, UnixRequest};
+use netlink_sys::{SocketAddr, protocols::NETLINK_SOCK_DIAG};
+use std::io;
+
+/// The inet tables sock_diag can dump. Ping (icmp) sockets have no sock_diag handler.
+pub(crate) const INET_TABLES: [(u8, u8, Protocol); 8] = [
+    (AF_INET, IPPROTO_TCP, Protocol::Tcp),
+    (AF_INET6, IPPROTO_TCP, Protocol::Tcp),
+    (AF_INET, IPPROTO_UDP, Protocol::Udp),
+    (AF_INET6, IPPROTO_UDP, Protocol::Udp),
+    (AF_INET, IPPROTO_UDPLITE, Protocol::Udplite),
+    (AF_INET6, IPPROTO_UDPLITE, Protocol::Udplite),
+    (AF_INET, IPPROTO_RAW, Protocol::Raw),
+    (AF_INET6, IPPROTO_RAW, Protocol::Raw),
+];
+
+/// A NETLINK_SOCK_DIAG socket bound in the current thread's network namespace.
+pub(crate) struct SockDiag {
+    socket: netlink_sys::Socket,
+    buf: Vec<u8>,
+    seq: u32,
+}
+
+/// How a dump ended.
+pub(crate) enum DumpEnd {
+    Complete,
+    /// The kernel flagged the dump as inconsistent (tables changed under it).
+    Interrupted,
+}
+
+impl SockDiag {
+    /// Opens a socket in the calling thread's network namespace.
+    pub fn open() -> io::Result<Self> {
+        let mut socket = netlink_sys::Socket::new(NETLINK_SOCK_DIAG)?;
+        socket.bind_auto()?;
+        socket.connect(&SocketAddr::new(0, 0))?;
+        Ok(SockDiag { socket, buf: vec![0; 64 * 1024], seq: 0 })
+    }
+
+    /// Dumps one inet table into `table`.
+    pub fn dump_inet(
+        &mut self,
+        family: u8,
+        protocol_number: u8,
+        protocol: &Protocol,
+        table: &mut NetnsTable,
+    ) -> io::Result<DumpEnd> {
+        let request = SockDiagMessage::InetRequest(InetRequest {
+            family,
+            protocol: protocol_number,
+            extensions: ExtensionFlags::empty(),
+            states: StateFlags::all(),
+            socket_id: if family == AF_INET { SocketId::new_v4() } else { SocketId::new_v6() },
+        });
+        self.dump(request, |message| {
+            if let SockDiagMessage::InetResponse(response) = message {
+                let h = &response.header;
+                let inode = u64::from(h.inode);
+                let family = if h.family == AF_INET { Family::Inet } else { Family::Inet6 };
+                let mut row = Socket::new(
+                    SocketKey { netns: 0, inode },
+                    family,
+                    protocol.clone(),
+                    SocketState::from_tcp_number(h.state),
+                    TableSource::SockDiag,
+                );
+                row.local =
+                    Some(Endpoint::new(h.socket_id.source_address, h.socket_id.source_port));
+                row.remote = Some(Endpoint::new(
+                    h.socket_id.destination_address,
+                    h.socket_id.destination_port,
+                ));
+                row.uid = Some(h.uid);
+                row.rx_queue = h.recv_queue;
+                row.tx_queue = h.send_queue;
+                table.insert(inode, row);
+            }
+        })
+    }
+
+    /// Dumps the unix table, with names and peers, into `table`.
+    pub fn dump_unix(&mut self, table: &mut NetnsTable) -> io::Result<DumpEnd> {
+        let request = SockDiagMessage::UnixRequest(UnixRequest {
+            state_flags: unix::StateFlags::all(),
+            inode: 0,
+            show_flags: ShowFlags::NAME | ShowFlags::PEER,
+            cookie: [0; 8],
+        });
+        self.dump(request, |message| {
+            if let SockDiagMessage::UnixResponse(response) = message {
+                let name = match response.name() {
+                    Some(UnixDiagName::Pathname(path)) => {
+                        RawText::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
+                    }
+                    Some(UnixDiagName::Abstract(bytes)) => {
+                        let mut shown = Vec::with_capacity(bytes.len() + 1);
+                        shown.push(b'@');
+                        shown.extend_from_slice(bytes);
+                        RawText::new(shown)
+                    }
+                    None => RawText::default(),
+                };
+                let h = &response.header;
+                let inode = u64::from(h.inode);
+                let mut row = Socket::new(
+                    SocketKey { netns: 0, inode },
+                    Family::Unix,
+                    unix_protocol(h.kind),
+                    SocketState::from_tcp_number(h.state),
+                    TableSource::SockDiag,
+                );
+                row.unix = Some(UnixInfo { name, peer: response.peer().map(u64::from) });
+                row.rx_queue = response.receive_queue_size().unwrap_or(0);
+                row.tx_queue = response.send_queue_size().unwrap_or(0);
+                table.insert(inode, row);
+            }
+        })
+    }
+
+    fn dump(
+        &mut self,
+        request: SockDiagMessage,
+        mut on_message: impl FnMut(SockDiagMessage),
+    ) -> io::Result<DumpEnd> {
+        self.seq = self.seq.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        header.sequence_number = self.seq;
+        let mut packet = NetlinkMessage::new(header, request.into());
+        packet.finalize();
+        let mut out = vec![0; packet.buffer_len()];
+        packet.serialize(&mut out);
+        self.socket.send(&out, 0)?;
+
+        let mut interrupted = false;
+        loop {
+            let size = self.socket.recv(&mut &mut self.buf[..], 0)?;
+            let mut offset = 0;
+            while offset < size {
+                let message =
+                    NetlinkMessage::<SockDiagMessage>::deserialize(&self.buf[offset..size])
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                let length = message.header.length as usize;
+                if message.header.flags & NLM_F_DUMP_INTR != 0 {
+                    interrupted = true;
+                }
+                match message.payload {
+                    NetlinkPayload::Done(_) => {
+                        return Ok(if interrupted {
+                            DumpEnd::Interrupted
+                        } else {
+                            DumpEnd::Complete
+                        });
+                    }
+                    NetlinkPayload::Error(error) => return Err(error.to_io()),
+                    NetlinkPayload::InnerMessage(inner) => on_message(inner),
+                    NetlinkPayload::Noop | NetlinkPayload::Overrun(_) => {}
+                    _ => {}
+                }
+                if length == 0 {
+                    break;
+                }
+                offset += length.next_multiple_of(4);
+            }
+        }
+    }
+}
+
+/// Maps a unix socket type number to the protocol enum.
+pub(crate) fn unix_protocol(socket_type: u8) -> Protocol {
+    match socket_type {
+        1 => Protocol::Stream,
+        2 => Protocol::Dgram,
+        5 => Protocol::Seqpacket,
+        other => Protocol::Other(format!("unix-type-{other}")),
+    }
+}
