@@ -1,0 +1,84 @@
+//! The command line: argument definitions and dispatch. `main` stays thin: it calls `run` and maps
+//! the result to an exit code.
+
+mod scan;
+
+use clap::{Parser, Subcommand};
+use std::ffi::OsString;
+use std::io::Write;
+use std::process::ExitCode;
+
+/// sockwatch: which process holds which socket, and where every shell's stdio leads.
+#[derive(Debug, Parser)]
+#[command(name = "sockwatch", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Take one snapshot of the host and print its sockets with every holder.
+    Scan(scan::ScanArgs),
+}
+
+/// Exit status for a missing privilege (sysexits EX_NOPERM).
+const EXIT_NO_PERMISSION: u8 = 77;
+/// Exit status for a usage error (sysexits EX_USAGE).
+const EXIT_USAGE: u8 = 64;
+
+/// Errors a command reports as one line before exiting non-zero.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The scan lacks capabilities it needs to see every process.
+    #[error(
+        "missing capabilities {0}: other users' fds and namespaces would be invisible; \
+         grant them (or run as root), or pass --partial to scan only what is visible"
+    )]
+    MissingCapabilities(String),
+    /// The scanner could not start.
+    #[error(transparent)]
+    Scan(#[from] crate::scan::ScanError),
+    /// Writing the output failed.
+    #[error("writing output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+impl CliError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            CliError::MissingCapabilities(_) => EXIT_NO_PERMISSION,
+            CliError::Scan(_) | CliError::Output(_) => 1,
+        }
+    }
+}
+
+/// Parses `args` and runs the command.
+pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("sockwatch: {first} (see sockwatch --help)");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let result = match cli.command {
+        Command::Scan(args) => scan::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "sockwatch: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! The `sockwatch scan` command line: formats, filters, hostile strings, and one-line errors.
+
+use crate::util::{Netns, Running, prerequisites, python_in, sockwatch};
+use std::process::Command;
+
+#[test]
+fn a_bad_flag_is_one_line_and_exit_64() {
+    let output = sockwatch(&["scan", "--no-such-flag"]);
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("sockwatch: ") && stderr.contains("--no-such-flag"), "{stderr}");
+    let output = sockwatch(&["scan", "--format", "xml"]);
+    assert_eq!(output.status.code(), Some(64));
+}
+
+/// Missing privilege is judged by capabilities: uid 0 without them is refused too.
+#[test]
+fn missing_capabilities_are_refused_even_for_uid_0() {
+    if !prerequisites(&["setpriv"]) {
+        return;
+    }
+    for drop in ["-sys_ptrace", "-dac_read_search"] {
+        let output = Command::new("setpriv")
+            .args([&format!("--bounding-set={drop}"), "--inh-caps=-all"])
+            .arg(env!("CARGO_BIN_EXE_sockwatch"))
+            .arg("scan")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(77), "dropping {drop}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("missing capabilities CAP_"), "{stderr}");
+    }
+}
+
+/// `--partial` scans without the capabilities and counts what it could not see.
+#[test]
+fn an_unprivileged_partial_scan_counts_what_it_cannot_see() {
+    if !prerequisites(&["setpriv", "sleep"]) {
+        return;
+    }
+    let _root_process = Running::spawn({
+        let mut c = Command::new("sleep");
+        c.arg("1000");
+        c
+    });
+    let output = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .arg(env!("CARGO_BIN_EXE_sockwatch"))
+        .args(["scan", "--partial", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let doc: crate::util::Document = serde_json::from_slice(&output.stdout).unwrap();
+    let privileges = doc.snapshot.privileges;
+    assert!(!privileges.sys_ptrace && !privileges.dac_read_search && !privileges.sys_admin);
+    assert!(doc.snapshot.coverage.processes_denied > 0, "{:?}", doc.snapshot.coverage);
+    assert!(doc.derived.truncated_walks.is_empty());
+}
+
+#[test]
+fn hostile_process_names_stay_one_line_and_lossless() {
+    if !prerequisites(&["ip", "python3"]) {
+        return;
+    }
+    let netns = Netns::new();
+    let program = r#"
+import ctypes, json, os, socket, sys
+l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()
+ctypes.CDLL(None).prctl(15, b"x\n\x1b[31m\xe2\x80\xae\xff")
+print(json.dumps({'pid': os.getpid()}), flush=True)
+sys.stdin.read()
+"#;
+    let (running, facts) = python_in(&netns, program);
+    let pid = facts["pid"].to_string();
+    let ndjson = sockwatch(&["scan", "--format", "ndjson", "--pid", &pid]);
+    assert!(ndjson.status.success());
+    let text = String::from_utf8(ndjson.stdout).expect("NDJSON is UTF-8");
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is one JSON object"))
+        .collect();
+    assert_eq!(rows.len(), 1, "{text}");
+    let name = &rows[0]["name"]["base64"];
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(name.as_str().unwrap()).unwrap();
+    assert_eq!(decoded, b"x\n\x1b[31m\xe2\x80\xae\xff", "comm kept byte for byte");
+    assert_eq!(rows[0]["pid"].as_i64(), Some(i64::from(running.pid())));
+
+    let table = sockwatch(&["scan", "--pid", &pid]);
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert_eq!(table.lines().count(), 2, "{table}");
+    assert!(table.contains(r"x\n\u{001b}[31m\u{202e}\xff"), "{table}");
+    assert!(!table.contains('\u{1b}'));
+}
+
+/// A socket in flight through SCM_RIGHTS is in its table with no holder: pid -1 with --all only.
+#[test]
+fn unowned_sockets_appear_with_pid_minus_1_only_with_all() {
+    if !prerequisites(&["ip", "python3"]) {
+        return;
+    }
+    let netns = Netns::new();
+    let program = r#"
+import json, os, socket, sys
+a, b = socket.socketpair()
+l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()
+inode = os.fstat(l.fileno()).st_ino
+socket.send_fds(a, [b"x"], [l.fileno()])
+l.close()
+print(json.dumps({'inode': inode}), flush=True)
+sys.stdin.read()
+"#;
+    let (_running, facts) = python_in(&netns, program);
+    let inode = facts["inode"].as_i64().unwrap();
+    let rows = |args: &[&str]| -> Vec<serde_json::Value> {
+        let out = sockwatch(&[&["scan", "--format", "ndjson"], args].concat());
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let in_flight = |rows: &[serde_json::Value]| {
+        rows.iter().filter(|r| r["socket"].as_i64() == Some(inode)).cloned().collect::<Vec<_>>()
+    };
+    assert!(in_flight(&rows(&[])).is_empty());
+    let all = in_flight(&rows(&["--all"]));
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0]["pid"].as_i64(), Some(-1));
+    assert_eq!(all[0]["state"].as_str(), Some("LISTEN"));
+    assert_eq!(all[0]["net_namespace"].as_u64(), Some(netns.inode()));
+}

@@ -1,0 +1,8 @@
+//! The integration tests: one binary (fast to link), topic files as modules. They run the real
+//! `sockwatch` binary against real processes, sockets and namespaces the tests create, and need
+//! root (./dev/test runs them so in CI).
+
+mod scan_cli;
+mod scan_holders;
+mod scan_world;
+mod util;

@@ -1,0 +1,215 @@
+//! Shared test helpers: root and tool prerequisites, network namespaces made by the test, child
+//! processes stopped by pid, and running the real `sockwatch` binary.
+
+use serde::Deserialize;
+use sockwatch::model::{Fd, ProcKey, Process, Snapshot, Socket, StdioLink};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Panics in CI, where a missing prerequisite must fail loudly; elsewhere says why and skips.
+pub fn prerequisites(tools: &[&str]) -> bool {
+    let mut missing: Vec<String> = tools
+        .iter()
+        .filter(|t| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {t}")])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .map(|t| t.to_string())
+        .collect();
+    if !rustix::process::geteuid().is_root() {
+        missing.push("root".into());
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let message = format!("missing prerequisites: {} (run ./dev/test as root)", missing.join(", "));
+    if std::env::var_os("CI").is_some() {
+        panic!("{message}");
+    }
+    eprintln!("SKIPPED: {message}");
+    false
+}
+
+/// A network namespace created with `ip netns add`, deleted on drop, loopback up.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new() -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let name =
+            format!("swtest-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        run(Command::new("ip").args(["netns", "add", &name]));
+        run(Command::new("ip").args(["-n", &name, "link", "set", "lo", "up"]));
+        Netns { name }
+    }
+
+    /// The namespace's inode.
+    pub fn inode(&self) -> u64 {
+        std::os::unix::fs::MetadataExt::ino(
+            &std::fs::metadata(format!("/run/netns/{}", self.name)).expect("netns file"),
+        )
+    }
+
+    /// A command that runs inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.name, program]);
+        command
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "delete", &self.name]).status();
+    }
+}
+
+/// Runs a command that must succeed.
+pub fn run(command: &mut Command) -> String {
+    let output = command.output().expect("spawn");
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A child process killed (by its pid) when dropped, with its stdin kept open until then.
+pub struct Running {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+impl Running {
+    /// Spawns with piped stdin/stdout and reads one line of stdout.
+    pub fn spawn_with_line(mut command: Command) -> (Self, String) {
+        let mut child =
+            command.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("spawn");
+        let stdin = child.stdin.take();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read line");
+        (Running { child, stdin }, line)
+    }
+
+    pub fn spawn(mut command: Command) -> Self {
+        let child = command.stdin(Stdio::null()).spawn().expect("spawn");
+        Running { child, stdin: None }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Closing stdin asks a fixture to clean up its children; give it a moment, then kill.
+        if self.stdin.take().is_some() {
+            for _ in 0..50 {
+                if self.child.try_wait().is_ok_and(|s| s.is_some()) {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(self.pid()).expect("pid"),
+            rustix::process::Signal::KILL,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+/// The snapshot document printed by `sockwatch scan --format json`.
+#[derive(Deserialize)]
+pub struct Document {
+    pub format: String,
+    pub snapshot: Snapshot,
+    pub derived: Derived,
+}
+
+#[derive(Deserialize)]
+pub struct Derived {
+    pub directions: Vec<SocketDirection>,
+    pub stdio_links: Vec<StdioLink>,
+    pub truncated_walks: Vec<(ProcKey, i32)>,
+}
+
+#[derive(Deserialize)]
+pub struct SocketDirection {
+    pub netns: u64,
+    pub inode: u64,
+    pub direction: sockwatch::model::Direction,
+    pub source: sockwatch::model::DirectionSource,
+}
+
+/// Runs the real binary and returns its stdout.
+pub fn sockwatch(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sockwatch")).args(args).output().expect("run sockwatch")
+}
+
+/// `sockwatch scan --format json`, parsed.
+pub fn scan_document() -> Document {
+    let output = sockwatch(&["scan", "--format", "json"]);
+    assert!(output.status.success(), "scan failed: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("snapshot JSON")
+}
+
+impl Document {
+    pub fn process(&self, pid: i32) -> &Process {
+        self.snapshot
+            .processes
+            .iter()
+            .find(|p| p.key.pid == pid)
+            .unwrap_or_else(|| panic!("pid {pid} not in snapshot"))
+    }
+
+    pub fn socket(&self, inode: u64) -> &Socket {
+        self.snapshot
+            .sockets
+            .iter()
+            .find(|s| s.key.inode == inode)
+            .unwrap_or_else(|| panic!("socket {inode} not in snapshot"))
+    }
+
+    pub fn fd(&self, pid: i32, num: i32) -> &Fd {
+        self.snapshot
+            .fds
+            .iter()
+            .find(|f| f.proc.pid == pid && f.num == num && f.tid.is_none())
+            .unwrap_or_else(|| panic!("fd {pid}/{num} not in snapshot"))
+    }
+
+    pub fn direction(&self, inode: u64) -> sockwatch::model::Direction {
+        self.derived.directions.iter().find(|d| d.inode == inode).expect("direction").direction
+    }
+
+    /// (pid, fd) holders of a socket.
+    pub fn holders(&self, inode: u64) -> Vec<(i32, i32)> {
+        self.socket(inode).holders.iter().map(|h| (h.proc.pid, h.fd)).collect()
+    }
+}
+
+/// Runs inline Python inside `netns`; it prints one JSON line of facts, then waits for stdin.
+pub fn python_in(netns: &Netns, program: &str) -> (Running, serde_json::Value) {
+    let mut command = netns.command("python3");
+    command.args(["-c", program]);
+    let (running, line) = Running::spawn_with_line(command);
+    (running, serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}")))
+}
+
+pub const PRELUDE: &str = r#"
+import ctypes, json, os, signal, socket, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+def die_with_parent():
+    libc.prctl(1, signal.SIGKILL)
+"#;
