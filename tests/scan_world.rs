@@ -6,21 +6,22 @@ use serde_json::Value;
 use sockwatch::model::{AccessMode, Direction, FdTarget, SocketState, Via};
 use std::collections::BTreeSet;
 
-struct World {
-    _netns: Netns,
-    netns_inode: u64,
+/// The fixture world running in a namespace of its own.
+pub struct World {
+    netns: Netns,
+    pub netns_inode: u64,
     _process: Running,
     facts: Value,
 }
 
 impl World {
-    fn start() -> World {
+    pub fn start() -> World {
         let netns = Netns::new();
         let mut command = netns.command("python3");
         command.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/world.py"));
         let (process, line) = Running::spawn_with_line(command);
         let facts: Value = serde_json::from_str(&line).expect("world facts");
-        World { netns_inode: netns.inode(), _netns: netns, _process: process, facts }
+        World { netns_inode: netns.inode(), netns, _process: process, facts }
     }
 
     fn int(&self, key: &str) -> i64 {
@@ -31,7 +32,7 @@ impl World {
         self.int(key) as i32
     }
 
-    fn inode(&self, key: &str) -> u64 {
+    pub fn inode(&self, key: &str) -> u64 {
         self.int(key) as u64
     }
 }
@@ -134,7 +135,27 @@ fn world_snapshot_has_every_holder_direction_and_link() {
     assert_eq!(doc.process(server).netns, Some(world.netns_inode));
 }
 
-/// `ss -tuaxnpe` inside the namespace: the set of (inode, pid, fd) for tcp, udp and unix sockets.
+impl World {
+    /// `ss -tuaxnpe` inside the namespace: (inode, pid, fd) for tcp, udp and unix sockets.
+    pub fn ss_holders(&self) -> BTreeSet<(u64, i32, i32)> {
+        ss_holders(&self.netns)
+    }
+}
+
+/// Our (inode, pid, fd) set for the tcp, udp and unix sockets of one namespace.
+pub fn our_holders(doc: &crate::util::Document, netns: u64) -> BTreeSet<(u64, i32, i32)> {
+    doc.snapshot
+        .sockets
+        .iter()
+        .filter(|s| s.key.netns == netns)
+        .filter(|s| {
+            use sockwatch::model::Protocol::*;
+            matches!(s.protocol, Tcp | Udp | Stream | Dgram | Seqpacket)
+        })
+        .flat_map(|s| s.holders.iter().map(move |h| (s.key.inode, h.proc.pid, h.fd)))
+        .collect()
+}
+
 fn ss_holders(netns: &Netns) -> BTreeSet<(u64, i32, i32)> {
     let out = run(netns.command("ss").args(["-tuaxnpeH"]));
     let mut set = BTreeSet::new();
@@ -176,18 +197,8 @@ fn holders_in_a_namespace_equal_what_ss_reports() {
     }
     let world = World::start();
     let doc = scan_document();
-    let ours: BTreeSet<(u64, i32, i32)> = doc
-        .snapshot
-        .sockets
-        .iter()
-        .filter(|s| s.key.netns == world.netns_inode)
-        .filter(|s| {
-            use sockwatch::model::Protocol::*;
-            matches!(s.protocol, Tcp | Udp | Stream | Dgram | Seqpacket)
-        })
-        .flat_map(|s| s.holders.iter().map(move |h| (s.key.inode, h.proc.pid, h.fd)))
-        .collect();
-    let theirs = ss_holders(&world._netns);
+    let ours = our_holders(&doc, world.netns_inode);
+    let theirs = world.ss_holders();
     assert!(!ours.is_empty());
     assert_eq!(ours, theirs, "ours (left) vs ss -tuaxnpe (right)");
 }

@@ -4,5 +4,7 @@
 
 mod scan_cli;
 mod scan_holders;
+mod scan_privileges;
+mod scan_processes;
 mod scan_world;
 mod util;

@@ -105,6 +105,14 @@ impl Running {
         Running { child, stdin: None }
     }
 
+    /// Writes one line to the child's stdin.
+    pub fn write_line(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "{line}").expect("write to child");
+        stdin.flush().expect("flush");
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
