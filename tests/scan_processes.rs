@@ -1,7 +1,7 @@
 //! Process identity: exe flags judged by the inode (deleted, memfd, a faked " (deleted)" name),
 //! exe re-read after execve under the same key, and fds in a thread's private fd table.
 
-use crate::util::{Netns, PRELUDE, Running, prerequisites, python_in, scan_document};
+use crate::util::{Netns, PRELUDE, Running, ScratchDir, prerequisites, python_in, scan_document};
 use sockwatch::scan::Scanner;
 use std::process::Command;
 
@@ -11,26 +11,21 @@ fn sleep_copy(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
     path
 }
 
-fn scratch_dir(tag: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("sockwatch-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[test]
 fn deleted_exe_is_judged_by_link_count_not_by_its_name() {
     if !prerequisites(&["sleep"]) {
         return;
     }
-    let dir = scratch_dir("exe");
+    let scratch = ScratchDir::new("exe");
+    let dir = &scratch.path;
     let deleted = Running::spawn({
-        let mut c = Command::new(sleep_copy(&dir, "updater"));
+        let mut c = Command::new(sleep_copy(dir, "updater"));
         c.arg("1000");
         c
     });
     std::fs::remove_file(dir.join("updater")).unwrap();
     let spoofed = Running::spawn({
-        let mut c = Command::new(sleep_copy(&dir, "x (deleted)"));
+        let mut c = Command::new(sleep_copy(dir, "x (deleted)"));
         c.arg("1000");
         c
     });
@@ -41,8 +36,6 @@ fn deleted_exe_is_judged_by_link_count_not_by_its_name() {
     let exe = doc.process(spoofed.pid()).exe.as_ref().unwrap();
     assert!(exe.path.as_bytes().ends_with(b"x (deleted)"));
     assert!(!exe.deleted, "a name ending in ' (deleted)' proves nothing");
-    drop((deleted, spoofed));
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]

@@ -6,5 +6,6 @@ mod scan_cli;
 mod scan_holders;
 mod scan_privileges;
 mod scan_processes;
+mod scan_relays;
 mod scan_world;
 mod util;

@@ -221,3 +221,24 @@ libc = ctypes.CDLL(None, use_errno=True)
 def die_with_parent():
     libc.prctl(1, signal.SIGKILL)
 "#;
+
+/// A directory under the temp dir, removed on drop.
+pub struct ScratchDir {
+    pub path: std::path::PathBuf,
+}
+
+impl ScratchDir {
+    pub fn new(tag: &str) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("sockwatch-{tag}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&path).expect("scratch dir");
+        ScratchDir { path }
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
