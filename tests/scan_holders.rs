@@ -99,9 +99,8 @@ sys.stdin.read()
             if last.len() == 4 {
                 assert_eq!(doc.direction(socket.key.inode), sockwatch::model::Direction::Outbound);
                 let stdio: Vec<_> = doc
-                    .derived
-                    .stdio_links
-                    .iter()
+                    .stdio_links()
+                    .into_iter()
                     .filter(|l| l.proc.pid == shell.pid() && l.socket == socket.key)
                     .map(|l| (l.fd, l.via))
                     .collect();

@@ -35,9 +35,8 @@ fn shell_pid(doc: &Document, netns: u64) -> Option<i32> {
 /// (via, relay comms) of the shell's links on `fd` that reach the connection to `port`.
 fn links(doc: &Document, pid: i32, fd: i32, port: u64) -> Vec<(Via, Vec<String>)> {
     let comm = |pid: i32| String::from_utf8_lossy(doc.process(pid).comm.as_bytes()).into_owned();
-    doc.derived
-        .stdio_links
-        .iter()
+    doc.stdio_links()
+        .into_iter()
         .filter(|l| l.proc.pid == pid && l.fd == fd)
         .filter(|l| doc.socket(l.socket.inode).remote.is_some_and(|r| u64::from(r.port) == port))
         .map(|l| (l.via, l.relays.iter().map(|r| comm(r.pid)).collect()))

@@ -105,7 +105,7 @@ fn world_snapshot_has_every_holder_direction_and_link() {
     // Stdio relay: the pty child reaches the server's network sockets through the pty, the piped
     // child through its stdin pipe; both with the server as the one relay.
     let links_of = |pid: i32, fd: i32| {
-        doc.derived.stdio_links.iter().filter(move |l| l.proc.pid == pid && l.fd == fd)
+        doc.stdio_links().into_iter().filter(move |l| l.proc.pid == pid && l.fd == fd)
     };
     for fd in 0..=2 {
         let sockets: BTreeSet<u64> = links_of(on_pty, fd)
@@ -126,7 +126,7 @@ fn world_snapshot_has_every_holder_direction_and_link() {
     let piped_links: Vec<_> = links_of(piped, 0).collect();
     assert!(!piped_links.is_empty(), "piped child's stdin reaches the server's sockets");
     assert!(piped_links.iter().all(|l| l.via == Via::Pipe && l.relays[0].pid == server));
-    assert!(doc.derived.truncated_walks.iter().all(|(p, _)| p.pid != on_pty && p.pid != piped));
+    assert!((0..=2).all(|fd| !doc.truncated(on_pty, fd) && !doc.truncated(piped, fd)));
 
     // The namespace is listed, read with sock_diag (the test runs with CAP_SYS_ADMIN).
     let info = doc.snapshot.namespaces.iter().find(|n| n.inode == world.netns_inode).unwrap();

@@ -2,7 +2,7 @@
 //! processes stopped by pid, and running the real `sockwatch` binary.
 
 use serde::Deserialize;
-use sockwatch::model::{Fd, ProcKey, Process, Snapshot, Socket, StdioLink};
+use sockwatch::model::{Fd, Process, Snapshot, Socket, StdioEnd, StdioLink, StdioReach};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -148,8 +148,8 @@ pub struct Document {
 #[derive(Deserialize)]
 pub struct Derived {
     pub directions: Vec<SocketDirection>,
-    pub stdio_links: Vec<StdioLink>,
-    pub truncated_walks: Vec<(ProcKey, i32)>,
+    pub stdio: Vec<StdioEnd>,
+    pub reaches: Vec<StdioReach>,
 }
 
 #[derive(Deserialize)]
@@ -199,6 +199,36 @@ impl Document {
 
     pub fn direction(&self, inode: u64) -> sockwatch::model::Direction {
         self.derived.directions.iter().find(|d| d.inode == inode).expect("direction").direction
+    }
+
+    /// Every stdio link, expanded from the shared reaches.
+    pub fn stdio_links(&self) -> Vec<StdioLink> {
+        let mut links = Vec::new();
+        for end in &self.derived.stdio {
+            let mut push = |relays: &[sockwatch::model::ProcKey], socket| {
+                let (proc, fd, via) = (end.proc, end.fd, end.via);
+                links.push(StdioLink { proc, fd, via, relays: relays.to_vec(), socket });
+            };
+            match (end.socket, end.reach) {
+                (Some(socket), _) => push(&[], socket),
+                (None, Some(i)) => {
+                    for route in &self.derived.reaches[i].routes {
+                        push(&route.relays, route.socket);
+                    }
+                }
+                (None, None) => panic!("stdio end with neither socket nor reach: {end:?}"),
+            }
+        }
+        links
+    }
+
+    /// Whether the walk from this process's fd was truncated.
+    pub fn truncated(&self, pid: i32, fd: i32) -> bool {
+        self.derived.stdio.iter().any(|e| {
+            e.proc.pid == pid
+                && e.fd == fd
+                && e.reach.is_some_and(|i| self.derived.reaches[i].truncated)
+        })
     }
 
     /// (pid, fd) holders of a socket.

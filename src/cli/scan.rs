@@ -5,7 +5,7 @@ use super::CliError;
 use crate::graph::Graph;
 use crate::model::{
     Direction, DirectionSource, Family, ProcKey, Process, Protocol, RawText, Snapshot, Socket,
-    StdioLink,
+    StdioEnd, StdioReach,
 };
 use crate::scan::Scanner;
 use serde::Serialize;
@@ -270,8 +270,8 @@ struct SnapshotDocument<'a> {
 #[derive(Serialize)]
 struct Derived<'a> {
     directions: Vec<SocketDirection>,
-    stdio_links: &'a [StdioLink],
-    truncated_walks: &'a [(ProcKey, i32)],
+    stdio: &'a [StdioEnd],
+    reaches: &'a [StdioReach],
 }
 
 #[derive(Serialize)]
@@ -302,8 +302,8 @@ fn write_json(out: &mut impl Write, graph: &Graph<'_>) -> std::io::Result<()> {
                     source: *source,
                 })
                 .collect(),
-            stdio_links: &graph.stdio_links,
-            truncated_walks: &graph.truncated_walks,
+            stdio: &graph.stdio,
+            reaches: &graph.reaches,
         },
     };
     serde_json::to_writer(&mut *out, &document)?;

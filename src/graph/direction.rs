@@ -157,3 +157,100 @@ fn serves(
         addrs.iter().any(|a| a.is_unspecified() || *a == local.addr)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::fixture::{Builder, NETNS};
+    use crate::model::{Protocol::*, SocketState::*};
+
+    fn verdicts(
+        b: Builder,
+        memory: Option<&ListenerMemory>,
+    ) -> Vec<(u64, Direction, DirectionSource)> {
+        let snapshot = b.build();
+        let d = directions(&snapshot, memory);
+        snapshot.sockets.iter().zip(d).map(|(s, (dir, src))| (s.key.inode, dir, src)).collect()
+    }
+
+    fn verdict_of(
+        v: &[(u64, Direction, DirectionSource)],
+        inode: u64,
+    ) -> (Direction, DirectionSource) {
+        v.iter().find(|x| x.0 == inode).map(|x| (x.1, x.2)).unwrap()
+    }
+
+    #[test]
+    fn tcp_by_listener_state_and_port_range() {
+        let mut b = Builder::new();
+        b.inet(1, Tcp, "0.0.0.0:8080", "0.0.0.0:0", Listen);
+        b.inet(2, Tcp, "127.0.0.1:8080", "127.0.0.1:50000", Established);
+        b.inet(3, Tcp, "127.0.0.1:45000", "127.0.0.1:443", Established);
+        b.inet(4, Tcp, "127.0.0.1:9000", "127.0.0.1:443", Established);
+        b.inet(5, Tcp, "127.0.0.1:7000", "127.0.0.1:50001", CloseWait);
+        b.inet(6, Tcp, "127.0.0.1:45001", "10.0.0.1:22", SynSent);
+        b.inet(7, Tcp, "[::]:2222", "[::]:0", Listen);
+        b.inet(8, Tcp, "10.1.1.1:2222", "10.9.9.9:22", Established);
+        let v = verdicts(b, None);
+        use Direction::*;
+        use DirectionSource as S;
+        assert_eq!(verdict_of(&v, 1), (Listening, S::State));
+        assert_eq!(verdict_of(&v, 2), (Inbound, S::Listener));
+        assert_eq!(verdict_of(&v, 3), (Outbound, S::PortRange));
+        assert_eq!(verdict_of(&v, 4), (Unknown, S::None));
+        assert_eq!(verdict_of(&v, 5), (Inbound, S::PortRange), "an ephemeral remote port");
+        assert_eq!(verdict_of(&v, 6), (Outbound, S::State));
+        assert_eq!(verdict_of(&v, 8), (Inbound, S::Listener), "a v6 wildcard serves v4");
+    }
+
+    #[test]
+    fn a_listener_of_another_namespace_does_not_count() {
+        let mut b = Builder::new();
+        b.inet(1, Tcp, "0.0.0.0:8080", "0.0.0.0:0", Listen);
+        b.inet(2, Tcp, "127.0.0.1:8080", "127.0.0.1:443", Established);
+        b.snapshot_mut().sockets[0].key.netns = NETNS + 1;
+        let v = verdicts(b, None);
+        assert_eq!(verdict_of(&v, 2), (Direction::Unknown, DirectionSource::None));
+    }
+
+    #[test]
+    fn a_listener_seen_earlier_still_marks_inbound() {
+        // nc -l -e closes its listener on accept: only an earlier snapshot saw it.
+        let mut earlier = Builder::new();
+        earlier.inet(1, Tcp, "0.0.0.0:4444", "0.0.0.0:0", Listen);
+        let mut memory = ListenerMemory::default();
+        memory.remember(&earlier.build());
+        let accepted = || {
+            let mut b = Builder::new();
+            b.inet(2, Tcp, "127.0.0.1:4444", "127.0.0.1:4000", Established);
+            b
+        };
+        let v = verdicts(accepted(), None);
+        assert_eq!(verdict_of(&v, 2), (Direction::Unknown, DirectionSource::None));
+        let v = verdicts(accepted(), Some(&memory));
+        assert_eq!(verdict_of(&v, 2), (Direction::Inbound, DirectionSource::Listener));
+    }
+
+    #[test]
+    fn udp_by_unconnected_socket_on_the_port() {
+        let mut b = Builder::new();
+        b.inet(1, Udp, "0.0.0.0:53", "0.0.0.0:0", Close);
+        b.inet(2, Udp, "127.0.0.1:53", "127.0.0.1:40000", Established);
+        b.inet(3, Udp, "127.0.0.1:40001", "127.0.0.1:53", Established);
+        let v = verdicts(b, None);
+        assert_eq!(verdict_of(&v, 1), (Direction::Listening, DirectionSource::State));
+        assert_eq!(verdict_of(&v, 2), (Direction::Inbound, DirectionSource::Listener));
+        assert_eq!(verdict_of(&v, 3), (Direction::Outbound, DirectionSource::PortRange));
+    }
+
+    #[test]
+    fn the_namespace_port_range_is_used() {
+        let mut b = Builder::new();
+        b.snapshot_mut().namespaces[0].ephemeral_ports = Some((1000, 2000));
+        b.inet(1, Tcp, "127.0.0.1:1500", "127.0.0.1:443", Established);
+        b.inet(2, Tcp, "127.0.0.1:45000", "127.0.0.1:443", Established);
+        let v = verdicts(b, None);
+        assert_eq!(verdict_of(&v, 1), (Direction::Outbound, DirectionSource::PortRange));
+        assert_eq!(verdict_of(&v, 2), (Direction::Unknown, DirectionSource::None));
+    }
+}

@@ -3,14 +3,16 @@
 //! computed again from a snapshot's JSON.
 
 mod direction;
+#[cfg(test)]
+mod fixture;
 mod relay;
 
 pub use direction::{DEFAULT_EPHEMERAL_PORTS, ListenerMemory, directions};
-pub use relay::{MAX_FANOUT, MAX_RELAY_DEPTH, MAX_VISITS};
+pub use relay::{MAX_FANOUT, MAX_RELAY_DEPTH, MAX_ROUTES, MAX_VISITS};
 
 use crate::model::{
     Direction, DirectionSource, Fd, FdTarget, ProcKey, PtyId, Snapshot, Socket, SocketKey,
-    StdioLink, TableSource,
+    StdioEnd, StdioLink, StdioReach, TableSource, Via,
 };
 use std::collections::HashMap;
 
@@ -20,10 +22,11 @@ pub struct Graph<'s> {
     pub snapshot: &'s Snapshot,
     /// Direction of each socket, in `snapshot.sockets` order.
     pub directions: Vec<(Direction, DirectionSource)>,
-    /// Every stdio link found.
-    pub stdio_links: Vec<StdioLink>,
-    /// (process, fd) whose relay walk hit a bound: the absence of a link there proves nothing.
-    pub truncated_walks: Vec<(ProcKey, i32)>,
+    /// Each process's fd 0-2 that leads to a network socket or whose walk was truncated, sorted
+    /// by (process, fd).
+    pub stdio: Vec<StdioEnd>,
+    /// Where each walked stdio object leads; `StdioEnd::reach` indexes this.
+    pub reaches: Vec<StdioReach>,
     socket_by_inode: HashMap<u64, usize>,
     fd_ranges: HashMap<ProcKey, (usize, usize)>,
     pipes: HashMap<u64, Vec<usize>>,
@@ -38,8 +41,8 @@ impl<'s> Graph<'s> {
         let mut graph = Graph {
             snapshot,
             directions: directions(snapshot, memory),
-            stdio_links: Vec::new(),
-            truncated_walks: Vec::new(),
+            stdio: Vec::new(),
+            reaches: Vec::new(),
             socket_by_inode: HashMap::with_capacity(snapshot.sockets.len()),
             fd_ranges: HashMap::new(),
             pipes: HashMap::new(),
@@ -69,10 +72,43 @@ impl<'s> Graph<'s> {
                 _ => {}
             }
         }
-        let (links, truncated) = relay::resolve(&graph);
-        graph.stdio_links = links;
-        graph.truncated_walks = truncated;
+        let (stdio, reaches) = relay::resolve(&graph);
+        graph.stdio = stdio;
+        graph.reaches = reaches;
         graph
+    }
+
+    /// The links of one stdio end, one per network socket it reaches.
+    pub fn links(&self, end: &StdioEnd) -> Vec<StdioLink> {
+        let link = |relays: &[ProcKey], socket: SocketKey| StdioLink {
+            proc: end.proc,
+            fd: end.fd,
+            via: end.via,
+            relays: relays.to_vec(),
+            socket,
+        };
+        match (end.via, end.socket, end.reach) {
+            (Via::Direct, Some(socket), _) => vec![link(&[], socket)],
+            (_, _, Some(i)) => {
+                self.reaches[i].routes.iter().map(|r| link(&r.relays, r.socket)).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Every stdio link of one process.
+    pub fn links_of(&self, proc: ProcKey) -> Vec<StdioLink> {
+        let start = self.stdio.partition_point(|e| e.proc < proc);
+        self.stdio[start..]
+            .iter()
+            .take_while(|e| e.proc == proc)
+            .flat_map(|e| self.links(e))
+            .collect()
+    }
+
+    /// True when the walk from this stdio end hit a bound.
+    pub fn truncated(&self, end: &StdioEnd) -> bool {
+        end.reach.is_some_and(|i| self.reaches[i].truncated)
     }
 
     /// The socket with this inode, if any table (or the unresolved set) has it.

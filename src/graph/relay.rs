@@ -8,11 +8,14 @@
 //! socket: its peer's holders), then into the relay's own inputs; from an fd that writes, to the
 //! readers and the relay's outputs. A relay that holds a network socket ends the path there.
 //! Depth, fan-out and total work are bounded; a walk that hits a bound is reported as truncated,
-//! never as "no link". Results are memoised per (stdio object, flow): a shell's children share its
-//! stdio objects, so each object is walked once.
+//! never as "no link". Results are kept once per (stdio object, flow) and shared by reference: a
+//! shell's children share its stdio objects, and a thousand workers can share one stdout pipe, so
+//! output stays proportional to processes plus routes, never their product.
 
 use super::Graph;
-use crate::model::{AccessMode, Fd, FdTarget, ProcKey, SocketKey, StdioLink, Via};
+use crate::model::{
+    AccessMode, Fd, FdTarget, ProcKey, Route, SocketKey, StdioEnd, StdioReach, Via,
+};
 use std::collections::{HashMap, HashSet, VecDeque};
 
 /// Relays allowed between a stdio fd and the socket.
@@ -21,6 +24,9 @@ pub const MAX_RELAY_DEPTH: usize = 8;
 pub const MAX_FANOUT: usize = 64;
 /// Objects visited by one walk before it is flagged truncated.
 pub const MAX_VISITS: usize = 4096;
+/// Routes one walk records before it is flagged truncated (a relay holding thousands of sockets
+/// is a server, and listing all of them helps no one).
+pub const MAX_ROUTES: usize = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Flow {
@@ -51,51 +57,33 @@ impl Object {
     }
 }
 
-/// What a walk from one object found.
-#[derive(Clone, Debug, Default)]
-struct Reach {
-    /// (relays nearest first, socket), shortest path per socket.
-    sockets: Vec<(Vec<ProcKey>, SocketKey)>,
-    truncated: bool,
-}
-
-/// All stdio links of a snapshot, plus the (process, fd) pairs whose walk was truncated.
-pub(crate) fn resolve(graph: &Graph<'_>) -> (Vec<StdioLink>, Vec<(ProcKey, i32)>) {
-    let mut memo: HashMap<(Object, Flow), Reach> = HashMap::new();
-    let mut links = Vec::new();
-    let mut truncated = Vec::new();
+/// Every process's stdio ends, and the shared reaches they point at.
+pub(crate) fn resolve(graph: &Graph<'_>) -> (Vec<StdioEnd>, Vec<StdioReach>) {
+    let mut memo: HashMap<(Object, Flow), usize> = HashMap::new();
+    let mut reaches = Vec::new();
+    let mut ends = Vec::new();
     for fd in graph.snapshot.fds.iter().filter(|f| (0..=2).contains(&f.num) && f.tid.is_none()) {
-        let flow = if fd.num == 0 { Flow::Source } else { Flow::Sink };
         if let Some(socket) = graph.network_socket(&fd.target) {
-            links.push(StdioLink {
-                proc: fd.proc,
-                fd: fd.num,
-                via: Via::Direct,
-                relays: Vec::new(),
-                socket,
-            });
+            let (proc, fd, via) = (fd.proc, fd.num, Via::Direct);
+            ends.push(StdioEnd { proc, fd, via, socket: Some(socket), reach: None });
             continue;
         }
         let Some(object) = graph.relay_object(&fd.target) else { continue };
-        let reach = memo.entry((object, flow)).or_insert_with(|| walk(graph, object, flow));
-        if reach.truncated {
-            truncated.push((fd.proc, fd.num));
-        }
-        for (relays, socket) in &reach.sockets {
-            links.push(StdioLink {
-                proc: fd.proc,
-                fd: fd.num,
-                via: object.via(),
-                relays: relays.clone(),
-                socket: *socket,
-            });
+        let flow = if fd.num == 0 { Flow::Source } else { Flow::Sink };
+        let index = *memo.entry((object, flow)).or_insert_with(|| {
+            reaches.push(walk(graph, object, flow));
+            reaches.len() - 1
+        });
+        if !reaches[index].routes.is_empty() || reaches[index].truncated {
+            let (proc, fd, via) = (fd.proc, fd.num, object.via());
+            ends.push(StdioEnd { proc, fd, via, socket: None, reach: Some(index) });
         }
     }
-    (links, truncated)
+    (ends, reaches)
 }
 
-fn walk(graph: &Graph<'_>, start: Object, flow: Flow) -> Reach {
-    let mut reach = Reach::default();
+fn walk(graph: &Graph<'_>, start: Object, flow: Flow) -> StdioReach {
+    let mut reach = StdioReach::default();
     let mut found: HashSet<SocketKey> = HashSet::new();
     let mut visited: HashSet<Object> = HashSet::from([start]);
     let mut expanded: HashSet<ProcKey> = HashSet::new();
@@ -117,8 +105,12 @@ fn walk(graph: &Graph<'_>, start: Object, flow: Flow) -> Reach {
                 relay_fds.iter().filter_map(|f| graph.network_socket(&f.target)).collect();
             if !sockets.is_empty() {
                 for socket in sockets {
+                    if reach.routes.len() >= MAX_ROUTES {
+                        reach.truncated = true;
+                        return reach;
+                    }
                     if found.insert(socket) {
-                        reach.sockets.push((relays.clone(), socket));
+                        reach.routes.push(Route { relays: relays.clone(), socket });
                     }
                 }
                 continue;
@@ -189,5 +181,159 @@ impl Graph<'_> {
             }
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::fixture::Builder;
+
+    fn pids(relays: &[ProcKey]) -> Vec<i32> {
+        relays.iter().map(|r| r.pid).collect()
+    }
+
+    fn routes_of(
+        snapshot: &crate::model::Snapshot,
+        pid: i32,
+        fd: i32,
+    ) -> (Vec<(Vec<i32>, u64)>, bool) {
+        let graph = Graph::build(snapshot, None);
+        let end = graph.stdio.iter().find(|e| e.proc.pid == pid && e.fd == fd);
+        match end {
+            None => (Vec::new(), false),
+            Some(end) => (
+                graph.links(end).iter().map(|l| (pids(&l.relays), l.socket.inode)).collect(),
+                graph.truncated(end),
+            ),
+        }
+    }
+
+    #[test]
+    fn follows_pipes_and_a_fifo_through_relays_in_the_direction_of_flow() {
+        // cat f | sh -i | nc host port > f
+        let mut b = Builder::new();
+        let (sh, cat, nc) = (b.process(10, "sh"), b.process(11, "cat"), b.process(12, "nc"));
+        b.pipe(100, (cat, 1), (sh, 0));
+        b.pipe(101, (sh, 1), (nc, 0));
+        let fifo = FdTarget::Fifo { dev: 8, ino: 9, path: "f".into() };
+        b.fd(cat, 3, AccessMode::Read, fifo.clone());
+        b.fd(nc, 1, AccessMode::Write, fifo);
+        b.connection(500, nc, 3);
+        let s = b.build();
+        assert_eq!(routes_of(&s, 10, 0), (vec![(vec![11, 12], 500)], false));
+        assert_eq!(routes_of(&s, 10, 1), (vec![(vec![12], 500)], false));
+    }
+
+    #[test]
+    fn a_co_writer_is_not_where_output_goes() {
+        // sh and a networked process both write into a pipe that only `logger` reads.
+        let mut b = Builder::new();
+        let (sh, other, logger) =
+            (b.process(10, "sh"), b.process(11, "srv"), b.process(12, "logger"));
+        b.pipe(100, (sh, 1), (logger, 0));
+        b.fd(other, 1, AccessMode::Write, FdTarget::Pipe { inode: 100 });
+        b.connection(500, other, 3);
+        let s = b.build();
+        assert_eq!(routes_of(&s, 10, 1), (vec![], false));
+    }
+
+    #[test]
+    fn ptys_and_unix_peers_lead_to_the_other_side_only() {
+        let mut b = Builder::new();
+        let (sh, child, socat) = (b.process(10, "sh"), b.process(11, "id"), b.process(12, "socat"));
+        let pty = crate::model::PtyId { devpts: Some(3), index: 0 };
+        for p in [sh, child] {
+            b.fd(p, 0, AccessMode::ReadWrite, FdTarget::PtySlave { pty });
+        }
+        b.fd(socat, 5, AccessMode::ReadWrite, FdTarget::PtyMaster { pty });
+        b.connection(500, socat, 3);
+        let (py, sh2) = (b.process(20, "python3"), b.process(21, "sh"));
+        b.unix_pair((600, py, 4), (601, sh2, 0));
+        b.connection(501, py, 3);
+        let s = b.build();
+        assert_eq!(routes_of(&s, 10, 0), (vec![(vec![12], 500)], false));
+        assert_eq!(routes_of(&s, 11, 0), (vec![(vec![12], 500)], false));
+        assert_eq!(routes_of(&s, 21, 0), (vec![(vec![20], 501)], false));
+    }
+
+    #[test]
+    fn a_pty_in_another_devpts_instance_is_another_pty() {
+        let mut b = Builder::new();
+        let (sh, relay) = (b.process(10, "sh"), b.process(12, "relay"));
+        b.fd(
+            sh,
+            0,
+            AccessMode::ReadWrite,
+            FdTarget::PtySlave { pty: crate::model::PtyId { devpts: Some(3), index: 0 } },
+        );
+        b.fd(
+            relay,
+            5,
+            AccessMode::ReadWrite,
+            FdTarget::PtyMaster { pty: crate::model::PtyId { devpts: Some(4), index: 0 } },
+        );
+        b.connection(500, relay, 3);
+        assert_eq!(routes_of(&b.build(), 10, 0), (vec![], false));
+    }
+
+    #[test]
+    fn a_chain_longer_than_the_depth_bound_is_truncated_not_absent() {
+        let mut b = Builder::new();
+        let sh = b.process(10, "sh");
+        let mut reader = (sh, 0);
+        for i in 0..(MAX_RELAY_DEPTH as i32 + 2) {
+            let cat = b.process(100 + i, "cat");
+            b.pipe(1000 + i as u64, (cat, 1), reader);
+            reader = (cat, 0);
+        }
+        let s = b.build();
+        assert_eq!(routes_of(&s, 10, 0), (vec![], true));
+    }
+
+    #[test]
+    fn fan_out_and_route_bounds_are_flagged() {
+        let mut b = Builder::new();
+        let sh = b.process(10, "sh");
+        for i in 0..(MAX_FANOUT as i32 + 1) {
+            let w = b.process(100 + i, "worker");
+            b.fd(w, 1, AccessMode::Write, FdTarget::Pipe { inode: 7 });
+        }
+        b.fd(sh, 0, AccessMode::Read, FdTarget::Pipe { inode: 7 });
+        assert!(routes_of(&b.build(), 10, 0).1, "too many writers");
+
+        let mut b = Builder::new();
+        let (sh, server) = (b.process(10, "sh"), b.process(11, "server"));
+        b.pipe(7, (server, 1), (sh, 0));
+        for i in 0..(MAX_ROUTES as i32 + 1) {
+            b.connection(500 + i as u64, server, 10 + i);
+        }
+        let (routes, truncated) = routes_of(&b.build(), 10, 0);
+        assert_eq!((routes.len(), truncated), (MAX_ROUTES, true));
+    }
+
+    #[test]
+    fn cycles_terminate_and_stdio_objects_are_walked_once() {
+        let mut b = Builder::new();
+        let (a, c) = (b.process(10, "a"), b.process(11, "b"));
+        b.pipe(1, (a, 1), (c, 0));
+        b.pipe(2, (c, 1), (a, 0));
+        assert_eq!(routes_of(&b.build(), 10, 0), (vec![], false));
+
+        let mut b = Builder::new();
+        let nc = b.process(5, "nc");
+        let children: Vec<ProcKey> = (0..3).map(|i| b.process(10 + i, "sh")).collect();
+        for child in &children {
+            b.fd(*child, 0, AccessMode::Read, FdTarget::Pipe { inode: 9 });
+        }
+        b.fd(nc, 1, AccessMode::Write, FdTarget::Pipe { inode: 9 });
+        b.connection(500, nc, 3);
+        let snapshot = b.build();
+        let graph = Graph::build(&snapshot, None);
+        let shared: Vec<_> =
+            graph.stdio.iter().filter(|e| children.contains(&e.proc)).map(|e| e.reach).collect();
+        assert_eq!(shared.len(), 3);
+        assert!(shared.iter().all(|r| r.is_some() && *r == shared[0]), "one walk, three holders");
+        assert!(children.iter().all(|c| graph.links_of(*c).len() == 1));
     }
 }

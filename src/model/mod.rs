@@ -11,7 +11,7 @@ mod text;
 
 pub use fd::{AccessMode, Fd, FdTarget, PtyId};
 pub use process::{Exe, ProcKey, Process};
-pub use relation::{Direction, DirectionSource, StdioLink, Via};
+pub use relation::{Direction, DirectionSource, Route, StdioEnd, StdioLink, StdioReach, Via};
 pub use snapshot::{Coverage, NetnsInfo, Privileges, Snapshot, TableRead};
 pub use socket::{
     Endpoint, Family, Holder, Protocol, Socket, SocketKey, SocketState, TableSource, UnixInfo,

@@ -92,6 +92,20 @@ pub struct Coverage {
     pub duration_us: u64,
 }
 
+impl Coverage {
+    /// Adds the per-process counters of another partial scan (another reader thread's share).
+    pub fn add_process_counts(&mut self, other: &Coverage) {
+        self.processes_seen += other.processes_seen;
+        self.processes_denied += other.processes_denied;
+        self.processes_vanished += other.processes_vanished;
+        self.fds_seen += other.fds_seen;
+        self.fd_dirs_denied += other.fd_dirs_denied;
+        self.fds_denied += other.fds_denied;
+        self.fds_vanished += other.fds_vanished;
+        self.threads_with_private_fds += other.threads_with_private_fds;
+    }
+}
+
 /// One scan of the host.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {

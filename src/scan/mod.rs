@@ -29,6 +29,7 @@ use rustix::fs::RawDir;
 use std::collections::BTreeMap;
 use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// Why a scan could not start at all (per-process trouble never ends up here).
@@ -44,11 +45,17 @@ pub enum ScanError {
     },
 }
 
+/// Below this many processes a second thread costs more than it saves.
+const PARALLEL_MIN_PROCESSES: usize = 256;
+/// Pids a reader thread claims at a time: small enough to balance a skewed host (one process can
+/// hold thousands of fds), large enough to keep the shared cursor cold.
+const PIDS_PER_CLAIM: usize = 16;
+
 /// Takes snapshots of the host. Keeps buffers and caches between scans.
 pub struct Scanner {
     root: PathBuf,
     proc_dir: OwnedFd,
-    reader: ProcessReader,
+    readers: Vec<ProcessReader>,
     dirents: Vec<MaybeUninit<u8>>,
     file: Vec<u8>,
 }
@@ -65,13 +72,20 @@ impl Scanner {
         let path = root.to_str().unwrap_or("/proc");
         let proc_dir = open_dir(rustix::fs::CWD, path)
             .map_err(|e| ScanError::ProcRoot { path: root.to_path_buf(), source: e.into() })?;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
         Ok(Scanner {
             root: root.to_path_buf(),
             proc_dir,
-            reader: ProcessReader::new(),
+            readers: (0..threads).map(|_| ProcessReader::new()).collect(),
             dirents: vec![MaybeUninit::uninit(); 64 * 1024],
             file: Vec::new(),
         })
+    }
+
+    /// Reads processes on up to `threads` threads (at least 1) when the host is large. An agent
+    /// that must stay in the background sets 1.
+    pub fn set_threads(&mut self, threads: usize) {
+        self.readers.resize_with(threads.max(1), ProcessReader::new);
     }
 
     /// The privileges a scan would run with.
@@ -88,39 +102,9 @@ impl Scanner {
         let privileges = self.privileges();
         let proc_dir = self.proc_dir.as_fd();
         let own_netns = namespace_inode(proc_dir, "thread-self/ns/net").unwrap_or(0);
-        let mut coverage = Coverage::default();
-        let mut processes = Vec::new();
-        let mut fds: Vec<Fd> = Vec::new();
-
-        for pid in list_pids(proc_dir, &mut self.dirents) {
-            let name = NumName::new("", u64::from(pid));
-            let pid_dir = match open_dir(proc_dir, name.as_str()) {
-                Ok(dir) => dir,
-                Err(e) => {
-                    match procfs::Failure::of(e) {
-                        procfs::Failure::Denied => coverage.processes_denied += 1,
-                        _ => coverage.processes_vanished += 1,
-                    }
-                    continue;
-                }
-            };
-            let fds_before = fds.len();
-            match self.reader.read(pid_dir.as_fd(), &mut coverage, &mut fds) {
-                ProcOutcome::Read(process) => {
-                    coverage.processes_seen += 1;
-                    coverage.processes_denied += u64::from(process.denied);
-                    processes.push(*process);
-                }
-                ProcOutcome::Vanished => {
-                    fds.truncate(fds_before);
-                    coverage.processes_vanished += 1;
-                }
-                ProcOutcome::Denied => {
-                    fds.truncate(fds_before);
-                    coverage.processes_denied += 1;
-                }
-            }
-        }
+        let pids = list_pids(proc_dir, &mut self.dirents);
+        let (mut coverage, mut processes, mut fds) =
+            read_processes(proc_dir, &pids, &mut self.readers);
 
         let handles = namespace_handles(proc_dir, &mut self.file, &processes, &fds);
         let namespaces =
@@ -145,6 +129,82 @@ impl Scanner {
             fds,
             sockets,
             coverage,
+        }
+    }
+}
+
+/// Reads every pid, on as many threads as there are readers when the host is large, and merges
+/// what they found.
+fn read_processes(
+    proc_dir: BorrowedFd<'_>,
+    pids: &[u32],
+    readers: &mut [ProcessReader],
+) -> (Coverage, Vec<crate::model::Process>, Vec<Fd>) {
+    let cursor = AtomicUsize::new(0);
+    let work = |reader: &mut ProcessReader| {
+        let mut found = (Coverage::default(), Vec::new(), Vec::new());
+        loop {
+            let start = cursor.fetch_add(PIDS_PER_CLAIM, Ordering::Relaxed);
+            if start >= pids.len() {
+                return found;
+            }
+            let end = (start + PIDS_PER_CLAIM).min(pids.len());
+            for &pid in &pids[start..end] {
+                read_one(proc_dir, pid, reader, &mut found.0, &mut found.1, &mut found.2);
+            }
+        }
+    };
+    let threads = if pids.len() >= PARALLEL_MIN_PROCESSES { readers.len() } else { 1 };
+    let (first, rest) = readers.split_first_mut().expect("at least one reader");
+    let mut results = std::thread::scope(|scope| {
+        let helpers: Vec<_> =
+            rest.iter_mut().take(threads - 1).map(|r| scope.spawn(|| work(r))).collect();
+        let mut results = vec![work(first)];
+        results.extend(helpers.into_iter().map(|h| h.join().expect("reader thread")));
+        results
+    });
+    let (mut coverage, mut processes, mut fds) = results.remove(0);
+    for (more_coverage, more_processes, more_fds) in results {
+        coverage.add_process_counts(&more_coverage);
+        processes.extend(more_processes);
+        fds.extend(more_fds);
+    }
+    (coverage, processes, fds)
+}
+
+fn read_one(
+    proc_dir: BorrowedFd<'_>,
+    pid: u32,
+    reader: &mut ProcessReader,
+    coverage: &mut Coverage,
+    processes: &mut Vec<crate::model::Process>,
+    fds: &mut Vec<Fd>,
+) {
+    let name = NumName::new("", u64::from(pid));
+    let pid_dir = match open_dir(proc_dir, name.as_str()) {
+        Ok(dir) => dir,
+        Err(e) => {
+            match procfs::Failure::of(e) {
+                procfs::Failure::Denied => coverage.processes_denied += 1,
+                _ => coverage.processes_vanished += 1,
+            }
+            return;
+        }
+    };
+    let fds_before = fds.len();
+    match reader.read(pid_dir.as_fd(), coverage, fds) {
+        ProcOutcome::Read(process) => {
+            coverage.processes_seen += 1;
+            coverage.processes_denied += u64::from(process.denied);
+            processes.push(*process);
+        }
+        ProcOutcome::Vanished => {
+            fds.truncate(fds_before);
+            coverage.processes_vanished += 1;
+        }
+        ProcOutcome::Denied => {
+            fds.truncate(fds_before);
+            coverage.processes_denied += 1;
         }
     }
 }

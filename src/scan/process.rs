@@ -293,24 +293,30 @@ impl ProcessReader {
         let Ok(st) = stat_follow(fd_dir, name) else {
             return (AccessMode::Unknown, FdTarget::File { path });
         };
-        let mode = link_mode(fd_dir, name);
         match FileType::from_raw_mode(st.st_mode) {
-            FileType::Fifo => (mode, FdTarget::Fifo { dev: st.st_dev, ino: st.st_ino, path }),
+            // Only a FIFO's end matters to the relay walk; ptys and ttys carry both ways.
+            FileType::Fifo => {
+                let mode = link_mode(fd_dir, name);
+                (mode, FdTarget::Fifo { dev: st.st_dev, ino: st.st_ino, path })
+            }
             FileType::CharacterDevice => {
                 let (major, minor) = (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev));
+                let unknown = AccessMode::Unknown;
                 if PTY_SLAVE_MAJORS.contains(&major) {
                     let index = (major - PTY_SLAVE_MAJORS.start()) * 256 + minor;
-                    let pty = PtyId { devpts: Some(st.st_dev), index };
-                    (mode, FdTarget::PtySlave { pty })
+                    (unknown, FdTarget::PtySlave { pty: PtyId { devpts: Some(st.st_dev), index } })
                 } else if major == TTYAUX_MAJOR && minor == PTMX_MINOR {
-                    (mode, FdTarget::PtyMaster { pty: self.pty_master(&path, st.st_dev, num, ctx) })
+                    (
+                        unknown,
+                        FdTarget::PtyMaster { pty: self.pty_master(&path, st.st_dev, num, ctx) },
+                    )
                 } else if major == TTY_MAJOR || major == TTYAUX_MAJOR {
-                    (mode, FdTarget::Tty { rdev: st.st_rdev, path })
+                    (unknown, FdTarget::Tty { rdev: st.st_rdev, path })
                 } else {
-                    (mode, FdTarget::File { path })
+                    (unknown, FdTarget::File { path })
                 }
             }
-            _ => (mode, FdTarget::File { path }),
+            _ => (AccessMode::Unknown, FdTarget::File { path }),
         }
     }
 
