@@ -60,16 +60,32 @@ pub(super) fn run(args: &ScanArgs) -> Result<(), CliError> {
     let mut out = BufWriter::with_capacity(256 * 1024, out);
     match args.format {
         Format::Json => write_json(&mut out, &graph)?,
-        Format::Ndjson => {
-            for row in rows(&graph, args) {
-                serde_json::to_writer(&mut out, &row).map_err(std::io::Error::from)?;
-                out.write_all(b"\n")?;
-            }
-        }
-        Format::Table => write_table(&mut out, &rows(&graph, args))?,
+        Format::Ndjson => for_each_row(&graph, args, |row| {
+            serde_json::to_writer(&mut out, &row)?;
+            out.write_all(b"\n")
+        })?,
+        Format::Table => write_table(&mut out, &graph, args)?,
     }
     out.flush()?;
     Ok(())
+}
+
+/// An address column: empty when the socket has none (unix, netlink, packet, unresolved).
+struct Addr(Option<std::net::IpAddr>);
+
+impl std::fmt::Display for Addr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => write!(f, "{addr}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Serialize for Addr {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 /// One (socket, holder) row, named after osquery's `process_open_sockets` columns.
@@ -82,8 +98,8 @@ struct Row<'a> {
     socket: u64,
     family: u16,
     protocol: u16,
-    local_address: String,
-    remote_address: String,
+    local_address: Addr,
+    remote_address: Addr,
     local_port: u16,
     remote_port: u16,
     path: Option<&'a RawText>,
@@ -95,23 +111,30 @@ struct Row<'a> {
     exe: Option<&'a RawText>,
     #[serde(skip)]
     socket_ref: &'a Socket,
+    #[serde(skip)]
+    proc: Option<ProcKey>,
 }
 
-fn rows<'a>(graph: &'a Graph<'a>, args: &ScanArgs) -> Vec<Row<'a>> {
+/// Calls `f` with every (socket, holder) row the arguments select, in socket order. Rows are
+/// made one at a time: at 100k sockets a collected Vec of rows would double the peak memory.
+fn for_each_row<'a>(
+    graph: &'a Graph<'a>,
+    args: &ScanArgs,
+    mut f: impl FnMut(Row<'a>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let processes: HashMap<ProcKey, &Process> =
         graph.snapshot.processes.iter().map(|p| (p.key, p)).collect();
-    let mut rows = Vec::new();
     for (socket, direction) in graph.snapshot.sockets.iter().zip(&graph.directions) {
         if socket.holders.is_empty() && args.all && args.pids.is_empty() {
-            rows.push(row(socket, *direction, None, -1, None, &processes));
+            f(row(socket, *direction, None, -1, None, &processes))?;
         }
         for h in &socket.holders {
             if args.pids.is_empty() || args.pids.contains(&h.proc.pid) {
-                rows.push(row(socket, *direction, Some(h.proc), h.fd, h.tid, &processes));
+                f(row(socket, *direction, Some(h.proc), h.fd, h.tid, &processes))?;
             }
         }
     }
-    rows
+    Ok(())
 }
 
 fn row<'a>(
@@ -123,8 +146,7 @@ fn row<'a>(
     processes: &HashMap<ProcKey, &'a Process>,
 ) -> Row<'a> {
     let process = proc.and_then(|p| processes.get(&p).copied());
-    let address =
-        |e: Option<crate::model::Endpoint>| e.map(|e| e.addr.to_string()).unwrap_or_default();
+    let address = |e: Option<crate::model::Endpoint>| Addr(e.map(|e| e.addr));
     Row {
         pid: proc.map_or(-1, |p| p.pid),
         fd,
@@ -144,6 +166,7 @@ fn row<'a>(
         name: process.map(|p| &p.comm),
         exe: process.and_then(|p| p.exe.as_ref()).map(|e| &e.path),
         socket_ref: socket,
+        proc,
     }
 }
 
@@ -158,7 +181,7 @@ fn family_name(family: Family) -> &'static str {
     }
 }
 
-fn protocol_name(protocol: &Protocol) -> String {
+fn protocol_name(protocol: &Protocol) -> std::borrow::Cow<'static, str> {
     match protocol {
         Protocol::Tcp => "tcp".into(),
         Protocol::Udp => "udp".into(),
@@ -170,8 +193,8 @@ fn protocol_name(protocol: &Protocol) -> String {
         Protocol::Seqpacket => "seqpacket".into(),
         Protocol::PacketRaw => "raw".into(),
         Protocol::PacketDgram => "dgram".into(),
-        Protocol::Netlink(n) => format!("netlink/{n}"),
-        Protocol::Other(name) => RawText::from(name.as_str()).escape_visible(),
+        Protocol::Netlink(n) => format!("netlink/{n}").into(),
+        Protocol::Other(name) => RawText::from(name.as_str()).escape_visible().into(),
     }
 }
 
@@ -184,79 +207,119 @@ fn direction_name(direction: Direction) -> &'static str {
     }
 }
 
-fn write_table(out: &mut impl Write, rows: &[Row<'_>]) -> std::io::Result<()> {
-    const HEADERS: [&str; 14] = [
-        "pid",
-        "fd",
-        "socket",
-        "family",
-        "protocol",
-        "local_address",
-        "local_port",
-        "remote_address",
-        "remote_port",
-        "state",
-        "net_namespace",
-        "direction",
-        "name",
-        "exe",
-    ];
-    let show = |t: Option<&RawText>| t.map(RawText::escape_visible).unwrap_or_else(|| "-".into());
-    let cells: Vec<[String; 15]> = rows
+const TABLE_HEADERS: [&str; 14] = [
+    "pid",
+    "fd",
+    "socket",
+    "family",
+    "protocol",
+    "local_address",
+    "local_port",
+    "remote_address",
+    "remote_port",
+    "state",
+    "net_namespace",
+    "direction",
+    "name",
+    "exe",
+];
+
+/// Escaped (name, exe) per process, made once rather than once per row.
+type ShownNames = HashMap<ProcKey, (String, String)>;
+
+fn shown_names(graph: &Graph<'_>) -> ShownNames {
+    let escaped =
+        |t: Option<&RawText>| t.map(RawText::escape_visible).unwrap_or_else(|| "-".into());
+    graph
+        .snapshot
+        .processes
         .iter()
-        .map(|r| {
-            let s = r.socket_ref;
-            let (local, remote) = match &s.unix {
-                Some(_) => (r.path.map(RawText::escape_visible).unwrap_or_default(), String::new()),
-                None => (r.local_address.clone(), r.remote_address.clone()),
-            };
-            [
-                r.pid.to_string(),
-                match r.tid {
-                    Some(tid) => format!("{}@{tid}", r.fd),
-                    None => r.fd.to_string(),
-                },
-                r.socket.to_string(),
-                family_name(s.family).into(),
-                protocol_name(&s.protocol),
-                local,
-                port(s.local.filter(|_| s.family.is_inet()).map(|e| e.port)),
-                remote,
-                port(s.remote.filter(|_| s.family.is_inet()).map(|e| e.port)),
-                r.state.into(),
-                r.net_namespace.to_string(),
-                direction_name(r.direction).into(),
-                show(r.name),
-                show(r.exe),
-                String::new(),
-            ]
-        })
-        .collect();
-    let mut widths: Vec<usize> = HEADERS.iter().map(|h| h.len()).collect();
-    for row in &cells {
-        for (w, cell) in widths.iter_mut().zip(row.iter()) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let last = HEADERS.len() - 1;
-    for (i, header) in HEADERS.iter().enumerate() {
-        let sep = if i == last { "\n" } else { "  " };
-        write!(out, "{header:<width$}{sep}", width = if i == last { 0 } else { widths[i] })?;
-    }
-    for row in &cells {
-        for (i, cell) in row.iter().take(HEADERS.len()).enumerate() {
-            if i == last {
-                writeln!(out, "{cell}")?;
-            } else {
-                write!(out, "{cell:<width$}  ", width = widths[i])?;
-            }
-        }
-    }
-    Ok(())
+        .map(|p| (p.key, (escaped(Some(&p.comm)), escaped(p.exe.as_ref().map(|e| &e.path)))))
+        .collect()
 }
 
-fn port(port: Option<u16>) -> String {
-    port.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
+/// Appends one row's cells to `line`, recording where each ends.
+fn render_cells(r: &Row<'_>, names: &ShownNames, line: &mut String, ends: &mut Vec<usize>) {
+    use std::fmt::Write as _;
+    let s = r.socket_ref;
+    line.clear();
+    ends.clear();
+    let mut cell = |line: &mut String, write: &dyn Fn(&mut String)| {
+        write(line);
+        ends.push(line.len());
+    };
+    let (name, exe) = r.proc.and_then(|p| names.get(&p)).map_or(("-", "-"), |(n, e)| (n, e));
+    let inet = s.family.is_inet();
+    cell(line, &|l| _ = write!(l, "{}", r.pid));
+    cell(line, &|l| match r.tid {
+        Some(tid) => _ = write!(l, "{}@{tid}", r.fd),
+        None => _ = write!(l, "{}", r.fd),
+    });
+    cell(line, &|l| _ = write!(l, "{}", r.socket));
+    cell(line, &|l| l.push_str(family_name(s.family)));
+    cell(line, &|l| l.push_str(&protocol_name(&s.protocol)));
+    cell(line, &|l| match &s.unix {
+        Some(_) => l.push_str(&r.path.map(RawText::escape_visible).unwrap_or_default()),
+        None => _ = write!(l, "{}", r.local_address),
+    });
+    cell(line, &|l| port_cell(l, s.local.filter(|_| inet).map(|e| e.port)));
+    cell(line, &|l| {
+        if s.unix.is_none() {
+            _ = write!(l, "{}", r.remote_address);
+        }
+    });
+    cell(line, &|l| port_cell(l, s.remote.filter(|_| inet).map(|e| e.port)));
+    cell(line, &|l| l.push_str(r.state));
+    cell(line, &|l| _ = write!(l, "{}", r.net_namespace));
+    cell(line, &|l| l.push_str(direction_name(r.direction)));
+    cell(line, &|l| l.push_str(name));
+    cell(line, &|l| l.push_str(exe));
+}
+
+fn port_cell(line: &mut String, port: Option<u16>) {
+    use std::fmt::Write as _;
+    match port {
+        Some(p) => _ = write!(line, "{p}"),
+        None => line.push('-'),
+    }
+}
+
+/// Aligned columns in two passes over the rows (widths, then output), holding one line at a time.
+fn write_table(out: &mut impl Write, graph: &Graph<'_>, args: &ScanArgs) -> std::io::Result<()> {
+    let names = shown_names(graph);
+    let mut widths: Vec<usize> = TABLE_HEADERS.iter().map(|h| h.len()).collect();
+    let (mut line, mut ends) = (String::new(), Vec::new());
+    for_each_row(graph, args, |row| {
+        render_cells(&row, &names, &mut line, &mut ends);
+        let mut start = 0;
+        for (width, &end) in widths.iter_mut().zip(&ends) {
+            *width = (*width).max(line[start..end].chars().count());
+            start = end;
+        }
+        Ok(())
+    })?;
+    let last = TABLE_HEADERS.len() - 1;
+    for (i, header) in TABLE_HEADERS.iter().enumerate() {
+        if i == last {
+            writeln!(out, "{header}")?;
+        } else {
+            write!(out, "{header:<width$}  ", width = widths[i])?;
+        }
+    }
+    for_each_row(graph, args, |row| {
+        render_cells(&row, &names, &mut line, &mut ends);
+        let mut start = 0;
+        for (i, &end) in ends.iter().enumerate() {
+            let text = &line[start..end];
+            if i == last {
+                writeln!(out, "{text}")?;
+            } else {
+                write!(out, "{text:<width$}  ", width = widths[i])?;
+            }
+            start = end;
+        }
+        Ok(())
+    })
 }
 
 /// The whole snapshot plus its derived relations: the rule-test fixture format.

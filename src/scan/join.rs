@@ -6,57 +6,74 @@ use super::table::NetnsTable;
 use crate::model::{
     Coverage, Family, Fd, FdTarget, Holder, Protocol, Socket, SocketKey, SocketState, TableSource,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Builds every socket: each table row (with its holders, possibly none) and each held socket
-/// found in no table (unresolved, keyed with netns 0).
+/// found in no table (unresolved, keyed with netns 0). Holders are joined by sorting (inode,
+/// holder) pairs once, so each socket gets an exactly sized holder list and no per-inode map is
+/// built (at 100k sockets the map and over-allocated lists cost more than the sockets).
 pub(crate) fn join_sockets(
     proc_root: &Path,
     tables: BTreeMap<u64, NetnsTable>,
     fds: &[Fd],
     coverage: &mut Coverage,
 ) -> Vec<Socket> {
-    // inode -> (holders, one fd to ask for the protocol if no table lists it)
-    let mut held: HashMap<u64, (Vec<Holder>, &Fd)> = HashMap::new();
-    for fd in fds {
-        if let FdTarget::Socket { inode } = fd.target {
-            let holder = Holder { proc: fd.proc, tid: fd.tid, fd: fd.num };
-            held.entry(inode).or_insert_with(|| (Vec::new(), fd)).0.push(holder);
-        }
-    }
+    let mut held: Vec<(u64, Holder, &Fd)> = fds
+        .iter()
+        .filter_map(|fd| match fd.target {
+            FdTarget::Socket { inode } => {
+                Some((inode, Holder { proc: fd.proc, tid: fd.tid, fd: fd.num }, fd))
+            }
+            _ => None,
+        })
+        .collect();
+    held.sort_unstable_by_key(|(inode, holder, _)| (*inode, *holder));
+    let holders_of = |inode: u64| {
+        let start = held.partition_point(|(i, _, _)| *i < inode);
+        let end = start + held[start..].partition_point(|(i, _, _)| *i == inode);
+        &held[start..end]
+    };
 
     let mut sockets = Vec::with_capacity(tables.values().map(|t| t.rows.len()).sum());
+    let mut resolved: Vec<u64> = Vec::new();
     for (netns, table) in tables {
         coverage.inode0_rows += table.inode0_rows;
         coverage.duplicate_rows += table.duplicate_rows;
         coverage.table_errors += table.errors;
         coverage.dumps_interrupted += table.interrupted;
-        for (inode, mut socket) in table.rows {
-            socket.key = SocketKey { netns, inode };
-            match held.remove(&inode) {
-                Some((holders, _)) => {
-                    coverage.sockets_resolved += holders.len() as u64;
-                    socket.holders = holders;
-                }
-                None => coverage.sockets_unowned += 1,
+        for mut socket in table.rows {
+            let inode = socket.key.inode;
+            socket.key.netns = netns;
+            let holders = holders_of(inode);
+            if holders.is_empty() {
+                coverage.sockets_unowned += 1;
+            } else {
+                coverage.sockets_resolved += holders.len() as u64;
+                socket.holders = holders.iter().map(|(_, h, _)| *h).collect();
+                resolved.push(inode);
             }
-            socket.holders.sort();
             sockets.push(socket);
         }
     }
-    for (inode, (mut holders, fd)) in held {
-        coverage.sockets_unresolved += 1;
-        let protocol = protocol_from_xattr(proc_root, fd);
-        let family = family_of(&protocol);
-        let key = SocketKey { netns: 0, inode };
-        let mut socket =
-            Socket::new(key, family, protocol, SocketState::Unknown, TableSource::Unresolved);
-        holders.sort();
-        socket.holders = holders;
-        sockets.push(socket);
+    resolved.sort_unstable();
+    let mut start = 0;
+    while start < held.len() {
+        let inode = held[start].0;
+        let end = start + held[start..].partition_point(|(i, _, _)| *i == inode);
+        if resolved.binary_search(&inode).is_err() {
+            coverage.sockets_unresolved += 1;
+            let protocol = protocol_from_xattr(proc_root, held[start].2);
+            let family = family_of(&protocol);
+            let key = SocketKey { netns: 0, inode };
+            let mut socket =
+                Socket::new(key, family, protocol, SocketState::Unknown, TableSource::Unresolved);
+            socket.holders = held[start..end].iter().map(|(_, h, _)| *h).collect();
+            sockets.push(socket);
+        }
+        start = end;
     }
-    sockets.sort_by_key(|s| s.key);
+    sockets.sort_unstable_by_key(|s| s.key);
     sockets
 }
 

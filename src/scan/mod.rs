@@ -103,12 +103,22 @@ impl Scanner {
         let proc_dir = self.proc_dir.as_fd();
         let own_netns = namespace_inode(proc_dir, "thread-self/ns/net").unwrap_or(0);
         let pids = list_pids(proc_dir, &mut self.dirents);
-        let (mut coverage, mut processes, mut fds) =
-            read_processes(proc_dir, &pids, &mut self.readers);
+        let readers = &mut self.readers;
+        let (own_tables, (mut coverage, mut processes, mut fds)) = std::thread::scope(|scope| {
+            // A thread starts in its creator's network namespace: this one dumps the agent's own.
+            let own = scope.spawn(|| netns::read_own_namespace(proc_dir));
+            let walked = read_processes(proc_dir, &pids, readers);
+            (own.join().expect("own namespace reader"), walked)
+        });
 
         let handles = namespace_handles(proc_dir, &mut self.file, &processes, &fds);
-        let namespaces =
-            netns::read_all_namespaces(proc_dir, own_netns, &handles, privileges.sys_admin);
+        let namespaces = netns::read_all_namespaces(
+            proc_dir,
+            own_netns,
+            own_tables,
+            &handles,
+            privileges.sys_admin,
+        );
         let sockets = join::join_sockets(&self.root, namespaces.tables, &fds, &mut coverage);
         for info in &namespaces.infos {
             coverage.namespaces_seen += 1;

@@ -61,10 +61,21 @@ pub(crate) struct NamespaceTables {
     pub tables: BTreeMap<u64, NetnsTable>,
 }
 
-/// Reads the tables of `own` and of every namespace in `handles`.
+/// The agent's own namespace's tables, read on the calling thread. It needs nothing from the
+/// process walk, so the scanner runs it alongside.
+pub(crate) struct OwnTables(Read);
+
+/// Reads the namespace the calling thread is in.
+pub(crate) fn read_own_namespace(proc_dir: BorrowedFd<'_>) -> OwnTables {
+    OwnTables(read_current_namespace(proc_dir, &mut Vec::new()))
+}
+
+/// Reads the tables of every namespace in `handles` other than `own`, whose tables were read
+/// already.
 pub(crate) fn read_all_namespaces(
     proc_dir: BorrowedFd<'_>,
     own: u64,
+    own_tables: OwnTables,
     handles: &BTreeMap<u64, NamespaceHandle>,
     can_setns: bool,
 ) -> NamespaceTables {
@@ -73,7 +84,7 @@ pub(crate) fn read_all_namespaces(
     let mut infos = Vec::new();
 
     let own_handle = handles.get(&own).cloned().unwrap_or_default();
-    let (table, read, ports) = read_current_namespace(proc_dir, &mut buf);
+    let (table, read, ports) = own_tables.0;
     infos.push(info(own, &own_handle, read, ports));
     tables.insert(own, table);
 
