@@ -76,6 +76,13 @@ fn world_snapshot_has_every_holder_direction_and_link() {
     assert_eq!(doc.direction(udp.key.inode), Direction::Outbound);
     assert_eq!(udp.remote.unwrap().port, world.int("port") as u16);
 
+    // An AF_INET6 socket connected to ::ffff:127.0.0.1 is shown as IPv4, the mapping remembered.
+    let mapped = doc.socket(world.inode("mapped_inode"));
+    assert_eq!(mapped.family, sockwatch::model::Family::Inet6);
+    let remote = mapped.remote.unwrap();
+    assert_eq!((remote.addr.to_string(), remote.v4_mapped), ("127.0.0.1".to_string(), true));
+    assert!(mapped.local.unwrap().v4_mapped);
+
     // Unix socketpair across two processes: each end names the other as peer.
     let here = doc.socket(world.inode("pair_inode"));
     let there = doc.socket(world.inode("pair_there_inode"));
@@ -115,10 +122,11 @@ fn world_snapshot_has_every_holder_direction_and_link() {
             })
             .map(|l| l.socket.inode)
             .collect();
-        let expected: BTreeSet<u64> = ["listener_inode", "accepted_inode", "udp_inode"]
-            .iter()
-            .map(|k| world.inode(k))
-            .collect();
+        let expected: BTreeSet<u64> =
+            ["listener_inode", "accepted_inode", "udp_inode", "mapped_inode"]
+                .iter()
+                .map(|k| world.inode(k))
+                .collect();
         assert_eq!(sockets, expected, "pty child fd {fd}");
     }
     let piped = world.pid("piped_pid");

@@ -238,6 +238,52 @@ fn shown_names(graph: &Graph<'_>) -> ShownNames {
         .collect()
 }
 
+fn digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
+fn signed_digits(n: i64) -> usize {
+    digits(n.unsigned_abs()) + usize::from(n < 0)
+}
+
+/// The display width of each cell of a row, computed without rendering the row: the first of the
+/// table's two passes runs over every row, so it counts digits instead of formatting numbers.
+fn cell_widths(r: &Row<'_>, names: &ShownNames, scratch: &mut String) -> [usize; 14] {
+    use std::fmt::Write as _;
+    let s = r.socket_ref;
+    let inet = s.family.is_inet();
+    let mut address = |a: &Addr| {
+        scratch.clear();
+        _ = write!(scratch, "{a}");
+        scratch.len()
+    };
+    let port =
+        |e: Option<crate::model::Endpoint>| e.filter(|_| inet).map_or(1, |e| digits(e.port.into()));
+    let (name, exe) = r
+        .proc
+        .and_then(|p| names.get(&p))
+        .map_or((1, 1), |(n, e)| (n.chars().count(), e.chars().count()));
+    [
+        signed_digits(r.pid.into()),
+        signed_digits(r.fd.into()) + r.tid.map_or(0, |t| 1 + signed_digits(t.into())),
+        digits(r.socket),
+        family_name(s.family).len(),
+        protocol_name(&s.protocol).chars().count(),
+        match &s.unix {
+            Some(_) => r.path.map_or(0, |p| p.escape_visible().chars().count()),
+            None => address(&r.local_address),
+        },
+        port(s.local),
+        if s.unix.is_some() { 0 } else { address(&r.remote_address) },
+        port(s.remote),
+        r.state.len(),
+        digits(r.net_namespace),
+        direction_name(r.direction).len(),
+        name,
+        exe,
+    ]
+}
+
 /// Appends one row's cells to `line`, recording where each ends.
 fn render_cells(r: &Row<'_>, names: &ShownNames, line: &mut String, ends: &mut Vec<usize>) {
     use std::fmt::Write as _;
@@ -289,12 +335,10 @@ fn write_table(out: &mut impl Write, graph: &Graph<'_>, args: &ScanArgs) -> std:
     let names = shown_names(graph);
     let mut widths: Vec<usize> = TABLE_HEADERS.iter().map(|h| h.len()).collect();
     let (mut line, mut ends) = (String::new(), Vec::new());
+    let mut scratch = String::new();
     for_each_row(graph, args, |row| {
-        render_cells(&row, &names, &mut line, &mut ends);
-        let mut start = 0;
-        for (width, &end) in widths.iter_mut().zip(&ends) {
-            *width = (*width).max(line[start..end].chars().count());
-            start = end;
+        for (width, cell) in widths.iter_mut().zip(cell_widths(&row, &names, &mut scratch)) {
+            *width = (*width).max(cell);
         }
         Ok(())
     })?;
@@ -371,4 +415,71 @@ fn write_json(out: &mut impl Write, graph: &Graph<'_>) -> std::io::Result<()> {
     };
     serde_json::to_writer(&mut *out, &document)?;
     out.write_all(b"\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::fixture::Builder;
+    use crate::model::{
+        AccessMode, FdTarget, Socket, SocketKey, SocketState, TableSource, UnixInfo,
+    };
+
+    fn args(all: bool) -> ScanArgs {
+        ScanArgs { format: Format::Table, pids: Vec::new(), all, partial: false }
+    }
+
+    #[test]
+    fn width_pass_agrees_with_what_is_rendered() {
+        let mut b = Builder::new();
+        let shell = b.process(4242, "sh\n\u{1b}[31m");
+        b.connection(1, shell, 0);
+        b.inet(2, Protocol::Udp, "[2001:db8::1]:53", "[::]:0", SocketState::Close);
+        b.fd(shell, 3, AccessMode::Unknown, FdTarget::Socket { inode: 2 });
+        let key = SocketKey { netns: 0, inode: 3 };
+        let mut unix = Socket::new(
+            key,
+            Family::Unix,
+            Protocol::Stream,
+            SocketState::Listen,
+            TableSource::SockDiag,
+        );
+        unix.unix = Some(UnixInfo { name: RawText::new(b"/run/a b\n\xff".to_vec()), peer: None });
+        b.snapshot_mut().sockets.push(unix);
+        b.fd(shell, 12345, AccessMode::Unknown, FdTarget::Socket { inode: 3 });
+        let unresolved = SocketKey { netns: 0, inode: 4 };
+        b.snapshot_mut().sockets.push(Socket::new(
+            unresolved,
+            Family::Unknown,
+            Protocol::Other("W\u{202e}EIRD".into()),
+            SocketState::Unknown,
+            TableSource::Unresolved,
+        ));
+        b.fd(shell, 7, AccessMode::Unknown, FdTarget::Socket { inode: 4 });
+        b.inet(5, Protocol::Tcp, "0.0.0.0:22", "0.0.0.0:0", SocketState::Listen);
+        let mut snapshot = b.build();
+        snapshot.sockets[0].holders[0].tid = Some(4243);
+        let graph = Graph::build(&snapshot, None);
+        let names = shown_names(&graph);
+        let (mut line, mut ends, mut scratch) = (String::new(), Vec::new(), String::new());
+        let mut rows = 0;
+        for_each_row(&graph, &args(true), |row| {
+            rows += 1;
+            render_cells(&row, &names, &mut line, &mut ends);
+            let mut start = 0;
+            let rendered: Vec<usize> = ends
+                .iter()
+                .map(|&end| {
+                    let width = line[start..end].chars().count();
+                    start = end;
+                    width
+                })
+                .collect();
+            assert_eq!(rendered, cell_widths(&row, &names, &mut scratch), "{line}");
+            assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(rows, 5, "four held rows and one unowned listener");
+    }
 }

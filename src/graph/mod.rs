@@ -4,7 +4,7 @@
 
 mod direction;
 #[cfg(test)]
-mod fixture;
+pub(crate) mod fixture;
 mod relay;
 
 pub use direction::{DEFAULT_EPHEMERAL_PORTS, ListenerMemory, directions};

@@ -1,0 +1,18 @@
+//! Lines of the /proc/net tables (a unix socket's name is chosen by its creator and may hold any
+//! byte but NUL). None may panic; a unix name comes back byte for byte.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use sockwatch::scan::parse::{self, ByteOrder};
+
+fuzz_target!(|data: &[u8]| {
+    for line in data.split(|&b| b == b'\n') {
+        let _ = parse::parse_inet_line(line, ByteOrder::Little);
+        let _ = parse::parse_inet_line(line, ByteOrder::Big);
+        if let Ok(row) = parse::parse_unix_line(line) {
+            assert!(line.ends_with(row.name.as_bytes()));
+        }
+        let _ = parse::parse_packet_line(line);
+        let _ = parse::parse_netlink_line(line);
+    }
+});

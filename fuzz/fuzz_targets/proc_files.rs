@@ -1,0 +1,22 @@
+//! /proc/pid files a process controls the bytes of (comm, argv, paths): stat, status, cmdline,
+//! cgroup, fd links, fdinfo, mountinfo. None may panic; comm must come back byte for byte.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use sockwatch::scan::parse;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(stat) = parse::parse_stat(data) {
+        // comm is whatever lies between the first '(' and the last ')'.
+        let open = data.iter().position(|&b| b == b'(').unwrap();
+        let close = data.iter().rposition(|&b| b == b')').unwrap();
+        assert_eq!(stat.comm.as_bytes(), &data[open + 1..close]);
+    }
+    let _ = parse::parse_status_ids(data);
+    let argv = parse::split_cmdline(data);
+    assert!(argv.iter().all(|a| !a.as_bytes().contains(&0)));
+    let _ = parse::parse_cgroup(data);
+    let _ = parse::parse_fd_link(data);
+    let _ = parse::fdinfo_field(data, b"tty-index");
+    let _ = parse::parse_nsfs_mounts(data);
+});
