@@ -7,6 +7,7 @@ mod scan_cli;
 mod scan_holders;
 mod scan_privileges;
 mod scan_processes;
+mod scan_ptys;
 mod scan_relays;
 mod scan_world;
 mod util;
