@@ -355,15 +355,26 @@ fn write_table(out: &mut impl Write, graph: &Graph<'_>, args: &ScanArgs) -> std:
         let mut start = 0;
         for (i, &end) in ends.iter().enumerate() {
             let text = &line[start..end];
+            out.write_all(text.as_bytes())?;
             if i == last {
-                writeln!(out, "{text}")?;
+                out.write_all(b"\n")?;
             } else {
-                write!(out, "{text:<width$}  ", width = widths[i])?;
+                pad(out, widths[i] - text.chars().count() + 2)?;
             }
             start = end;
         }
         Ok(())
     })
+}
+
+fn pad(out: &mut impl Write, mut n: usize) -> std::io::Result<()> {
+    const SPACES: &[u8; 64] = &[b' '; 64];
+    while n > 0 {
+        let chunk = n.min(SPACES.len());
+        out.write_all(&SPACES[..chunk])?;
+        n -= chunk;
+    }
+    Ok(())
 }
 
 /// The whole snapshot plus its derived relations: the rule-test fixture format.
