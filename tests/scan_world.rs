@@ -3,7 +3,7 @@
 
 use crate::util::{Netns, Running, prerequisites, run, scan_document};
 use serde_json::Value;
-use sockwatch::model::{AccessMode, Direction, FdTarget, SocketState, Via};
+use sockwatch::model::{AccessMode, Direction, FdTarget, SocketState, TableRead, TableSource, Via};
 use std::collections::BTreeSet;
 
 /// The fixture world running in a namespace of its own.
@@ -209,4 +209,32 @@ fn holders_in_a_namespace_equal_what_ss_reports() {
     let theirs = world.ss_holders();
     assert!(!ours.is_empty());
     assert_eq!(ours, theirs, "ours (left) vs ss -tuaxnpe (right)");
+}
+
+/// Both table interfaces on the same namespace: the holder sets agree with each other and with
+/// ss; only sock_diag knows unix peers.
+#[test]
+fn proc_text_tables_and_sock_diag_agree_on_holders() {
+    if !prerequisites(&["ip", "python3", "ss"]) {
+        return;
+    }
+    let world = World::start();
+    let by_diag = scan_document();
+    let output = crate::util::sockwatch(&["scan", "--format", "json", "--tables", "proc"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let by_text: crate::util::Document = serde_json::from_slice(&output.stdout).unwrap();
+    for (doc, read) in [(&by_diag, TableRead::SockDiag), (&by_text, TableRead::ProcNet)] {
+        let info = doc.snapshot.namespaces.iter().find(|n| n.inode == world.netns_inode).unwrap();
+        assert_eq!(info.tables, read);
+        let own = doc.snapshot.namespaces.iter().find(|n| n.inode == doc.snapshot.own_netns);
+        assert_eq!(own.unwrap().tables, read);
+    }
+    let (diag, text) =
+        (our_holders(&by_diag, world.netns_inode), our_holders(&by_text, world.netns_inode));
+    assert_eq!(diag, text);
+    assert_eq!(text, world.ss_holders());
+    let pair = world.inode("pair_inode");
+    assert!(by_diag.socket(pair).unix.as_ref().unwrap().peer.is_some());
+    assert_eq!(by_text.socket(pair).unix.as_ref().unwrap().peer, None);
+    assert_eq!(by_text.socket(world.inode("listener_inode")).source, TableSource::ProcNet);
 }

@@ -7,7 +7,7 @@ use crate::model::{
     Direction, DirectionSource, Family, ProcKey, Process, Protocol, RawText, Snapshot, Socket,
     StdioEnd, StdioReach,
 };
-use crate::scan::Scanner;
+use crate::scan::{Scanner, TableInterface};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::io::{BufWriter, Write};
@@ -22,6 +22,14 @@ pub(super) enum Format {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(super) enum Tables {
+    /// netlink sock_diag.
+    SockDiag,
+    /// /proc/<pid>/net text.
+    Proc,
+}
+
 #[derive(Debug, clap::Args)]
 pub(super) struct ScanArgs {
     /// Output format.
@@ -33,6 +41,10 @@ pub(super) struct ScanArgs {
     /// Also list sockets no visible process holds (pid -1).
     #[arg(long)]
     all: bool,
+    /// How to read socket tables: `sock-diag` (netlink, with unix peers; falls back to /proc text
+    /// per table) or `proc` (/proc/<pid>/net text only, for hosts that filter netlink sockets).
+    #[arg(long, value_enum, default_value_t = Tables::SockDiag)]
+    tables: Tables,
     /// Scan without CAP_SYS_PTRACE / CAP_DAC_READ_SEARCH, seeing only what they do not guard
     /// (what stays hidden is counted in the coverage counters).
     #[arg(long)]
@@ -54,6 +66,10 @@ pub(super) fn run(args: &ScanArgs) -> Result<(), CliError> {
             return Err(CliError::MissingCapabilities(missing.join(" and ")));
         }
     }
+    scanner.set_table_interface(match args.tables {
+        Tables::SockDiag => TableInterface::SockDiag,
+        Tables::Proc => TableInterface::ProcNet,
+    });
     let snapshot = scanner.scan();
     let graph = Graph::build(&snapshot, None);
     let out = std::io::stdout().lock();
@@ -437,7 +453,13 @@ mod tests {
     };
 
     fn args(all: bool) -> ScanArgs {
-        ScanArgs { format: Format::Table, pids: Vec::new(), all, partial: false }
+        ScanArgs {
+            format: Format::Table,
+            pids: Vec::new(),
+            all,
+            tables: Tables::SockDiag,
+            partial: false,
+        }
     }
 
     #[test]

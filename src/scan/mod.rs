@@ -22,6 +22,7 @@ mod text_tables;
 
 use crate::model::{Coverage, Fd, FdTarget, Snapshot};
 use netns::NamespaceHandle;
+pub use netns::TableInterface;
 use process::{ProcOutcome, ProcessReader};
 use procfs::{NumName, namespace_inode, open_dir, read_file};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -56,6 +57,7 @@ pub struct Scanner {
     root: PathBuf,
     proc_dir: OwnedFd,
     readers: Vec<ProcessReader>,
+    interface: TableInterface,
     dirents: Vec<MaybeUninit<u8>>,
     file: Vec<u8>,
 }
@@ -77,6 +79,7 @@ impl Scanner {
             root: root.to_path_buf(),
             proc_dir,
             readers: (0..threads).map(|_| ProcessReader::new()).collect(),
+            interface: TableInterface::default(),
             dirents: vec![MaybeUninit::uninit(); 64 * 1024],
             file: Vec::new(),
         })
@@ -86,6 +89,11 @@ impl Scanner {
     /// that must stay in the background sets 1.
     pub fn set_threads(&mut self, threads: usize) {
         self.readers.resize_with(threads.max(1), ProcessReader::new);
+    }
+
+    /// How socket tables are read (sock_diag by default).
+    pub fn set_table_interface(&mut self, interface: TableInterface) {
+        self.interface = interface;
     }
 
     /// The privileges a scan would run with.
@@ -106,7 +114,8 @@ impl Scanner {
         let readers = &mut self.readers;
         let (own_tables, (mut coverage, mut processes, mut fds)) = std::thread::scope(|scope| {
             // A thread starts in its creator's network namespace: this one dumps the agent's own.
-            let own = scope.spawn(|| netns::read_own_namespace(proc_dir));
+            let interface = self.interface;
+            let own = scope.spawn(move || netns::read_own_namespace(proc_dir, interface));
             let walked = read_processes(proc_dir, &pids, readers);
             (own.join().expect("own namespace reader"), walked)
         });
@@ -118,6 +127,7 @@ impl Scanner {
             own_tables,
             &handles,
             privileges.sys_admin,
+            self.interface,
         );
         let sockets = join::join_sockets(&self.root, namespaces.tables, &fds, &mut coverage);
         for info in &namespaces.infos {

@@ -16,6 +16,17 @@ use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::thread::LinkNameSpaceType;
 use std::collections::BTreeMap;
 
+/// How socket tables are read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TableInterface {
+    /// netlink sock_diag, falling back to /proc text per table when the kernel refuses one.
+    #[default]
+    SockDiag,
+    /// /proc/<pid>/net text only: for hosts where netlink sockets are filtered (seccomp, LSM).
+    /// No unix peers, so no relay through unix sockets.
+    ProcNet,
+}
+
 /// Where a namespace can be reached from.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct NamespaceHandle {
@@ -66,8 +77,8 @@ pub(crate) struct NamespaceTables {
 pub(crate) struct OwnTables(Read);
 
 /// Reads the namespace the calling thread is in.
-pub(crate) fn read_own_namespace(proc_dir: BorrowedFd<'_>) -> OwnTables {
-    OwnTables(read_current_namespace(proc_dir, &mut Vec::new()))
+pub(crate) fn read_own_namespace(proc_dir: BorrowedFd<'_>, interface: TableInterface) -> OwnTables {
+    OwnTables(read_current_namespace(proc_dir, &mut Vec::new(), interface))
 }
 
 /// Reads the tables of every namespace in `handles` other than `own`, whose tables were read
@@ -78,6 +89,7 @@ pub(crate) fn read_all_namespaces(
     own_tables: OwnTables,
     handles: &BTreeMap<u64, NamespaceHandle>,
     can_setns: bool,
+    interface: TableInterface,
 ) -> NamespaceTables {
     let mut buf = Vec::new();
     let mut tables = BTreeMap::new();
@@ -92,7 +104,7 @@ pub(crate) fn read_all_namespaces(
         handles.iter().filter(|(ns, _)| **ns != own).map(|(ns, h)| (*ns, h.clone())).collect();
     let mut entered = BTreeMap::new();
     if can_setns && !others.is_empty() {
-        entered = read_by_setns(proc_dir, &others);
+        entered = read_by_setns(proc_dir, &others, interface);
     }
     for (ns, handle) in &others {
         let (table, read, ports) = match entered.remove(ns) {
@@ -124,10 +136,18 @@ fn info(
 }
 
 /// Dumps the namespace the calling thread is in.
-fn read_current_namespace(proc_dir: BorrowedFd<'_>, buf: &mut Vec<u8>) -> Read {
+fn read_current_namespace(
+    proc_dir: BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+    interface: TableInterface,
+) -> Read {
     let mut table = NetnsTable::default();
     let net_dir = open_dir(proc_dir, "thread-self/net");
-    let read = match SockDiag::open() {
+    let diag = match interface {
+        TableInterface::SockDiag => SockDiag::open(),
+        TableInterface::ProcNet => Err(std::io::ErrorKind::Unsupported.into()),
+    };
+    let read = match diag {
         Ok(mut diag) => {
             dump_diag_tables(&mut diag, net_dir.as_ref().ok(), buf, &mut table);
             TableRead::SockDiag
@@ -214,6 +234,7 @@ fn text_fallback(
 fn read_by_setns(
     proc_dir: BorrowedFd<'_>,
     others: &[(u64, NamespaceHandle)],
+    interface: TableInterface,
 ) -> BTreeMap<u64, Read> {
     let opened: Vec<(u64, OwnedFd)> =
         others.iter().filter_map(|(ns, h)| Some((*ns, h.open(proc_dir)?))).collect();
@@ -231,7 +252,7 @@ fn read_by_setns(
             )
             .is_ok()
             {
-                done.insert(ns, read_current_namespace(proc_fd.as_fd(), &mut buf));
+                done.insert(ns, read_current_namespace(proc_fd.as_fd(), &mut buf, interface));
             }
         }
         done
