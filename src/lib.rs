@@ -4,6 +4,7 @@
 //! what it owns.
 
 pub mod cli;
+pub mod diff;
 pub mod graph;
 pub mod model;
 pub mod scan;

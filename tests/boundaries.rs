@@ -10,6 +10,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("model", &[]),
     ("scan", &["model"]),
     ("graph", &["model"]),
+    ("diff", &["model"]),
     ("cli", &["model", "scan", "graph"]),
 ];
 

@@ -2,6 +2,7 @@
 //! derived from them. No I/O, no threads; everything serialises, because the JSON form of a
 //! snapshot is also the rule-test fixture format.
 
+mod change;
 mod fd;
 mod process;
 mod relation;
@@ -9,6 +10,7 @@ mod snapshot;
 mod socket;
 mod text;
 
+pub use change::Change;
 pub use fd::{AccessMode, Fd, FdTarget, PtyId};
 pub use process::{Exe, ProcKey, Process};
 pub use relation::{Direction, DirectionSource, Route, StdioEnd, StdioLink, StdioReach, Via};

@@ -109,6 +109,12 @@ impl Coverage {
 /// One scan of the host.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
+    /// Scan number, counting from 1 for each scanner.
+    #[serde(default)]
+    pub seq: u64,
+    /// When the scan started, in milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub taken_at_ms: u64,
     /// Privileges the scan ran with.
     pub privileges: Privileges,
     /// The agent's own network namespace.

@@ -58,6 +58,7 @@ pub struct Scanner {
     proc_dir: OwnedFd,
     readers: Vec<ProcessReader>,
     interface: TableInterface,
+    seq: u64,
     dirents: Vec<MaybeUninit<u8>>,
     file: Vec<u8>,
 }
@@ -80,6 +81,7 @@ impl Scanner {
             proc_dir,
             readers: (0..threads).map(|_| ProcessReader::new()).collect(),
             interface: TableInterface::default(),
+            seq: 0,
             dirents: vec![MaybeUninit::uninit(); 64 * 1024],
             file: Vec::new(),
         })
@@ -107,6 +109,10 @@ impl Scanner {
     /// One snapshot of the host.
     pub fn scan(&mut self) -> Snapshot {
         let started = Instant::now();
+        let taken_at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.seq += 1;
         let privileges = self.privileges();
         let proc_dir = self.proc_dir.as_fd();
         let own_netns = namespace_inode(proc_dir, "thread-self/ns/net").unwrap_or(0);
@@ -142,6 +148,8 @@ impl Scanner {
         fds.sort_by_key(|f| (f.proc, f.tid, f.num));
         coverage.duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         Snapshot {
+            seq: self.seq,
+            taken_at_ms,
             privileges,
             own_netns,
             namespaces: namespaces.infos,

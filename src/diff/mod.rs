@@ -1,0 +1,132 @@
+//! Pure snapshot-to-snapshot changes. Sockets are keyed by (netns, inode) and processes by
+//! (pid, start ticks); both lists are sorted by key, so one merge walk finds every change.
+//! `Differ` adds the little state a stream of snapshots needs: when each socket was first seen
+//! (for durations), and the baseline on the first scan, which reports what is already open as
+//! state rather than flooding sinks with "opened".
+
+use crate::model::{Change, Holder, Snapshot, SocketKey};
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+/// Every change from `prev` to `next`, sockets first (in key order), then exec'd processes.
+/// `first_seen` gives each closed socket's first sighting (`next.taken_at_ms` is used when absent).
+pub fn diff(
+    prev: &Snapshot,
+    next: &Snapshot,
+    first_seen: &HashMap<SocketKey, (u64, bool)>,
+) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let (mut a, mut b) = (prev.sockets.iter().peekable(), next.sockets.iter().peekable());
+    loop {
+        let order = match (a.peek(), b.peek()) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(x), Some(y)) => x.key.cmp(&y.key),
+        };
+        match order {
+            Ordering::Less => {
+                let gone = a.next().expect("peeked");
+                let (first_seen_ms, seen_since_baseline) =
+                    first_seen.get(&gone.key).copied().unwrap_or((prev.taken_at_ms, false));
+                changes.push(Change::SocketClosed {
+                    key: gone.key,
+                    first_seen_ms,
+                    seen_since_baseline,
+                });
+            }
+            Ordering::Greater => {
+                changes.push(Change::SocketOpened { key: b.next().expect("peeked").key });
+            }
+            Ordering::Equal => {
+                let (before, after) = (a.next().expect("peeked"), b.next().expect("peeked"));
+                if before.state != after.state {
+                    changes.push(Change::SocketStateChanged { key: after.key, from: before.state });
+                }
+                let (added, removed) = holder_changes(&before.holders, &after.holders);
+                if !added.is_empty() || !removed.is_empty() {
+                    changes.push(Change::SocketHoldersChanged { key: after.key, added, removed });
+                }
+            }
+        }
+    }
+    let before: HashMap<_, _> = prev.processes.iter().map(|p| (p.key, p)).collect();
+    for process in &next.processes {
+        if let Some(old) = before.get(&process.key) {
+            let identity =
+                |p: &crate::model::Process| p.exe.as_ref().map(|e| (e.dev, e.ino, e.path.clone()));
+            if identity(old) != identity(process) && process.exe.is_some() {
+                let previous_exe = old.exe.as_ref().map(|e| e.path.clone());
+                changes.push(Change::ProcessExec { proc: process.key, previous_exe });
+            }
+        }
+    }
+    changes
+}
+
+/// (added, removed) between two sorted holder lists.
+fn holder_changes(before: &[Holder], after: &[Holder]) -> (Vec<Holder>, Vec<Holder>) {
+    let added = after.iter().filter(|h| before.binary_search(h).is_err()).copied().collect();
+    let removed = before.iter().filter(|h| after.binary_search(h).is_err()).copied().collect();
+    (added, removed)
+}
+
+/// Turns a stream of snapshots into changes.
+pub struct Differ {
+    emit_baseline: bool,
+    previous: Option<std::sync::Arc<Snapshot>>,
+    /// First sighting of each live socket: (ms since the epoch, seen in the baseline scan).
+    first_seen: HashMap<SocketKey, (u64, bool)>,
+}
+
+impl Differ {
+    /// `emit_baseline`: report every socket open at the first scan as `ExistingSocket`.
+    pub fn new(emit_baseline: bool) -> Self {
+        Differ { emit_baseline, previous: None, first_seen: HashMap::new() }
+    }
+
+    /// The changes `next` brings, and the snapshot they were computed against (`None` for the
+    /// first). Closed sockets are described by that previous snapshot.
+    pub fn push(
+        &mut self,
+        next: std::sync::Arc<Snapshot>,
+    ) -> (Vec<Change>, Option<std::sync::Arc<Snapshot>>) {
+        let changes = match &self.previous {
+            None => {
+                for socket in &next.sockets {
+                    self.first_seen.insert(socket.key, (next.taken_at_ms, true));
+                }
+                if self.emit_baseline {
+                    next.sockets.iter().map(|s| Change::ExistingSocket { key: s.key }).collect()
+                } else {
+                    Vec::new()
+                }
+            }
+            Some(prev) => {
+                let changes = diff(prev, &next, &self.first_seen);
+                for change in &changes {
+                    match change {
+                        Change::SocketOpened { key } => {
+                            self.first_seen.insert(*key, (next.taken_at_ms, false));
+                        }
+                        Change::SocketClosed { key, .. } => {
+                            self.first_seen.remove(key);
+                        }
+                        _ => {}
+                    }
+                }
+                changes
+            }
+        };
+        let previous = self.previous.replace(next);
+        (changes, previous)
+    }
+
+    /// When a live socket was first seen, and whether that was in the baseline scan.
+    pub fn first_seen(&self, key: &SocketKey) -> Option<(u64, bool)> {
+        self.first_seen.get(key).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,179 @@
+use super::*;
+use crate::model::{Family, ProcKey, Protocol, Socket, SocketState, TableSource};
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+fn socket(inode: u64, state: SocketState, holders: &[(i32, i32)]) -> Socket {
+    let key = SocketKey { netns: 1, inode };
+    let mut s = Socket::new(key, Family::Inet, Protocol::Tcp, state, TableSource::SockDiag);
+    s.holders = holders
+        .iter()
+        .map(|&(pid, fd)| Holder { proc: ProcKey { pid, start_ticks: 1 }, tid: None, fd })
+        .collect();
+    s.holders.sort();
+    s
+}
+
+fn snapshot(at: u64, mut sockets: Vec<Socket>) -> Snapshot {
+    sockets.sort_by_key(|s| s.key);
+    Snapshot { taken_at_ms: at, sockets, ..Snapshot::default() }
+}
+
+#[test]
+fn opened_closed_state_and_holders() {
+    use SocketState::*;
+    let prev = snapshot(
+        1000,
+        vec![
+            socket(1, SynSent, &[(10, 3)]),
+            socket(2, Established, &[(10, 4)]),
+            socket(3, Listen, &[(11, 3)]),
+        ],
+    );
+    let next = snapshot(
+        2000,
+        vec![
+            socket(1, Established, &[(10, 3)]),
+            socket(3, Listen, &[(11, 3), (12, 3)]),
+            socket(4, Established, &[(12, 4)]),
+        ],
+    );
+    let key = |inode| SocketKey { netns: 1, inode };
+    let first_seen = HashMap::from([(key(2), (500, true))]);
+    let changes = diff(&prev, &next, &first_seen);
+    assert_eq!(
+        changes,
+        vec![
+            Change::SocketStateChanged { key: key(1), from: SynSent },
+            Change::SocketClosed { key: key(2), first_seen_ms: 500, seen_since_baseline: true },
+            Change::SocketHoldersChanged {
+                key: key(3),
+                added: vec![Holder { proc: ProcKey { pid: 12, start_ticks: 1 }, tid: None, fd: 3 }],
+                removed: vec![],
+            },
+            Change::SocketOpened { key: key(4) },
+        ]
+    );
+}
+
+#[test]
+fn the_first_snapshot_is_a_baseline_not_a_flood() {
+    let first = Arc::new(snapshot(1000, vec![socket(1, SocketState::Listen, &[(10, 3)])]));
+    let mut differ = Differ::new(true);
+    let (changes, previous) = differ.push(first.clone());
+    assert!(previous.is_none());
+    assert_eq!(changes, vec![Change::ExistingSocket { key: SocketKey { netns: 1, inode: 1 } }]);
+    assert!(Differ::new(false).push(first).0.is_empty());
+
+    let second = Arc::new(snapshot(3000, vec![]));
+    let (changes, previous) = differ.push(second);
+    assert_eq!(previous.unwrap().taken_at_ms, 1000);
+    assert_eq!(
+        changes,
+        vec![Change::SocketClosed {
+            key: SocketKey { netns: 1, inode: 1 },
+            first_seen_ms: 1000,
+            seen_since_baseline: true,
+        }]
+    );
+}
+
+#[test]
+fn exec_under_the_same_key_is_a_change() {
+    use crate::model::{Exe, Process, RawText};
+    let process = |path: &str, ino: u64| Process {
+        key: ProcKey { pid: 7, start_ticks: 9 },
+        ppid: 1,
+        uid: 0,
+        euid: 0,
+        gid: 0,
+        egid: 0,
+        comm: RawText::from("x"),
+        exe: Some(Exe {
+            path: RawText::from(path),
+            deleted: false,
+            memfd: false,
+            dev: 1,
+            ino,
+            owner_uid: 0,
+            mode: 0o755,
+        }),
+        argv: vec![],
+        argv_truncated: false,
+        cwd: None,
+        tty_nr: 0,
+        sid: 7,
+        pgid: 7,
+        netns: None,
+        pidns: None,
+        mntns: None,
+        cgroup: None,
+        threads: 1,
+        kernel_thread: false,
+        denied: false,
+    };
+    let mut prev = snapshot(1, vec![]);
+    prev.processes = vec![process("/usr/bin/bash", 5)];
+    let mut next = snapshot(2, vec![]);
+    next.processes = vec![process("/usr/bin/sleep", 6)];
+    assert_eq!(
+        diff(&prev, &next, &HashMap::new()),
+        vec![Change::ProcessExec {
+            proc: ProcKey { pid: 7, start_ticks: 9 },
+            previous_exe: Some(RawText::from("/usr/bin/bash")),
+        }]
+    );
+    assert!(diff(&next, &next, &HashMap::new()).is_empty());
+}
+
+fn arbitrary_sockets() -> impl Strategy<Value = Vec<Socket>> {
+    let state = prop_oneof![
+        Just(SocketState::Established),
+        Just(SocketState::Listen),
+        Just(SocketState::CloseWait)
+    ];
+    let holders = proptest::collection::btree_set((1..4i32, 0..3i32), 0..4);
+    proptest::collection::btree_map(0..24u64, (state, holders), 0..16).prop_map(|m| {
+        m.into_iter()
+            .map(|(inode, (state, holders))| {
+                socket(inode, state, &holders.into_iter().collect::<Vec<_>>())
+            })
+            .collect()
+    })
+}
+
+proptest! {
+    /// Applying the changes to the previous snapshot gives the next one, exactly.
+    #[test]
+    fn changes_replay_prev_into_next(prev in arbitrary_sockets(), next in arbitrary_sockets()) {
+        let (prev, next) = (snapshot(1, prev), snapshot(2, next));
+        let mut replay: BTreeMap<SocketKey, Socket> =
+            prev.sockets.iter().map(|s| (s.key, s.clone())).collect();
+        let lookup: BTreeMap<SocketKey, &Socket> = next.sockets.iter().map(|s| (s.key, s)).collect();
+        for change in diff(&prev, &next, &HashMap::new()) {
+            match change {
+                Change::SocketOpened { key } => {
+                    prop_assert!(replay.insert(key, lookup[&key].clone()).is_none());
+                }
+                Change::SocketClosed { key, .. } => {
+                    prop_assert!(replay.remove(&key).is_some());
+                }
+                Change::SocketStateChanged { key, from } => {
+                    let s = replay.get_mut(&key).unwrap();
+                    prop_assert_eq!(s.state, from);
+                    s.state = lookup[&key].state;
+                }
+                Change::SocketHoldersChanged { key, added, removed } => {
+                    let s = replay.get_mut(&key).unwrap();
+                    s.holders.retain(|h| !removed.contains(h));
+                    s.holders.extend(added);
+                    s.holders.sort();
+                }
+                other => prop_assert!(false, "unexpected {:?}", other),
+            }
+        }
+        let replayed: Vec<Socket> = replay.into_values().collect();
+        prop_assert_eq!(replayed, next.sockets);
+    }
+}
