@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod diff;
+pub mod event;
 pub mod graph;
 pub mod model;
 pub mod scan;

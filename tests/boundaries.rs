@@ -11,6 +11,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("scan", &["model"]),
     ("graph", &["model"]),
     ("diff", &["model"]),
+    ("event", &["model"]),
     ("cli", &["model", "scan", "graph"]),
 ];
 

@@ -447,7 +447,7 @@ fn write_json(out: &mut impl Write, graph: &Graph<'_>) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::fixture::Builder;
+    use crate::model::fixture::Builder;
     use crate::model::{
         AccessMode, FdTarget, Socket, SocketKey, SocketState, TableSource, UnixInfo,
     };

@@ -161,7 +161,7 @@ fn serves(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::fixture::{Builder, NETNS};
+    use crate::model::fixture::{Builder, NETNS};
     use crate::model::{Protocol::*, SocketState::*};
 
     fn verdicts(

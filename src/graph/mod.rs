@@ -3,8 +3,6 @@
 //! computed again from a snapshot's JSON.
 
 mod direction;
-#[cfg(test)]
-pub(crate) mod fixture;
 mod relay;
 
 pub use direction::{DEFAULT_EPHEMERAL_PORTS, ListenerMemory, directions};

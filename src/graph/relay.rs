@@ -187,7 +187,7 @@ impl Graph<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::fixture::Builder;
+    use crate::model::fixture::Builder;
 
     fn pids(relays: &[ProcKey]) -> Vec<i32> {
         relays.iter().map(|r| r.pid).collect()

@@ -4,6 +4,8 @@
 
 mod change;
 mod fd;
+#[cfg(test)]
+pub(crate) mod fixture;
 mod process;
 mod relation;
 mod snapshot;

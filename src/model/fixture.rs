@@ -1,7 +1,7 @@
-//! Hand-built snapshots for the graph's unit tests: the graph is pure, so its cases are stated as
-//! data (the integration tests cover the same relations on real processes).
+//! Hand-built snapshots for unit tests of the pure modules (graph, diff, event): their cases are
+//! stated as data; the integration tests cover the same ground on real processes.
 
-use crate::model::{
+use super::{
     AccessMode, Endpoint, Family, Fd, FdTarget, Holder, NetnsInfo, ProcKey, Process, Protocol,
     RawText, Snapshot, Socket, SocketKey, SocketState, TableRead, TableSource, UnixInfo,
 };

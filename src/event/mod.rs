@@ -1,0 +1,488 @@
+//! The output schema: every change and lifecycle event as one self-contained, ECS-shaped JSON line
+//! (DESIGN §6). Strings from /proc are escaped visibly, invalid UTF-8 kept in `<field>_b64`,
+//! long fields capped (named in `sockwatch.truncated`), argv secrets redacted. A line never
+//! contains a raw newline, whatever a process put in its name or arguments.
+
+mod community_id;
+mod redact;
+mod text;
+
+pub use community_id::community_id;
+pub use redact::{REDACTED, Redactor};
+
+use crate::model::{
+    Change, Direction, DirectionSource, Holder, ProcKey, Process, Protocol, Snapshot, Socket,
+};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use sha1::{Digest, Sha1};
+use std::collections::HashMap;
+use text::{ARG_CAP, COMMAND_LINE_CAP, MAX_ARGS, NAME_CAP, PATH_CAP, put_text};
+
+/// The ECS version the field names follow.
+pub const ECS_VERSION: &str = "8.11.0";
+/// Holders listed in one event; the total is always given.
+pub const MAX_HOLDERS_LISTED: usize = 64;
+
+/// `event.kind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// Something happened.
+    Event,
+    /// A detection.
+    Alert,
+    /// A periodic or baseline statement of how things are.
+    State,
+}
+
+/// One encoded event: the JSON line (with its newline) and what routing needs.
+#[derive(Clone, Debug)]
+pub struct Encoded {
+    /// `event.kind`.
+    pub kind: EventKind,
+    /// `event.severity` (0 for telemetry).
+    pub severity: u8,
+    /// `event.action`.
+    pub action: &'static str,
+    /// The NDJSON line, newline included.
+    pub line: Vec<u8>,
+}
+
+/// Who is reporting: fixed for the agent's lifetime.
+#[derive(Clone, Debug, Default)]
+pub struct HostIdentity {
+    /// `host.name`.
+    pub name: String,
+    /// `host.id` (/etc/machine-id).
+    pub id: String,
+    /// `host.boot.id`.
+    pub boot_id: String,
+    /// Boot time (ms since the epoch), to turn start ticks into `process.start`.
+    pub boot_time_ms: Option<u64>,
+    /// Clock ticks per second (`getconf CLK_TCK`).
+    pub ticks_per_second: u64,
+}
+
+/// Direction verdicts of one snapshot's sockets.
+pub type Directions = HashMap<crate::model::SocketKey, (Direction, DirectionSource)>;
+
+/// Encodes events, numbering them.
+pub struct Encoder {
+    host: HostIdentity,
+    redactor: Redactor,
+    sequence: u64,
+}
+
+impl Encoder {
+    /// An encoder for this host.
+    pub fn new(host: HostIdentity, redactor: Redactor) -> Self {
+        Encoder { host, redactor, sequence: 0 }
+    }
+
+    /// Events emitted so far.
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// The event for one change. `prev` describes closed sockets; `directions` are the verdicts
+    /// of the snapshot the socket is described from.
+    pub fn change(
+        &mut self,
+        change: &Change,
+        prev: Option<(&Snapshot, &Directions)>,
+        next: (&Snapshot, &Directions),
+        first_seen: Option<(u64, bool)>,
+    ) -> Option<Encoded> {
+        let at = next.0.taken_at_ms;
+        let (action, kind, kind_type, key) = match change {
+            Change::SocketOpened { key } => ("socket_opened", EventKind::Event, "start", *key),
+            Change::SocketClosed { key, .. } => ("socket_closed", EventKind::Event, "end", *key),
+            Change::SocketStateChanged { key, .. } => {
+                ("socket_state_changed", EventKind::Event, "change", *key)
+            }
+            Change::SocketHoldersChanged { key, .. } => {
+                ("socket_holders_changed", EventKind::Event, "change", *key)
+            }
+            Change::ExistingSocket { key } => ("existing_socket", EventKind::State, "info", *key),
+            Change::ProcessExec { proc, previous_exe } => {
+                let process = next.0.processes.iter().find(|p| p.key == *proc)?;
+                let mut event = self.envelope("process_exec", EventKind::Event, at, next.0.seq);
+                event["event"]["category"] = json!(["process"]);
+                event["event"]["type"] = json!(["change"]);
+                let mut truncated = Vec::new();
+                event["process"] = self.process(process, &mut truncated);
+                let mut previous =
+                    Self::process_extras(process).as_object().cloned().unwrap_or_default();
+                if let Some(exe) = previous_exe {
+                    put_text(
+                        &mut previous,
+                        "previous_executable",
+                        exe.as_bytes(),
+                        PATH_CAP,
+                        "sockwatch.process.previous_executable",
+                        &mut truncated,
+                    );
+                }
+                event["sockwatch"]["process"] = Value::Object(previous);
+                return Some(self.finish(event, EventKind::Event, "process_exec", truncated));
+            }
+        };
+        let (snapshot, directions) = match change {
+            Change::SocketClosed { .. } => prev?,
+            _ => next,
+        };
+        let socket = snapshot.sockets.iter().find(|s| s.key == key)?;
+        let direction =
+            directions.get(&key).copied().unwrap_or((Direction::Unknown, DirectionSource::None));
+        let mut event = self.envelope(action, kind, at, next.0.seq);
+        event["event"]["category"] = json!(["network"]);
+        event["event"]["type"] = json!([kind_type]);
+        let mut truncated = Vec::new();
+        let processes: HashMap<ProcKey, &Process> =
+            snapshot.processes.iter().map(|p| (p.key, p)).collect();
+        if let Some(top) = top_holder(socket, &processes) {
+            event["process"] = self.process(top, &mut truncated);
+            event["sockwatch"]["process"] = Self::process_extras(top);
+        }
+        self.network(&mut event, socket, direction.0);
+        let mut details = self.socket_details(socket, direction, &processes, &mut truncated);
+        match change {
+            Change::SocketStateChanged { from, .. } => {
+                details.insert("previous_state".into(), json!(from.name()));
+            }
+            Change::SocketHoldersChanged { added, removed, .. } => {
+                details.insert("holders_added".into(), self.holders(added, &processes));
+                details.insert(
+                    "holders_removed".into(),
+                    self.holders(
+                        removed,
+                        &prev
+                            .map(|p| p.0.processes.iter().map(|p| (p.key, p)).collect())
+                            .unwrap_or_default(),
+                    ),
+                );
+            }
+            Change::SocketClosed { first_seen_ms, seen_since_baseline, .. } => {
+                details.insert("first_seen".into(), json!(rfc3339(*first_seen_ms)));
+                details.insert("duration_ms".into(), json!(at.saturating_sub(*first_seen_ms)));
+                // Open before the agent started: the duration is a lower bound.
+                details.insert("duration_is_lower_bound".into(), json!(*seen_since_baseline));
+            }
+            _ => {
+                if let Some((ms, _)) = first_seen {
+                    details.insert("first_seen".into(), json!(rfc3339(ms)));
+                }
+            }
+        }
+        event["sockwatch"]["socket"] = Value::Object(details);
+        if matches!(change, Change::ExistingSocket { .. }) {
+            event["sockwatch"]["baseline"] = json!(true);
+        }
+        Some(self.finish(event, kind, action, truncated))
+    }
+
+    /// A lifecycle event (`agent_started`, `heartbeat`, …) with extra `sockwatch` fields.
+    pub fn lifecycle(
+        &mut self,
+        action: &'static str,
+        kind: EventKind,
+        at_ms: u64,
+        fields: Value,
+    ) -> Encoded {
+        let mut event = self.envelope(action, kind, at_ms, 0);
+        event["event"]["category"] = json!(["host"]);
+        event["event"]["type"] = json!(["info"]);
+        event["sockwatch"] = fields;
+        self.finish(event, kind, action, Vec::new())
+    }
+
+    fn envelope(&mut self, action: &str, kind: EventKind, at_ms: u64, snapshot_seq: u64) -> Value {
+        self.sequence += 1;
+        json!({
+            "@timestamp": rfc3339(at_ms),
+            "ecs": {"version": ECS_VERSION},
+            "event": {
+                "id": uuid::Uuid::now_v7().to_string(),
+                "kind": kind,
+                "action": action,
+                "sequence": self.sequence,
+                "severity": 0,
+                "module": "sockwatch",
+                "dataset": "sockwatch.events",
+            },
+            "host": {"name": self.host.name, "id": self.host.id, "boot": {"id": self.host.boot_id}},
+            "agent": {"type": "sockwatch", "version": env!("CARGO_PKG_VERSION")},
+            "sockwatch": {"snapshot": {"seq": snapshot_seq}},
+        })
+    }
+
+    fn finish(
+        &self,
+        mut event: Value,
+        kind: EventKind,
+        action: &'static str,
+        truncated: Vec<String>,
+    ) -> Encoded {
+        if !truncated.is_empty() {
+            event["sockwatch"]["truncated"] = json!(truncated);
+        }
+        let mut line = serde_json::to_vec(&event).expect("a JSON value always serialises");
+        line.push(b'\n');
+        Encoded { kind, severity: 0, action, line }
+    }
+
+    /// `process.entity_id`: stable for one process on one boot of one host, across agent restarts.
+    pub fn entity_id(&self, key: ProcKey) -> String {
+        let mut hasher = Sha1::new();
+        hasher.update(self.host.id.as_bytes());
+        hasher.update([0]);
+        hasher.update(self.host.boot_id.as_bytes());
+        hasher.update(key.pid.to_be_bytes());
+        hasher.update(key.start_ticks.to_be_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&hasher.finalize()[..15])
+    }
+
+    fn process(&self, p: &Process, truncated: &mut Vec<String>) -> Value {
+        let mut object = Map::new();
+        object.insert("pid".into(), json!(p.key.pid));
+        object.insert("entity_id".into(), json!(self.entity_id(p.key)));
+        put_text(&mut object, "name", p.comm.as_bytes(), NAME_CAP, "process.name", truncated);
+        if let Some(exe) = &p.exe {
+            put_text(
+                &mut object,
+                "executable",
+                exe.path.as_bytes(),
+                PATH_CAP,
+                "process.executable",
+                truncated,
+            );
+        }
+        let mut args: Vec<String> =
+            p.argv.iter().take(MAX_ARGS).map(|a| a.escape_visible()).collect();
+        if p.argv.len() > MAX_ARGS || p.argv_truncated {
+            truncated.push("process.args".into());
+        }
+        if self.redactor.redact(&mut args) {
+            object.insert("args_redacted".into(), json!(true));
+        }
+        let mut command_line = args.join(" ");
+        let mut budget = text::ARGS_TOTAL_CAP;
+        let mut kept = 0;
+        let mut cut_any = false;
+        for arg in &mut args {
+            let (text, cut) = text::capped(std::mem::take(arg), ARG_CAP.min(budget));
+            cut_any |= cut;
+            budget -= text.len();
+            *arg = text;
+            kept += 1;
+            if budget == 0 {
+                break;
+            }
+        }
+        if kept < args.len() {
+            args.truncate(kept);
+            cut_any = true;
+        }
+        if cut_any && !truncated.iter().any(|t| t == "process.args") {
+            truncated.push("process.args".into());
+        }
+        if command_line.len() > COMMAND_LINE_CAP {
+            command_line = text::capped(command_line, COMMAND_LINE_CAP).0;
+            truncated.push("process.command_line".into());
+        }
+        object.insert("args_count".into(), json!(p.argv.len()));
+        object.insert("args".into(), json!(args));
+        object.insert("command_line".into(), json!(command_line));
+        if p.argv.iter().any(|a| a.to_str().is_none()) && !object.contains_key("args_redacted") {
+            // Lossless only where nothing was redacted: never carry a secret in base64. Raw bytes
+            // are budgeted like the text (base64 grows them by a third).
+            let mut budget = text::ARGS_TOTAL_CAP / 2;
+            let b64: Vec<String> = p
+                .argv
+                .iter()
+                .take(kept)
+                .map(|a| {
+                    let raw = &a.as_bytes()[..a.as_bytes().len().min(ARG_CAP).min(budget)];
+                    budget -= raw.len();
+                    base64::engine::general_purpose::STANDARD.encode(raw)
+                })
+                .collect();
+            object.insert("args_b64".into(), json!(b64));
+        }
+        object.insert("parent".into(), json!({"pid": p.ppid}));
+        object.insert("user".into(), json!({"id": p.uid.to_string()}));
+        object.insert("group".into(), json!({"id": p.gid.to_string()}));
+        if p.euid != p.uid {
+            object.insert("real_user".into(), json!({"id": p.uid.to_string()}));
+            object.insert("user".into(), json!({"id": p.euid.to_string()}));
+        }
+        if let (Some(boot), ticks) = (self.host.boot_time_ms, self.host.ticks_per_second.max(1)) {
+            object.insert("start".into(), json!(rfc3339(boot + p.key.start_ticks * 1000 / ticks)));
+        }
+        Value::Object(object)
+    }
+
+    /// What ECS has no slot for about a process: how its executable looks on disk.
+    fn process_extras(p: &Process) -> Value {
+        match &p.exe {
+            Some(exe) => {
+                json!({"exe_deleted": exe.deleted, "exe_memfd": exe.memfd, "exe_owner_uid": exe.owner_uid})
+            }
+            None => json!({"kernel_thread": p.kernel_thread}),
+        }
+    }
+
+    fn network(&self, event: &mut Value, socket: &Socket, direction: Direction) {
+        let Some(local) = socket.local.filter(|_| socket.family.is_inet()) else {
+            event["network"] =
+                json!({"transport": transport(&socket.protocol), "direction": "unknown"});
+            return;
+        };
+        let remote = socket.remote.filter(|r| r.port != 0 || !r.addr.is_unspecified());
+        let endpoint =
+            |e: crate::model::Endpoint| json!({"ip": e.addr.to_string(), "port": e.port});
+        let (source, destination) = match (direction, remote) {
+            (Direction::Inbound, Some(r)) => (Some(r), Some(local)),
+            (_, r) => (Some(local), r),
+        };
+        if let Some(s) = source {
+            event["source"] = endpoint(s);
+        }
+        if let Some(d) = destination {
+            event["destination"] = endpoint(d);
+        }
+        let mut network = json!({
+            "transport": transport(&socket.protocol),
+            "type": if local.addr.is_ipv4() { "ipv4" } else { "ipv6" },
+            "direction": match direction {
+                Direction::Inbound => "ingress",
+                Direction::Outbound => "egress",
+                _ => "unknown",
+            },
+        });
+        let number = socket.protocol.ip_number(socket.family);
+        if let (Some(r), 6 | 17 | 136) = (remote, number)
+            && let Some(id) = community_id(number as u8, (local.addr, local.port), (r.addr, r.port))
+        {
+            network["community_id"] = json!(id);
+        }
+        event["network"] = network;
+    }
+
+    fn socket_details(
+        &self,
+        socket: &Socket,
+        (direction, source): (Direction, DirectionSource),
+        processes: &HashMap<ProcKey, &Process>,
+        truncated: &mut Vec<String>,
+    ) -> Map<String, Value> {
+        let mut d = Map::new();
+        d.insert("inode".into(), json!(socket.key.inode));
+        d.insert("netns".into(), json!(socket.key.netns));
+        d.insert("family".into(), json!(socket.family));
+        d.insert("protocol".into(), json!(socket.protocol));
+        d.insert("state".into(), json!(socket.state.name()));
+        d.insert("direction".into(), json!(direction));
+        d.insert("direction_source".into(), json!(source));
+        d.insert("table_source".into(), json!(socket.source));
+        if let Some(remote) = socket.remote.filter(|_| socket.family.is_inet()) {
+            d.insert("remote_is_loopback".into(), json!(remote.addr.is_loopback()));
+        }
+        if let Some(unix) = &socket.unix {
+            put_text(
+                &mut d,
+                "unix_name",
+                unix.name.as_bytes(),
+                PATH_CAP,
+                "sockwatch.socket.unix_name",
+                truncated,
+            );
+            if let Some(peer) = unix.peer {
+                d.insert("unix_peer".into(), json!(peer));
+            }
+        }
+        d.insert("holders_total".into(), json!(socket.holders.len()));
+        if socket.holders.len() > MAX_HOLDERS_LISTED {
+            truncated.push("sockwatch.socket.holders".into());
+        }
+        d.insert(
+            "holders".into(),
+            self.holders(
+                &socket.holders[..socket.holders.len().min(MAX_HOLDERS_LISTED)],
+                processes,
+            ),
+        );
+        let mut fds: Vec<i32> = socket.holders.iter().map(|h| h.fd).collect();
+        fds.sort_unstable();
+        fds.dedup();
+        fds.truncate(MAX_HOLDERS_LISTED);
+        d.insert("fds".into(), json!(fds));
+        d
+    }
+
+    fn holders(&self, holders: &[Holder], processes: &HashMap<ProcKey, &Process>) -> Value {
+        Value::Array(
+            holders
+                .iter()
+                .take(MAX_HOLDERS_LISTED)
+                .map(|h| {
+                    let mut o = Map::new();
+                    o.insert("pid".into(), json!(h.proc.pid));
+                    o.insert("fd".into(), json!(h.fd));
+                    if let Some(tid) = h.tid {
+                        o.insert("tid".into(), json!(tid));
+                    }
+                    o.insert("entity_id".into(), json!(self.entity_id(h.proc)));
+                    if let Some(p) = processes.get(&h.proc) {
+                        put_text(
+                            &mut o,
+                            "name",
+                            p.comm.as_bytes(),
+                            NAME_CAP,
+                            "sockwatch.socket.holders.name",
+                            &mut Vec::new(),
+                        );
+                    }
+                    Value::Object(o)
+                })
+                .collect(),
+        )
+    }
+}
+
+/// The holder whose parent is not itself a holder (the shell, not the `sleep` that inherited the
+/// socket); the lowest pid among several.
+fn top_holder<'a>(
+    socket: &Socket,
+    processes: &HashMap<ProcKey, &'a Process>,
+) -> Option<&'a Process> {
+    let holders: Vec<&Process> =
+        socket.holders.iter().filter_map(|h| processes.get(&h.proc).copied()).collect();
+    let pids: Vec<i32> = holders.iter().map(|p| p.key.pid).collect();
+    holders.iter().min_by_key(|p| (pids.contains(&p.ppid), p.key.pid)).copied()
+}
+
+fn transport(protocol: &Protocol) -> &'static str {
+    match protocol {
+        Protocol::Tcp => "tcp",
+        Protocol::Udp => "udp",
+        Protocol::Udplite => "udplite",
+        Protocol::Raw => "raw",
+        Protocol::Icmp => "icmp",
+        Protocol::Stream | Protocol::Dgram | Protocol::Seqpacket => "unix",
+        Protocol::PacketRaw | Protocol::PacketDgram => "packet",
+        Protocol::Netlink(_) => "netlink",
+        Protocol::Other(_) => "unknown",
+    }
+}
+
+/// RFC 3339 UTC with milliseconds.
+pub fn rfc3339(ms: u64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,101 @@
+//! Secrets in argv (`--password=…`, `--token …`, `scheme://user:pass@host`) are replaced before an
+//! argument leaves the agent. Patterns are configurable; the defaults cover the common spellings.
+
+use regex::Regex;
+
+/// What replaces a secret.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Argument patterns that hold secrets.
+#[derive(Clone, Debug)]
+pub struct Redactor {
+    /// `--name=value`: group 1 is kept, the rest replaced.
+    inline: Vec<Regex>,
+    /// `--name value`: the next argument is replaced.
+    flag: Vec<Regex>,
+    /// Credentials inside an argument (URLs): group 1 and 3 kept, group 2 replaced.
+    embedded: Vec<Regex>,
+}
+
+/// Flag names that end in one of these words hold a secret (`--db-password`, `--api-key`,
+/// `--auth-token`); a word inside a longer name (`--author`, `--password-file`) does not.
+const SECRET_FLAG: &str = r"-{1,2}[a-z0-9_.-]*(?:password|passwd|passphrase|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|auth|credentials?)";
+
+impl Default for Redactor {
+    fn default() -> Self {
+        let pattern = |p: String| Regex::new(&p).expect("default redaction pattern");
+        Redactor {
+            inline: vec![pattern(format!(r"(?i)^({SECRET_FLAG}[=:])(.+)$"))],
+            flag: vec![pattern(format!(r"(?i)^{SECRET_FLAG}$"))],
+            embedded: vec![pattern(r"(?i)([a-z][a-z0-9+.-]*://[^/:@\s]*:)([^@/\s]+)(@)".into())],
+        }
+    }
+}
+
+impl Redactor {
+    /// Redacts `args` in place; returns whether anything was replaced.
+    pub fn redact(&self, args: &mut [String]) -> bool {
+        let mut changed = false;
+        let mut redact_next = false;
+        for arg in args.iter_mut() {
+            if std::mem::take(&mut redact_next) {
+                *arg = REDACTED.to_string();
+                changed = true;
+                continue;
+            }
+            if self.flag.iter().any(|r| r.is_match(arg)) {
+                redact_next = true;
+                continue;
+            }
+            for r in &self.inline {
+                if let Some(c) = r.captures(arg) {
+                    *arg = format!("{}{REDACTED}", &c[1]);
+                    changed = true;
+                }
+            }
+            for r in &self.embedded {
+                if r.is_match(arg) {
+                    *arg = r.replace_all(arg, format!("${{1}}{REDACTED}${{3}}")).into_owned();
+                    changed = true;
+                }
+            }
+        }
+        changed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redacted(args: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        Redactor::default().redact(&mut args);
+        args
+    }
+
+    #[test]
+    fn common_spellings() {
+        assert_eq!(
+            redacted(&["mysql", "--password=hunter2", "-u", "root"]),
+            ["mysql", "--password=[REDACTED]", "-u", "root"]
+        );
+        assert_eq!(
+            redacted(&["tool", "--api-key", "abc", "--verbose"]),
+            ["tool", "--api-key", "[REDACTED]", "--verbose"]
+        );
+        assert_eq!(
+            redacted(&["curl", "https://bob:s3cret@example.test/x"]),
+            ["curl", "https://bob:[REDACTED]@example.test/x"]
+        );
+        assert_eq!(
+            redacted(&["nc", "-e", "/bin/sh", "127.0.0.1", "4444"]),
+            ["nc", "-e", "/bin/sh", "127.0.0.1", "4444"]
+        );
+        assert_eq!(redacted(&["app", "--DB_PASSWORD:x"]), ["app", "--DB_PASSWORD:[REDACTED]"]);
+        assert_eq!(
+            redacted(&["git", "--author", "me", "--password-file", "/p"]),
+            ["git", "--author", "me", "--password-file", "/p"]
+        );
+    }
+}
