@@ -4,8 +4,10 @@
 //! what it owns.
 
 pub mod cli;
+pub mod daemon;
 pub mod diff;
 pub mod event;
 pub mod graph;
 pub mod model;
 pub mod scan;
+pub mod sinks;

@@ -12,7 +12,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("graph", &["model"]),
     ("diff", &["model"]),
     ("event", &["model"]),
-    ("cli", &["model", "scan", "graph"]),
+    ("sinks", &["model", "event"]),
+    ("daemon", &["model", "scan", "graph", "diff", "event", "sinks"]),
+    ("cli", &["model", "scan", "graph", "daemon"]),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {

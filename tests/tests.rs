@@ -2,6 +2,7 @@
 //! `sockwatch` binary against real processes, sockets and namespaces the tests create, and need
 //! root (./dev/test runs them so in CI).
 
+mod agent;
 mod boundaries;
 mod scan_cli;
 mod scan_holders;

@@ -49,6 +49,11 @@ impl Netns {
         Netns { name }
     }
 
+    /// The agent's own (host) namespace: commands run directly, nothing is created or deleted.
+    pub fn host() -> Self {
+        Netns { name: String::new() }
+    }
+
     /// The namespace's inode.
     pub fn inode(&self) -> u64 {
         std::os::unix::fs::MetadataExt::ino(
@@ -58,6 +63,9 @@ impl Netns {
 
     /// A command that runs inside the namespace.
     pub fn command(&self, program: &str) -> Command {
+        if self.name.is_empty() {
+            return Command::new(program);
+        }
         let mut command = Command::new("ip");
         command.args(["netns", "exec", &self.name, program]);
         command
@@ -66,6 +74,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        if self.name.is_empty() {
+            return;
+        }
         let _ = Command::new("ip").args(["netns", "delete", &self.name]).status();
     }
 }

@@ -1,6 +1,7 @@
 //! The command line: argument definitions and dispatch. `main` stays thin: it calls `run` and maps
 //! the result to an exit code.
 
+mod run;
 mod scan;
 
 use clap::{Parser, Subcommand};
@@ -18,6 +19,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the agent: scan every interval, report socket changes as NDJSON events on stdout.
+    Run(run::RunArgs),
     /// Take one snapshot of the host and print its sockets with every holder.
     Scan(scan::ScanArgs),
 }
@@ -39,6 +42,9 @@ pub enum CliError {
     /// The scanner could not start.
     #[error(transparent)]
     Scan(#[from] crate::scan::ScanError),
+    /// The agent could not start.
+    #[error(transparent)]
+    Run(#[from] crate::daemon::RunError),
     /// Writing the output failed.
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
@@ -48,7 +54,7 @@ impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
             CliError::MissingCapabilities(_) => EXIT_NO_PERMISSION,
-            CliError::Scan(_) | CliError::Output(_) => 1,
+            CliError::Scan(_) | CliError::Run(_) | CliError::Output(_) => 1,
         }
     }
 }
@@ -71,6 +77,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
     };
     let result = match cli.command {
+        Command::Run(args) => run::run(&args),
         Command::Scan(args) => scan::run(&args),
     };
     match result {

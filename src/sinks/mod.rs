@@ -1,0 +1,205 @@
+//! Where events go. Each sink runs behind its own bounded queue, so a slow or failing sink never
+//! stalls the scan or the other sinks; what a full queue refuses is counted, and every sink keeps
+//! the accounting identity `generated = delivered + dropped + queued`.
+
+mod stdout;
+
+pub use stdout::StdoutSink;
+
+use crate::event::{Encoded, EventKind};
+use crossbeam_channel::{Receiver, Sender};
+use serde::Serialize;
+use std::sync::{Arc, Mutex};
+
+/// A destination for encoded events, driven by its own thread.
+pub trait Sink: Send {
+    /// Writes a batch of events; on error, says how many of them are lost.
+    fn write_batch(&mut self, batch: &[Arc<Encoded>]) -> Result<(), SinkError>;
+    /// Flushes whatever is buffered (on shutdown and after each batch).
+    fn flush(&mut self) -> Result<(), SinkError>;
+}
+
+/// A sink's failure.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The destination refused the write.
+    #[error("{sink}: {source}")]
+    Io {
+        /// Which sink.
+        sink: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Which events a sink takes (by default, all).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Route {
+    /// Event kinds accepted (all when empty).
+    pub kinds: Vec<EventKind>,
+    /// Minimum `event.severity`.
+    pub min_severity: u8,
+}
+
+impl Route {
+    /// Whether this sink wants the event.
+    pub fn accepts(&self, event: &Encoded) -> bool {
+        (self.kinds.is_empty() || self.kinds.contains(&event.kind))
+            && event.severity >= self.min_severity
+    }
+}
+
+/// A sink's counters, shared between the router (which fills its queue) and its thread. Taking
+/// events off the queue and counting them happen under one lock, so a reading (also under the
+/// lock) is exact: nothing is ever between "queued" and "taken".
+#[derive(Debug, Default)]
+pub struct SinkStats {
+    counters: Mutex<Counters>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Counters {
+    generated: u64,
+    taken: u64,
+    delivered: u64,
+    dropped_queue_full: u64,
+    dropped_write_error: u64,
+}
+
+impl SinkStats {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counters> {
+        // A poisoned lock only means a sink thread panicked mid-update; the counts stay usable.
+        self.counters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Offers an event to `queue`, counting it as generated and, when refused, as dropped.
+    pub fn offer(&self, queue: &Sender<Arc<Encoded>>, event: &Arc<Encoded>) {
+        let mut c = self.lock();
+        c.generated += 1;
+        if queue.try_send(event.clone()).is_err() {
+            c.dropped_queue_full += 1;
+        }
+    }
+
+    /// Takes up to `max` queued events into `batch` (waiting for the first), counting them as taken.
+    /// Returns false once the queue is closed and empty.
+    pub fn take(
+        &self,
+        queue: &Receiver<Arc<Encoded>>,
+        batch: &mut Vec<Arc<Encoded>>,
+        max: usize,
+    ) -> bool {
+        let Ok(first) = queue.recv() else { return false };
+        let mut c = self.lock();
+        batch.push(first);
+        while batch.len() < max {
+            match queue.try_recv() {
+                Ok(event) => batch.push(event),
+                Err(_) => break,
+            }
+        }
+        c.taken += batch.len() as u64;
+        true
+    }
+
+    /// Records how a taken batch ended.
+    pub fn settle(&self, n: u64, delivered: bool) {
+        let mut c = self.lock();
+        if delivered {
+            c.delivered += n;
+        } else {
+            c.dropped_write_error += n;
+        }
+    }
+
+    /// The counters after the sink's queue closed and its thread finished.
+    pub fn final_counts(&self, sink: &str) -> SinkCounts {
+        let c = *self.lock();
+        SinkCounts {
+            sink: sink.to_string(),
+            generated: c.generated,
+            delivered: c.delivered,
+            dropped_queue_full: c.dropped_queue_full,
+            dropped_write_error: c.dropped_write_error,
+            queued: c.taken - c.delivered - c.dropped_write_error,
+        }
+    }
+
+    /// The counters now. Events taken but not yet settled count as queued.
+    pub fn counts(&self, sink: &str, queue: &Sender<Arc<Encoded>>) -> SinkCounts {
+        let c = *self.lock();
+        let queued = queue.len() as u64;
+        SinkCounts {
+            sink: sink.to_string(),
+            generated: c.generated,
+            delivered: c.delivered,
+            dropped_queue_full: c.dropped_queue_full,
+            dropped_write_error: c.dropped_write_error,
+            queued: queued + (c.taken - c.delivered - c.dropped_write_error),
+        }
+    }
+}
+
+/// A point-in-time copy of `SinkStats` plus the queue depth.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SinkCounts {
+    /// Sink name.
+    pub sink: String,
+    /// Events routed to it.
+    pub generated: u64,
+    /// Events delivered.
+    pub delivered: u64,
+    /// Events dropped, by reason.
+    pub dropped_queue_full: u64,
+    /// Events lost to write errors.
+    pub dropped_write_error: u64,
+    /// Events waiting in its queue.
+    pub queued: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: EventKind, severity: u8) -> Arc<Encoded> {
+        Arc::new(Encoded { kind, severity, action: "x", line: b"{}\n".to_vec() })
+    }
+
+    #[test]
+    fn routes_filter_by_kind_and_severity() {
+        let all = Route::default();
+        let alerts = Route { kinds: vec![EventKind::Alert], min_severity: 3 };
+        assert!(all.accepts(&event(EventKind::Event, 0)));
+        assert!(!alerts.accepts(&event(EventKind::Event, 9)));
+        assert!(!alerts.accepts(&event(EventKind::Alert, 2)));
+        assert!(alerts.accepts(&event(EventKind::Alert, 3)));
+    }
+
+    #[test]
+    fn accounting_is_exact_through_full_queues_and_failed_writes() {
+        let stats = SinkStats::default();
+        let (tx, rx) = crossbeam_channel::bounded(3);
+        let identity = |c: &SinkCounts| {
+            c.generated == c.delivered + c.dropped_queue_full + c.dropped_write_error + c.queued
+        };
+        for _ in 0..5 {
+            stats.offer(&tx, &event(EventKind::Event, 0));
+        }
+        let c = stats.counts("t", &tx);
+        assert_eq!((c.generated, c.dropped_queue_full, c.queued), (5, 2, 3));
+        let mut batch = Vec::new();
+        assert!(stats.take(&rx, &mut batch, 2));
+        let c = stats.counts("t", &tx);
+        assert_eq!(c.queued, 3, "taken but not yet written still counts as queued");
+        assert!(identity(&c));
+        stats.settle(2, false);
+        batch.clear();
+        assert!(stats.take(&rx, &mut batch, 10));
+        stats.settle(1, true);
+        drop(tx);
+        assert!(!stats.take(&rx, &mut Vec::new(), 10), "closed and empty");
+        let c = stats.final_counts("t");
+        assert_eq!((c.delivered, c.dropped_write_error, c.queued), (1, 2, 0));
+        assert!(identity(&c));
+    }
+}

@@ -1,0 +1,264 @@
+//! `sockwatch run`, the real binary, end to end: events for a connection's life, the baseline on
+//! restart, hostile command lines, exact per-sink accounting, clean shutdown on SIGTERM.
+
+use crate::util::{Netns, PRELUDE, Running, prerequisites, python_in};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A running agent whose stdout is parsed line by line as it arrives.
+struct Agent {
+    child: Child,
+    events: Arc<Mutex<Vec<Value>>>,
+    bad_lines: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Agent {
+    fn start(extra: &[&str]) -> Agent {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sockwatch"))
+            .args(["run", "--interval", "200ms"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start agent");
+        let stdout = child.stdout.take().unwrap();
+        let (events, bad_lines) =
+            (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
+        let (e, b) = (events.clone(), bad_lines.clone());
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).split(b'\n') {
+                let line = line.expect("read agent stdout");
+                match serde_json::from_slice::<Value>(&line) {
+                    Ok(v) => e.lock().unwrap().push(v),
+                    Err(_) => b.lock().unwrap().push(String::from_utf8_lossy(&line).into_owned()),
+                }
+            }
+        });
+        let agent = Agent { child, events, bad_lines, reader: Some(reader) };
+        agent.wait_for("agent_started", |e| e["event"]["action"] == "agent_started");
+        agent
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn events(&self) -> Vec<Value> {
+        self.events.lock().unwrap().clone()
+    }
+
+    /// The first event matching `predicate`, waiting up to 10 s.
+    fn wait_for(&self, what: &str, predicate: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(e) = self.events.lock().unwrap().iter().find(|e| predicate(e)) {
+                return e.clone();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "no {what} event within 10 s; got {:#?}",
+            self.events().iter().map(|e| e["event"]["action"].clone()).collect::<Vec<_>>()
+        );
+    }
+
+    /// SIGTERM; returns the exit status, every event, and the final stderr line (JSON tally).
+    fn stop(mut self) -> (std::process::ExitStatus, Vec<Value>, Value) {
+        let pid = rustix::process::Pid::from_raw(self.pid()).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        let status = self.child.wait().unwrap();
+        self.reader.take().unwrap().join().unwrap();
+        let mut stderr = String::new();
+        self.child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        let tally =
+            stderr.lines().last().and_then(|l| serde_json::from_str(l).ok()).unwrap_or(Value::Null);
+        assert!(
+            self.bad_lines.lock().unwrap().is_empty(),
+            "lines that are not JSON: {:?}",
+            self.bad_lines.lock().unwrap()
+        );
+        let events = self.events();
+        (status, events, tally)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn action(e: &Value) -> &str {
+    e["event"]["action"].as_str().unwrap_or("")
+}
+
+fn inode(e: &Value) -> u64 {
+    e["sockwatch"]["socket"]["inode"].as_u64().unwrap_or(0)
+}
+
+/// A process that listens, then on each line from the test: connects to itself, has the server
+/// side close (the client goes to CLOSE_WAIT), closes the client.
+const CONNECTION_STEPS: &str = r#"
+l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()
+print(json.dumps({'pid': os.getpid(), 'port': l.getsockname()[1]}), flush=True)
+sys.stdin.readline()
+c = socket.create_connection(l.getsockname()); a, _ = l.accept()
+sys.stdin.readline()
+a.close()
+sys.stdin.readline()
+c.close()
+sys.stdin.read()
+"#;
+
+fn connection_life(netns: &Netns, expected_netns: Option<u64>) {
+    let agent = Agent::start(&[]);
+    let (mut process, facts) = python_in(netns, &format!("{PRELUDE}{CONNECTION_STEPS}"));
+    let (pid, port) = (facts["pid"].as_i64().unwrap(), facts["port"].as_u64().unwrap());
+
+    process.write_line("connect");
+    let opened = agent.wait_for("socket_opened", |e| {
+        action(e) == "socket_opened"
+            && e["process"]["pid"] == pid
+            && e["destination"]["port"] == port
+    });
+    assert!(opened["process"]["executable"].as_str().unwrap().contains("python3"), "{opened}");
+    assert_eq!(opened["process"]["entity_id"].as_str().map(str::len), Some(20));
+    assert_eq!(opened["source"]["ip"], "127.0.0.1");
+    assert_eq!(opened["destination"]["ip"], "127.0.0.1");
+    assert_eq!(opened["network"]["transport"], "tcp");
+    assert_eq!(opened["network"]["direction"], "egress");
+    assert_eq!(opened["sockwatch"]["socket"]["direction"], "outbound");
+    assert_eq!(opened["sockwatch"]["socket"]["state"], "ESTABLISHED");
+    if let Some(ns) = expected_netns {
+        assert_eq!(opened["sockwatch"]["socket"]["netns"], ns);
+    }
+    let client = inode(&opened);
+
+    process.write_line("server closes");
+    let changed = agent.wait_for("socket_state_changed", |e| {
+        action(e) == "socket_state_changed" && inode(e) == client
+    });
+    assert_eq!(changed["sockwatch"]["socket"]["previous_state"], "ESTABLISHED");
+    assert_eq!(changed["sockwatch"]["socket"]["state"], "CLOSE_WAIT");
+
+    process.write_line("client closes");
+    let closed =
+        agent.wait_for("socket_closed", |e| action(e) == "socket_closed" && inode(e) == client);
+    let duration = closed["sockwatch"]["socket"]["duration_ms"].as_u64().unwrap();
+    assert!(duration > 0 && duration < 60_000, "{duration}");
+    assert_eq!(closed["sockwatch"]["socket"]["duration_is_lower_bound"], false);
+    assert_eq!(closed["process"]["pid"], pid);
+
+    let agent_pid = agent.pid();
+    let (status, events, tally) = agent.stop();
+    assert!(status.success(), "SIGTERM ends the agent with 0: {status}");
+    assert_eq!(action(events.last().unwrap()), "agent_stopping");
+    assert!(
+        events.iter().all(|e| e["process"]["pid"] != agent_pid),
+        "the agent never reports on itself"
+    );
+    // Accounting: every event routed to stdout was delivered, and the test read every one.
+    let sink = &tally["sinks"][0];
+    let n = |k: &str| sink[k].as_u64().unwrap();
+    assert_eq!(
+        n("generated"),
+        n("delivered") + n("dropped_queue_full") + n("dropped_write_error") + n("queued")
+    );
+    assert_eq!(n("delivered"), events.len() as u64, "{tally}");
+    let sequences: Vec<u64> =
+        events.iter().map(|e| e["event"]["sequence"].as_u64().unwrap()).collect();
+    assert!(sequences.windows(2).all(|w| w[1] == w[0] + 1), "sequence numbers are gapless");
+}
+
+#[test]
+fn a_connection_opened_changed_and_closed_in_the_host_namespace() {
+    if !prerequisites(&["python3"]) {
+        return;
+    }
+    connection_life(&Netns::host(), None);
+}
+
+#[test]
+fn a_connection_opened_changed_and_closed_in_a_test_namespace() {
+    if !prerequisites(&["ip", "python3"]) {
+        return;
+    }
+    let netns = Netns::new();
+    connection_life(&netns, Some(netns.inode()));
+}
+
+#[test]
+fn a_restart_reports_open_sockets_as_baseline_state_not_as_opened() {
+    if !prerequisites(&["ip", "python3"]) {
+        return;
+    }
+    let netns = Netns::new();
+    let (_process, facts) = python_in(
+        &netns,
+        &format!(
+            "{PRELUDE}
+l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()
+c = socket.create_connection(l.getsockname()); a, _ = l.accept()
+print(json.dumps({{'inode': os.fstat(c.fileno()).st_ino}}), flush=True)
+sys.stdin.read()
+"
+        ),
+    );
+    let held = facts["inode"].as_u64().unwrap();
+    for _ in 0..2 {
+        let agent = Agent::start(&[]);
+        let baseline = agent
+            .wait_for("existing_socket", |e| action(e) == "existing_socket" && inode(e) == held);
+        assert_eq!(baseline["event"]["kind"], "state");
+        assert_eq!(baseline["sockwatch"]["baseline"], true);
+        std::thread::sleep(Duration::from_millis(1000)); // several more scans
+        let (_, events, _) = agent.stop();
+        let baseline: std::collections::HashSet<u64> =
+            events.iter().filter(|e| action(e) == "existing_socket").map(inode).collect();
+        let flood: Vec<&Value> = events
+            .iter()
+            .filter(|e| action(e) == "socket_opened" && baseline.contains(&inode(e)))
+            .collect();
+        assert!(flood.is_empty(), "sockets of the baseline reported as opened: {flood:?}");
+    }
+}
+
+#[test]
+fn a_hostile_command_line_stays_one_valid_escaped_line() {
+    if !prerequisites(&["ip", "python3"]) {
+        return;
+    }
+    use std::os::unix::ffi::OsStrExt;
+    let netns = Netns::new();
+    let agent = Agent::start(&[]);
+    let mut command = netns.command("python3");
+    command
+        .arg("-c")
+        .arg("import socket, sys; l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen(); print(1, flush=True); sys.stdin.read()")
+        .arg("a\nb")
+        .arg("\x1b[31mred")
+        .arg("\u{202e}txt.exe")
+        .arg(std::ffi::OsStr::from_bytes(b"\xff\xfe"));
+    let (running, _) = Running::spawn_with_line(command);
+    let event = agent.wait_for("socket_opened", |e| {
+        action(e) == "socket_opened" && e["process"]["pid"] == running.pid()
+    });
+    let args: Vec<&str> =
+        event["process"]["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert_eq!(&args[3..], [r"a\nb", r"\u{001b}[31mred", r"\u{202e}txt.exe", r"\xff\xfe"]);
+    assert!(
+        event["process"]["command_line"]
+            .as_str()
+            .unwrap()
+            .ends_with(r"a\nb \u{001b}[31mred \u{202e}txt.exe \xff\xfe")
+    );
+    assert_eq!(event["process"]["args_b64"][6], "//4=");
+    let (_, events, _) = agent.stop(); // stop() asserts every line was one JSON object
+    assert!(!events.is_empty());
+}
