@@ -4,6 +4,7 @@
 //! what it owns.
 
 pub mod cli;
+pub mod config;
 pub mod daemon;
 pub mod diff;
 pub mod event;

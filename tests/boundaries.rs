@@ -13,8 +13,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("diff", &["model"]),
     ("event", &["model"]),
     ("sinks", &["model", "event"]),
-    ("daemon", &["model", "scan", "graph", "diff", "event", "sinks"]),
-    ("cli", &["model", "scan", "graph", "daemon"]),
+    ("config", &["model", "event", "sinks"]),
+    ("daemon", &["model", "scan", "graph", "diff", "event", "sinks", "config"]),
+    ("cli", &["model", "scan", "graph", "daemon", "config"]),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {

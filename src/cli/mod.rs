@@ -21,6 +21,9 @@ struct Cli {
 enum Command {
     /// Run the agent: scan every interval, report socket changes as NDJSON events on stdout.
     Run(run::RunArgs),
+    /// Config files.
+    #[command(subcommand)]
+    Config(run::ConfigCommand),
     /// Take one snapshot of the host and print its sockets with every holder.
     Scan(scan::ScanArgs),
 }
@@ -29,6 +32,9 @@ enum Command {
 const EXIT_NO_PERMISSION: u8 = 77;
 /// Exit status for a usage error (sysexits EX_USAGE).
 const EXIT_USAGE: u8 = 64;
+/// Exit status for a configuration error (sysexits EX_CONFIG); the systemd unit does not restart
+/// on it.
+const EXIT_CONFIG: u8 = 78;
 
 /// Errors a command reports as one line before exiting non-zero.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +48,9 @@ pub enum CliError {
     /// The scanner could not start.
     #[error(transparent)]
     Scan(#[from] crate::scan::ScanError),
+    /// The config is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// The agent could not start.
     #[error(transparent)]
     Run(#[from] crate::daemon::RunError),
@@ -54,6 +63,7 @@ impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
             CliError::MissingCapabilities(_) => EXIT_NO_PERMISSION,
+            CliError::Config(_) => EXIT_CONFIG,
             CliError::Scan(_) | CliError::Run(_) | CliError::Output(_) => 1,
         }
     }
@@ -78,6 +88,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     };
     let result = match cli.command {
         Command::Run(args) => run::run(&args),
+        Command::Config(command) => run::config(&command),
         Command::Scan(args) => scan::run(&args),
     };
     match result {

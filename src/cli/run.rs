@@ -1,40 +1,61 @@
 //! `sockwatch run`: the agent.
 
 use super::CliError;
-use crate::daemon::{RunOptions, run as run_agent};
+use crate::config::Config;
+use crate::daemon::{Overrides, RunOptions, run as run_agent};
+use std::path::PathBuf;
 use std::time::Duration;
 
-/// Below this the agent would do little but scan.
-const MIN_INTERVAL: Duration = Duration::from_millis(50);
-
 fn interval(text: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
-    if d < MIN_INTERVAL {
-        return Err(format!("{text} is shorter than the minimum of 50ms"));
-    }
-    Ok(d)
+    crate::model::parse_interval(text)
 }
 
 #[derive(Debug, clap::Args)]
 pub(super) struct RunArgs {
-    /// Time between scans (e.g. 1s, 200ms; at least 50ms).
-    #[arg(long, value_parser = interval, default_value = "1s")]
-    interval: Duration,
-    /// Time between heartbeat events carrying the coverage and sink counters.
-    #[arg(long, value_parser = interval, default_value = "60s")]
-    heartbeat: Duration,
-    /// Do not report the sockets already open at start (as existing_socket state events).
+    /// Config file (with drop-ins in conf.d/ beside it); the embedded defaults when absent.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Time between scans (e.g. 1s, 200ms; at least 50ms). Overrides the config.
+    #[arg(long, value_parser = interval)]
+    interval: Option<Duration>,
+    /// Time between heartbeat events. Overrides the config.
+    #[arg(long, value_parser = interval)]
+    heartbeat: Option<Duration>,
+    /// Do not report the sockets already open at start (existing_socket state events).
     #[arg(long)]
     no_baseline: bool,
 }
 
 pub(super) fn run(args: &RunArgs) -> Result<(), CliError> {
-    let options = RunOptions {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::embedded()?,
+    };
+    let overrides = Overrides {
         interval: args.interval,
         heartbeat: args.heartbeat,
-        baseline: !args.no_baseline,
-        ..RunOptions::default()
+        no_baseline: args.no_baseline,
     };
-    run_agent(options)?;
+    overrides.apply(&mut config);
+    run_agent(RunOptions { config, config_path: args.config.clone(), overrides })?;
     Ok(())
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(super) enum ConfigCommand {
+    /// Check a config file and its conf.d/ drop-ins: exit 0, or 78 with file:line:col.
+    Check {
+        /// The config file.
+        file: PathBuf,
+    },
+}
+
+pub(super) fn config(command: &ConfigCommand) -> Result<(), CliError> {
+    match command {
+        ConfigCommand::Check { file } => {
+            let config = Config::load(file)?;
+            println!("{}: ok ({} sinks)", file.display(), config.sinks.len());
+            Ok(())
+        }
+    }
 }

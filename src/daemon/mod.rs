@@ -10,38 +10,55 @@
 mod host;
 mod router;
 
+use crate::config::Config;
 use crate::diff::Differ;
 use crate::event::{Directions, Encoded, Encoder, EventKind, Redactor, rfc3339};
 use crate::graph::{Graph, ListenerMemory};
 use crate::model::{Change, Snapshot};
 use crate::scan::Scanner;
-use crate::sinks::{Route, Sink, SinkStats, StdoutSink};
+use crate::sinks::{Route, Sink, SinkStats};
 use crossbeam_channel::{Receiver, bounded, select};
 use router::{Message, SinkPort};
 use serde_json::json;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// How the agent runs.
+/// How the agent runs: the merged config, and the file to re-read on SIGHUP (none when running on
+/// the embedded defaults). Command-line overrides are applied to `config` by the caller and win
+/// over reloads too.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
-    /// Time between scan starts.
-    pub interval: Duration,
-    /// Time between heartbeat events.
-    pub heartbeat: Duration,
-    /// Report the sockets open at the first scan as `existing_socket` state events.
-    pub baseline: bool,
-    /// Events each sink may have waiting before new ones are dropped (and counted).
-    pub queue_capacity: usize,
+    /// The settings in force at start.
+    pub config: Config,
+    /// The config file, re-read on SIGHUP.
+    pub config_path: Option<std::path::PathBuf>,
+    /// Settings fixed on the command line, which a reload must not undo.
+    pub overrides: Overrides,
 }
 
-impl Default for RunOptions {
-    fn default() -> Self {
-        RunOptions {
-            interval: Duration::from_secs(1),
-            heartbeat: Duration::from_secs(60),
-            baseline: true,
-            queue_capacity: 65_536,
+/// `[agent]` settings given on the command line.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--interval`.
+    pub interval: Option<Duration>,
+    /// `--heartbeat`.
+    pub heartbeat: Option<Duration>,
+    /// `--no-baseline`.
+    pub no_baseline: bool,
+}
+
+impl Overrides {
+    /// Applies the command line on top of a config.
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(i) = self.interval {
+            config.agent.interval = i;
+        }
+        if let Some(h) = self.heartbeat {
+            config.agent.heartbeat = h;
+        }
+        if self.no_baseline {
+            config.agent.baseline = false;
         }
     }
 }
@@ -52,6 +69,9 @@ pub enum RunError {
     /// The scanner could not start.
     #[error(transparent)]
     Scan(#[from] crate::scan::ScanError),
+    /// A sink could not be opened.
+    #[error(transparent)]
+    Sink(#[from] crate::sinks::SinkError),
     /// Signal handlers or threads could not be set up.
     #[error("setting up the agent: {0}")]
     Setup(#[from] std::io::Error),
@@ -59,22 +79,27 @@ pub enum RunError {
 
 enum Control {
     Stop(&'static str),
+    Reload,
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
 pub fn run(options: RunOptions) -> Result<(), RunError> {
     let mut scanner = Scanner::new()?;
-    // A background agent stays on one core (DESIGN §9); the one-shot scan may use two.
-    scanner.set_threads(1);
+    // A background agent stays on one core by default (DESIGN §9).
+    scanner.set_threads(options.config.agent.scan_threads);
     let control = signals()?;
     let encoder = Encoder::new(host::identity(), Redactor::default());
 
-    let sinks: Vec<(String, Route, Box<dyn Sink>)> =
-        vec![("stdout".into(), Route::default(), Box::new(StdoutSink::new()))];
+    let reopen = Arc::new(AtomicU64::new(0));
+    let mut sinks: Vec<(String, Route, Box<dyn Sink>)> = Vec::new();
+    for config in &options.config.sinks {
+        sinks.push((config.name(), config.route(), config.build(&reopen)?));
+    }
     let mut ports = Vec::new();
     let mut sink_threads = Vec::new();
+    let capacity = options.config.agent.queue_capacity;
     for (name, route, sink) in sinks {
-        let (queue, queued) = bounded::<Arc<Encoded>>(options.queue_capacity);
+        let (queue, queued) = bounded::<Arc<Encoded>>(capacity);
         let stats = Arc::new(SinkStats::default());
         let thread_stats = stats.clone();
         sink_threads.push(
@@ -89,7 +114,7 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
         .name("router".into())
         .spawn(move || router::route(messages, encoder, ports))?;
 
-    let stop_reason = scan_loop(&mut scanner, &options, &to_router, &control);
+    let stop_reason = scan_loop(&mut scanner, &options, &to_router, &control, &reopen);
 
     let _ = to_router.send(Message::Lifecycle {
         action: "agent_stopping",
@@ -109,20 +134,20 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
     Ok(())
 }
 
-/// SIGTERM and SIGINT stop the agent; SIGHUP is caught so it cannot kill it (config reload comes
-/// with the config file).
+/// SIGTERM and SIGINT stop the agent; SIGHUP reopens file sinks and re-reads the config.
 fn signals() -> std::io::Result<Receiver<Control>> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     let (tx, rx) = bounded(4);
     std::thread::Builder::new().name("signals".into()).spawn(move || {
         for signal in signals.forever() {
-            let reason = match signal {
-                SIGTERM => "SIGTERM",
-                SIGINT => "SIGINT",
+            let message = match signal {
+                SIGTERM => Control::Stop("SIGTERM"),
+                SIGINT => Control::Stop("SIGINT"),
+                SIGHUP => Control::Reload,
                 _ => continue,
             };
-            if tx.send(Control::Stop(reason)).is_err() {
+            if tx.send(message).is_err() {
                 return;
             }
         }
@@ -142,9 +167,11 @@ fn scan_loop(
     options: &RunOptions,
     to_router: &crossbeam_channel::Sender<Message>,
     control: &Receiver<Control>,
+    reopen: &AtomicU64,
 ) -> &'static str {
+    let mut agent = options.config.agent.clone();
     let own_pid = std::process::id() as i32;
-    let mut differ = Differ::new(options.baseline);
+    let mut differ = Differ::new(agent.baseline);
     let mut listeners = ListenerMemory::default();
     let mut previous_directions: Option<Arc<Directions>> = None;
     let (mut scans, mut overruns, mut batches_dropped) = (0u64, 0u64, 0u64);
@@ -154,18 +181,27 @@ fn scan_loop(
         kind: EventKind::Event,
         at_ms: started_at,
         fields: json!({
-            "interval_ms": options.interval.as_millis() as u64,
-            "baseline": options.baseline,
+            "interval_ms": agent.interval.as_millis() as u64,
+            "baseline": agent.baseline,
+            "config": options.config_path.as_ref().map(|p| p.display().to_string()),
+            "sinks": options.config.sinks.iter().map(|s| s.name()).collect::<Vec<_>>(),
             "privileges": scanner.privileges(),
         }),
         with_sinks: false,
     });
     let mut next_tick = Instant::now();
-    let mut next_heartbeat = Instant::now() + options.heartbeat;
+    let mut next_heartbeat = Instant::now() + agent.heartbeat;
     loop {
         select! {
             recv(control) -> message => match message {
                 Ok(Control::Stop(reason)) => return reason,
+                Ok(Control::Reload) => {
+                    reopen.fetch_add(1, Ordering::Relaxed);
+                    if let Some(message) = reload(options, &mut agent) {
+                        let _ = to_router.try_send(message);
+                    }
+                    continue;
+                }
                 Err(_) => return "control channel closed",
             },
             recv(crossbeam_channel::at(next_tick)) -> _ => {}
@@ -189,18 +225,48 @@ fn scan_loop(
             }
         }
         let took = began.elapsed();
-        next_tick += options.interval;
+        next_tick += agent.interval;
         if Instant::now() > next_tick {
             // The scan took longer than the interval: start the next one now, never in a burst.
             overruns += 1;
             next_tick = Instant::now();
         }
         if Instant::now() >= next_heartbeat {
-            next_heartbeat += options.heartbeat;
+            next_heartbeat += agent.heartbeat;
             let _ =
                 to_router.try_send(heartbeat(&snapshot, scans, overruns, batches_dropped, took));
         }
     }
+}
+
+/// Re-reads the config file. On success the new `[agent]` timings apply from the next tick (sinks
+/// and queue sizes apply at the next start); on failure the running settings stay and the error
+/// goes out as `reload_failed`.
+fn reload(options: &RunOptions, agent: &mut crate::config::AgentConfig) -> Option<Message> {
+    let path = options.config_path.as_ref()?;
+    let (action, fields) = match Config::load(path) {
+        Ok(mut config) => {
+            options.overrides.apply(&mut config);
+            agent.interval = config.agent.interval;
+            agent.heartbeat = config.agent.heartbeat;
+            let interval_ms = agent.interval.as_millis() as u64;
+            (
+                "config_reloaded",
+                json!({"config": path.display().to_string(), "interval_ms": interval_ms}),
+            )
+        }
+        Err(error) => (
+            "reload_failed",
+            json!({"config": path.display().to_string(), "error": error.to_string()}),
+        ),
+    };
+    Some(Message::Lifecycle {
+        action,
+        kind: EventKind::Event,
+        at_ms: now_ms(),
+        fields,
+        with_sinks: false,
+    })
 }
 
 fn heartbeat(
@@ -249,7 +315,11 @@ fn is_own(change: &Change, prev: Option<&Snapshot>, next: &Snapshot, own_pid: i3
 fn drive_sink(mut sink: Box<dyn Sink>, queue: Receiver<Arc<Encoded>>, stats: &SinkStats) {
     const BATCH: usize = 512;
     let mut batch = Vec::with_capacity(BATCH);
-    while stats.take(&queue, &mut batch, BATCH) {
+    while stats.take(&queue, &mut batch, BATCH, Duration::from_secs(1)) {
+        if batch.is_empty() {
+            sink.tick();
+            continue;
+        }
         let delivered = sink.write_batch(&batch).is_ok();
         stats.settle(batch.len() as u64, delivered);
         batch.clear();

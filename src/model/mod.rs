@@ -6,6 +6,7 @@ mod change;
 mod fd;
 #[cfg(test)]
 pub(crate) mod fixture;
+mod interval;
 mod process;
 mod relation;
 mod snapshot;
@@ -14,6 +15,7 @@ mod text;
 
 pub use change::Change;
 pub use fd::{AccessMode, Fd, FdTarget, PtyId};
+pub use interval::{Interval, MIN_INTERVAL, parse_interval};
 pub use process::{Exe, ProcKey, Process};
 pub use relation::{Direction, DirectionSource, Route, StdioEnd, StdioLink, StdioReach, Via};
 pub use snapshot::{Coverage, NetnsInfo, Privileges, Snapshot, TableRead};

@@ -2,14 +2,54 @@
 //! stalls the scan or the other sinks; what a full queue refuses is counted, and every sink keeps
 //! the accounting identity `generated = delivered + dropped + queued`.
 
+mod file;
 mod stdout;
 
-pub use stdout::StdoutSink;
+pub use file::{FileSink, FileSinkConfig};
+pub use stdout::{StdoutSink, StdoutSinkConfig};
 
 use crate::event::{Encoded, EventKind};
 use crossbeam_channel::{Receiver, Sender};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
+
+/// One `[[sinks]]` entry of the config file, by `type`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SinkConfig {
+    /// NDJSON on standard output.
+    Stdout(StdoutSinkConfig),
+    /// NDJSON appended to a file.
+    File(FileSinkConfig),
+}
+
+impl SinkConfig {
+    /// A name for counters and errors: the type, and the path for files.
+    pub fn name(&self) -> String {
+        match self {
+            SinkConfig::Stdout(_) => "stdout".into(),
+            SinkConfig::File(f) => format!("file:{}", f.path.display()),
+        }
+    }
+
+    /// The route filter.
+    pub fn route(&self) -> Route {
+        let (kinds, min_severity) = match self {
+            SinkConfig::Stdout(c) => (&c.kinds, c.min_severity),
+            SinkConfig::File(c) => (&c.kinds, c.min_severity),
+        };
+        Route { kinds: kinds.clone().unwrap_or_default(), min_severity: min_severity.unwrap_or(0) }
+    }
+
+    /// Opens the sink. `reopen` is bumped on SIGHUP: file sinks reopen their path.
+    pub fn build(&self, reopen: &Arc<AtomicU64>) -> Result<Box<dyn Sink>, SinkError> {
+        Ok(match self {
+            SinkConfig::Stdout(_) => Box::new(StdoutSink::new()),
+            SinkConfig::File(c) => Box::new(FileSink::open(c, reopen.clone())?),
+        })
+    }
+}
 
 /// A destination for encoded events, driven by its own thread.
 pub trait Sink: Send {
@@ -17,6 +57,8 @@ pub trait Sink: Send {
     fn write_batch(&mut self, batch: &[Arc<Encoded>]) -> Result<(), SinkError>;
     /// Flushes whatever is buffered (on shutdown and after each batch).
     fn flush(&mut self) -> Result<(), SinkError>;
+    /// Called about once a second when idle, for time-based work (a due fdatasync).
+    fn tick(&mut self) {}
 }
 
 /// A sink's failure.
@@ -81,15 +123,20 @@ impl SinkStats {
         }
     }
 
-    /// Takes up to `max` queued events into `batch` (waiting for the first), counting them as taken.
-    /// Returns false once the queue is closed and empty.
+    /// Takes up to `max` queued events into `batch`, waiting up to `wait` for the first, counting
+    /// them as taken. Returns false once the queue is closed and empty.
     pub fn take(
         &self,
         queue: &Receiver<Arc<Encoded>>,
         batch: &mut Vec<Arc<Encoded>>,
         max: usize,
+        wait: std::time::Duration,
     ) -> bool {
-        let Ok(first) = queue.recv() else { return false };
+        let first = match queue.recv_timeout(wait) {
+            Ok(first) => first,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => return true,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return false,
+        };
         let mut c = self.lock();
         batch.push(first);
         while batch.len() < max {
@@ -188,16 +235,17 @@ mod tests {
         let c = stats.counts("t", &tx);
         assert_eq!((c.generated, c.dropped_queue_full, c.queued), (5, 2, 3));
         let mut batch = Vec::new();
-        assert!(stats.take(&rx, &mut batch, 2));
+        let wait = std::time::Duration::from_millis(10);
+        assert!(stats.take(&rx, &mut batch, 2, wait));
         let c = stats.counts("t", &tx);
         assert_eq!(c.queued, 3, "taken but not yet written still counts as queued");
         assert!(identity(&c));
         stats.settle(2, false);
         batch.clear();
-        assert!(stats.take(&rx, &mut batch, 10));
+        assert!(stats.take(&rx, &mut batch, 10, wait));
         stats.settle(1, true);
         drop(tx);
-        assert!(!stats.take(&rx, &mut Vec::new(), 10), "closed and empty");
+        assert!(!stats.take(&rx, &mut Vec::new(), 10, wait), "closed and empty");
         let c = stats.final_counts("t");
         assert_eq!((c.delivered, c.dropped_write_error, c.queued), (1, 2, 0));
         assert!(identity(&c));

@@ -2,8 +2,19 @@
 
 use super::{Sink, SinkError};
 use crate::event::Encoded;
+use serde::Deserialize;
 use std::io::Write;
 use std::sync::Arc;
+
+/// `type = "stdout"`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutSinkConfig {
+    /// Event kinds this sink takes (all when absent).
+    pub kinds: Option<Vec<crate::event::EventKind>>,
+    /// Minimum event severity.
+    pub min_severity: Option<u8>,
+}
 
 /// Standard output.
 pub struct StdoutSink {

@@ -1,0 +1,198 @@
+//! The config file: `sockwatch.toml` plus drop-ins in `conf.d/*.toml` beside it, merged in name
+//! order so local settings survive package upgrades. Each file is parsed on its own (unknown keys
+//! are errors at every level), so every error names its file, line and column; a later file
+//! overrides earlier values key by key, and a `[[sinks]]` list replaces the earlier list whole.
+//! Components own their config types (`sinks::SinkConfig`); this module assembles them.
+
+use crate::model::Interval;
+use crate::sinks::SinkConfig;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The documented default configuration, compiled in: what `sockwatch run` uses with no
+/// `--config`, and the file packages install.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/sockwatch.toml");
+
+/// A config error, located.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct ConfigError {
+    /// The file (or `<embedded>`).
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The agent's settings after merging every file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Scan and event settings.
+    pub agent: AgentConfig,
+    /// Where events go.
+    pub sinks: Vec<SinkConfig>,
+}
+
+/// `[agent]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentConfig {
+    /// Time between scans.
+    pub interval: Duration,
+    /// Time between heartbeat events.
+    pub heartbeat: Duration,
+    /// Report sockets open at the first scan as `existing_socket` state.
+    pub baseline: bool,
+    /// Events each sink may have waiting before new ones are dropped (and counted).
+    pub queue_capacity: usize,
+    /// Threads for reading processes (1 keeps the agent on one core).
+    pub scan_threads: usize,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    agent: Option<AgentFile>,
+    sinks: Option<Vec<SinkConfig>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentFile {
+    interval: Option<Interval>,
+    heartbeat: Option<Interval>,
+    baseline: Option<bool>,
+    queue_capacity: Option<QueueCapacity>,
+    scan_threads: Option<ScanThreads>,
+}
+
+/// 1 to 10 million events.
+#[derive(Debug, Clone, Copy)]
+struct QueueCapacity(usize);
+
+impl<'de> Deserialize<'de> for QueueCapacity {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u64::deserialize(d)?;
+        match usize::try_from(n) {
+            Ok(n @ 1..=10_000_000) => Ok(QueueCapacity(n)),
+            _ => Err(serde::de::Error::custom(format!(
+                "queue_capacity {n} is not between 1 and 10000000"
+            ))),
+        }
+    }
+}
+
+/// 1 to 64 threads.
+#[derive(Debug, Clone, Copy)]
+struct ScanThreads(usize);
+
+impl<'de> Deserialize<'de> for ScanThreads {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u64::deserialize(d)?;
+        match usize::try_from(n) {
+            Ok(n @ 1..=64) => Ok(ScanThreads(n)),
+            _ => Err(serde::de::Error::custom(format!("scan_threads {n} is not between 1 and 64"))),
+        }
+    }
+}
+
+impl Config {
+    /// The embedded defaults.
+    pub fn embedded() -> Result<Config, ConfigError> {
+        Self::from_files(&[("<embedded>".to_string(), EMBEDDED_DEFAULT.to_string())])
+    }
+
+    /// Loads `path` and the drop-ins in `conf.d/` beside it (`*.toml`, in name order), on top of
+    /// the embedded defaults.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let mut files = vec![("<embedded>".to_string(), EMBEDDED_DEFAULT.to_string())];
+        files.push((path.display().to_string(), read(path)?));
+        for drop_in in drop_ins(path)? {
+            let text = read(&drop_in)?;
+            files.push((drop_in.display().to_string(), text));
+        }
+        Self::from_files(&files)
+    }
+
+    /// Merges (name, text) files in order.
+    pub fn from_files(files: &[(String, String)]) -> Result<Config, ConfigError> {
+        let mut config = Config {
+            agent: AgentConfig {
+                interval: Duration::from_secs(1),
+                heartbeat: Duration::from_secs(60),
+                baseline: true,
+                queue_capacity: 65_536,
+                scan_threads: 1,
+            },
+            sinks: Vec::new(),
+        };
+        for (name, text) in files {
+            let file: ConfigFile = toml::from_str(text).map_err(|e| located(name, text, &e))?;
+            if let Some(agent) = file.agent {
+                let a = &mut config.agent;
+                a.interval = agent.interval.map_or(a.interval, |i| i.0);
+                a.heartbeat = agent.heartbeat.map_or(a.heartbeat, |i| i.0);
+                a.baseline = agent.baseline.unwrap_or(a.baseline);
+                a.queue_capacity = agent.queue_capacity.map_or(a.queue_capacity, |q| q.0);
+                a.scan_threads = agent.scan_threads.map_or(a.scan_threads, |t| t.0);
+            }
+            if let Some(sinks) = file.sinks {
+                config.sinks = sinks;
+            }
+        }
+        Ok(config)
+    }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.display().to_string(),
+        line: 1,
+        column: 1,
+        message: format!("cannot read: {e}"),
+    })
+}
+
+/// `conf.d/*.toml` beside `path`, sorted by name; none when the directory does not exist.
+fn drop_ins(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let dir = path.parent().unwrap_or(Path::new(".")).join("conf.d");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            let file = dir.display().to_string();
+            return Err(ConfigError {
+                file,
+                line: 1,
+                column: 1,
+                message: format!("cannot read: {e}"),
+            });
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Turns a TOML error's byte span into line and column.
+fn located(file: &str, text: &str, error: &toml::de::Error) -> ConfigError {
+    let offset = error.span().map_or(0, |s| s.start).min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    ConfigError {
+        file: file.to_string(),
+        line,
+        column,
+        message: error.message().trim().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,90 @@
+use super::*;
+use crate::sinks::SinkConfig;
+
+fn files(list: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let owned: Vec<(String, String)> =
+        list.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect();
+    Config::from_files(&owned)
+}
+
+#[test]
+fn the_embedded_default_is_valid_and_documented() {
+    let config = Config::embedded().unwrap();
+    assert_eq!(config.agent.interval, Duration::from_secs(1));
+    assert_eq!(config.agent.heartbeat, Duration::from_secs(60));
+    assert!(config.agent.baseline);
+    assert_eq!(config.sinks.len(), 1);
+    assert!(matches!(config.sinks[0], SinkConfig::Stdout(_)));
+    // Every key in [agent] carries a comment line above it.
+    let lines: Vec<&str> = EMBEDDED_DEFAULT.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if line.contains(" = ") && !line.starts_with('#') && !line.starts_with("type") {
+            assert!(lines[i - 1].starts_with('#'), "undocumented key: {line}");
+        }
+    }
+}
+
+#[test]
+fn errors_name_file_line_and_column() {
+    let e = files(&[("a.toml", "[agent]\ninterval = \"1s\"\nintervall = \"2s\"\n")]).unwrap_err();
+    assert_eq!((e.file.as_str(), e.line, e.column), ("a.toml", 3, 1));
+    assert!(e.message.contains("unknown field `intervall`"), "{e}");
+
+    let e = files(&[("b.toml", "[agent]\nbaseline = \"yes\"\n")]).unwrap_err();
+    assert_eq!((e.line, e.column), (2, 12));
+    assert!(e.message.contains("bool"), "{e}");
+
+    let e = files(&[("c.toml", "[agent]\n  heartbeat = \"10 parsecs\"\n")]).unwrap_err();
+    assert_eq!((e.line, e.column), (2, 15));
+    assert!(e.message.contains("bad duration"), "{e}");
+
+    let e = files(&[("d.toml", "[agent]\ninterval = \"5ms\"\n")]).unwrap_err();
+    assert!(e.message.contains("minimum of 50ms"), "{e}");
+    assert_eq!(e.to_string(), format!("d.toml:2:12: {}", e.message));
+
+    let e = files(&[("e.toml", "[[sinks]]\ntype = \"file\"\npath = \"/x\"\ncolour = 1\n")])
+        .unwrap_err();
+    assert_eq!(e.line, 1, "sink errors point into the sink table: {e}");
+    assert!(e.message.contains("colour"), "{e}");
+
+    let e = files(&[("f.toml", "[[sinks]]\ntype = \"carrier-pigeon\"\n")]).unwrap_err();
+    assert!(e.message.contains("carrier-pigeon"), "{e}");
+
+    let e = files(&[("g.toml", "[agent\n")]).unwrap_err();
+    assert_eq!(e.line, 1, "{e}");
+}
+
+#[test]
+fn later_files_override_key_by_key_and_replace_sink_lists() {
+    let config = files(&[
+        ("<embedded>", EMBEDDED_DEFAULT),
+        ("sockwatch.toml", "[agent]\ninterval = \"2s\"\n"),
+        ("conf.d/10-local.toml", "[agent]\nheartbeat = \"30s\"\n[[sinks]]\ntype = \"file\"\npath = \"/var/log/x.ndjson\"\nfsync_interval = \"5s\"\nkinds = [\"alert\"]\nmin_severity = 3\n"),
+    ])
+    .unwrap();
+    assert_eq!(config.agent.interval, Duration::from_secs(2));
+    assert_eq!(config.agent.heartbeat, Duration::from_secs(30));
+    assert_eq!(config.sinks.len(), 1, "the drop-in's list replaces the default stdout sink");
+    let SinkConfig::File(file) = &config.sinks[0] else { panic!("{:?}", config.sinks) };
+    assert_eq!(file.path, std::path::PathBuf::from("/var/log/x.ndjson"));
+    assert_eq!(file.fsync_interval.map(|i| i.0), Some(Duration::from_secs(5)));
+    let route = config.sinks[0].route();
+    assert_eq!((route.kinds, route.min_severity), (vec![crate::event::EventKind::Alert], 3));
+}
+
+#[test]
+fn drop_ins_are_read_in_name_order_from_conf_d() {
+    let dir = std::env::temp_dir().join(format!("sockwatch-config-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("conf.d")).unwrap();
+    std::fs::write(dir.join("sockwatch.toml"), "[agent]\ninterval = \"2s\"\n").unwrap();
+    std::fs::write(dir.join("conf.d/20-b.toml"), "[agent]\ninterval = \"4s\"\n").unwrap();
+    std::fs::write(dir.join("conf.d/10-a.toml"), "[agent]\ninterval = \"3s\"\n").unwrap();
+    std::fs::write(dir.join("conf.d/README"), "not toml").unwrap();
+    let config = Config::load(&dir.join("sockwatch.toml"));
+    std::fs::write(dir.join("conf.d/30-bad.toml"), "[agent]\nnope = 1\n").unwrap();
+    let bad = Config::load(&dir.join("sockwatch.toml"));
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(config.unwrap().agent.interval, Duration::from_secs(4));
+    let bad = bad.unwrap_err();
+    assert!(bad.file.ends_with("conf.d/30-bad.toml") && bad.line == 2, "{bad}");
+}

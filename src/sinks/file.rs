@@ -1,0 +1,250 @@
+//! NDJSON appended to a file, for log shippers and for keeping a local record.
+//!
+//! - Whole lines only: each batch is one `write` with O_APPEND. A short write (disk full) is
+//!   truncated back to the last whole line and the batch counted as lost; at open, a torn last
+//!   line left by a crash is cut off before anything new is written.
+//! - Rotation: before each batch the path is checked to still name the open file (logrotate's
+//!   `create` renames it away); SIGHUP also reopens.
+//! - Durability: `fdatasync` at most every `fsync_interval` (default 1 s), also when idle, and on
+//!   shutdown. Lines since the last sync can be lost to a power failure, never split.
+//! - Disk full: counted, retried with backoff (0.5 s doubling to 30 s), never a busy loop; writing
+//!   resumes by itself once there is room.
+
+use super::{Sink, SinkError};
+use crate::event::{Encoded, EventKind};
+use crate::model::Interval;
+use serde::Deserialize;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// `type = "file"`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkConfig {
+    /// The file; its directory must exist.
+    pub path: PathBuf,
+    /// Longest time written lines may wait for `fdatasync` (default 1 s).
+    pub fsync_interval: Option<Interval>,
+    /// Event kinds this sink takes (all when absent).
+    pub kinds: Option<Vec<EventKind>>,
+    /// Minimum event severity.
+    pub min_severity: Option<u8>,
+}
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// An NDJSON file.
+pub struct FileSink {
+    path: PathBuf,
+    file: File,
+    identity: (u64, u64),
+    fsync_interval: Duration,
+    unsynced_since: Option<Instant>,
+    backoff: Option<(Instant, Duration)>,
+    reopen: Arc<AtomicU64>,
+    reopened_at: u64,
+    buf: Vec<u8>,
+}
+
+fn error(path: &std::path::Path, source: std::io::Error) -> SinkError {
+    SinkError::Io { sink: format!("file:{}", path.display()), source }
+}
+
+impl FileSink {
+    /// Opens (or creates, mode 0640) the file and repairs a torn last line. `reopen` is bumped on
+    /// SIGHUP.
+    pub fn open(config: &FileSinkConfig, reopen: Arc<AtomicU64>) -> Result<Self, SinkError> {
+        let (file, identity) = open_repaired(&config.path).map_err(|e| error(&config.path, e))?;
+        Ok(FileSink {
+            path: config.path.clone(),
+            file,
+            identity,
+            fsync_interval: config.fsync_interval.map_or(Duration::from_secs(1), |i| i.0),
+            unsynced_since: None,
+            backoff: None,
+            reopened_at: reopen.load(Ordering::Relaxed),
+            reopen,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Reopens when asked to (SIGHUP) or when the path names another file or none (rotation).
+    fn follow_rotation(&mut self) -> std::io::Result<()> {
+        let asked = self.reopen.load(Ordering::Relaxed);
+        let moved = match std::fs::metadata(&self.path) {
+            Ok(m) => (m.dev(), m.ino()) != self.identity,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+            Err(e) => return Err(e),
+        };
+        if moved || asked != self.reopened_at {
+            // Whatever went to the old file is synced before it is left behind.
+            let _ = self.file.sync_data();
+            let (file, identity) = open_repaired(&self.path)?;
+            self.file = file;
+            self.identity = identity;
+            self.reopened_at = asked;
+            self.unsynced_since = None;
+        }
+        Ok(())
+    }
+
+    fn sync_if_due(&mut self) -> std::io::Result<()> {
+        if self.unsynced_since.is_some_and(|t| t.elapsed() >= self.fsync_interval) {
+            self.file.sync_data()?;
+            self.unsynced_since = None;
+        }
+        Ok(())
+    }
+}
+
+/// Opens for appending and cuts a torn last line (one without its newline) left by a crash.
+fn open_repaired(path: &std::path::Path) -> std::io::Result<(File, (u64, u64))> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)?;
+    let meta = file.metadata()?;
+    let len = meta.len();
+    if len > 0 {
+        let mut last = [0u8; 1];
+        file.seek(SeekFrom::Start(len - 1))?;
+        file.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            let keep = last_newline(&mut file, len)?;
+            file.set_len(keep)?;
+            file.sync_data()?;
+        }
+    }
+    Ok((file, (meta.dev(), meta.ino())))
+}
+
+/// The length up to and including the last newline before `len` (0 when there is none).
+fn last_newline(file: &mut File, len: u64) -> std::io::Result<u64> {
+    let mut end = len;
+    let mut chunk = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let part = &mut chunk[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(part)?;
+        if let Some(i) = part.iter().rposition(|&b| b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+impl Sink for FileSink {
+    fn write_batch(&mut self, batch: &[Arc<Encoded>]) -> Result<(), SinkError> {
+        if let Some((until, _)) = self.backoff
+            && Instant::now() < until
+        {
+            // Still backing off after a full disk: wait rather than spin, then try again.
+            std::thread::sleep(until - Instant::now());
+        }
+        self.follow_rotation().map_err(|e| error(&self.path, e))?;
+        self.buf.clear();
+        for event in batch {
+            self.buf.extend_from_slice(&event.line);
+        }
+        let before = self.file.metadata().map_err(|e| error(&self.path, e))?.len();
+        match self.file.write_all(&self.buf) {
+            Ok(()) => {
+                self.backoff = None;
+                self.unsynced_since.get_or_insert_with(Instant::now);
+                self.sync_if_due().map_err(|e| error(&self.path, e))
+            }
+            Err(e) => {
+                // Keep the file to whole lines: cut whatever part of the batch made it.
+                let _ = self.file.set_len(before);
+                let wait = self.backoff.map_or(FIRST_BACKOFF, |(_, d)| (d * 2).min(MAX_BACKOFF));
+                self.backoff = Some((Instant::now() + wait, wait));
+                Err(error(&self.path, e))
+            }
+        }
+    }
+
+    fn tick(&mut self) {
+        let _ = self.sync_if_due();
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.file.sync_data().map_err(|e| error(&self.path, e))?;
+        self.unsynced_since = None;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(n: usize) -> Arc<Encoded> {
+        let line = format!("{{\"n\":{n}}}\n").into_bytes();
+        Arc::new(Encoded { kind: EventKind::Event, severity: 0, action: "t", line })
+    }
+
+    struct Dir(PathBuf);
+    impl Dir {
+        fn new(tag: &str) -> Self {
+            let p =
+                std::env::temp_dir().join(format!("sockwatch-file-{tag}-{}", std::process::id()));
+            std::fs::create_dir_all(&p).unwrap();
+            Dir(p)
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn config(path: PathBuf) -> FileSinkConfig {
+        FileSinkConfig { path, fsync_interval: None, kinds: None, min_severity: None }
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_before_new_writes() {
+        let dir = Dir::new("torn");
+        let path = dir.0.join("events.ndjson");
+        std::fs::write(&path, "{\"a\":1}\n{\"b\":2}\n{\"c\":").unwrap();
+        let mut sink = FileSink::open(&config(path.clone()), Arc::default()).unwrap();
+        sink.write_batch(&[line(1)]).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\":1}\n{\"b\":2}\n{\"n\":1}\n");
+        std::fs::write(&path, "no newline at all").unwrap();
+        drop(sink);
+        FileSink::open(&config(path.clone()), Arc::default()).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"");
+    }
+
+    #[test]
+    fn follows_rename_and_create_rotation_and_reopens_on_request() {
+        let dir = Dir::new("rotate");
+        let path = dir.0.join("events.ndjson");
+        let reopen = Arc::new(AtomicU64::new(0));
+        let mut sink = FileSink::open(&config(path.clone()), reopen.clone()).unwrap();
+        sink.write_batch(&[line(1)]).unwrap();
+        std::fs::rename(&path, dir.0.join("events.ndjson.1")).unwrap();
+        std::fs::write(&path, "").unwrap(); // logrotate `create`
+        sink.write_batch(&[line(2)]).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.0.join("events.ndjson.1")).unwrap(), "{\"n\":1}\n");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"n\":2}\n");
+        std::fs::rename(&path, dir.0.join("events.ndjson.2")).unwrap();
+        sink.write_batch(&[line(3)]).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"n\":3}\n", "recreated when gone");
+        reopen.fetch_add(1, Ordering::Relaxed);
+        sink.write_batch(&[line(4)]).unwrap();
+        sink.flush().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"n\":3}\n{\"n\":4}\n");
+    }
+}
