@@ -3,6 +3,7 @@
 //! root (./dev/test runs them so in CI).
 
 mod agent;
+mod agent_files;
 mod boundaries;
 mod scan_cli;
 mod scan_holders;

@@ -1,0 +1,282 @@
+//! The agent's config file and file sink, end to end with the real binary: located config errors
+//! and exit 78, rotation without a lost or split line, kill -9 leaving only whole lines, a full
+//! disk counted and survived, reload_failed on a broken reload.
+
+use crate::util::{Netns, PRELUDE, Running, ScratchDir, prerequisites, python_in, sockwatch};
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A process in `netns` that opens and closes a loopback connection every few milliseconds.
+fn churn(netns: &Netns) -> Running {
+    let program = format!(
+        "{PRELUDE}
+l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen(64)
+print(json.dumps({{'port': l.getsockname()[1]}}), flush=True)
+import threading
+def serve():
+    while True:
+        a, _ = l.accept(); a.close()
+threading.Thread(target=serve, daemon=True).start()
+while True:
+    c = socket.create_connection(l.getsockname()); time.sleep(0.01); c.close()
+"
+    );
+    python_in(netns, &program).0
+}
+
+fn write_config(dir: &Path, body: &str) -> std::path::PathBuf {
+    let path = dir.join("sockwatch.toml");
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+fn file_sink_config(dir: &Path, events: &Path, interval: &str) -> std::path::PathBuf {
+    write_config(
+        dir,
+        &format!(
+            "[agent]\ninterval = \"{interval}\"\nheartbeat = \"1s\"\n[[sinks]]\ntype = \"file\"\npath = \"{}\"\nfsync_interval = \"200ms\"\n",
+            events.display()
+        ),
+    )
+}
+
+fn start(config: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_sockwatch"))
+        .args(["run", "--config"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start agent")
+}
+
+fn signal(child: &Child, signal: rustix::process::Signal) {
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+        signal,
+    )
+    .unwrap();
+}
+
+/// Every line of every file parses as one JSON object; returns them.
+fn whole_lines(files: &[std::path::PathBuf]) -> Vec<Value> {
+    let mut events = Vec::new();
+    for file in files {
+        let text = std::fs::read(file).unwrap();
+        assert!(text.is_empty() || text.ends_with(b"\n"), "{} ends mid-line", file.display());
+        for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let event: Value = serde_json::from_slice(line).unwrap_or_else(|e| {
+                panic!("{}: {e}: {:?}", file.display(), String::from_utf8_lossy(line))
+            });
+            events.push(event);
+        }
+    }
+    events
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_bad_config_exits_78_with_file_line_and_column() {
+    let dir = ScratchDir::new("badconfig");
+    for (body, expect) in [
+        ("[agent]\ninterval = \"1s\"\ncolour = \"blue\"\n", ":3:1: unknown field `colour`"),
+        ("[agent]\nbaseline = 1\n", ":2:12: "),
+        ("[agent]\nheartbeat = \"soon\"\n", ":2:13: bad duration"),
+    ] {
+        let path = write_config(&dir.path, body);
+        for args in [vec!["config", "check"], vec!["run", "--config"]] {
+            let mut args: Vec<&str> = args;
+            let file = path.to_str().unwrap();
+            args.push(file);
+            let out = sockwatch(&args);
+            assert_eq!(out.status.code(), Some(78), "{args:?} {body}");
+            let stderr = String::from_utf8(out.stderr).unwrap();
+            assert_eq!(stderr.lines().count(), 1, "{stderr}");
+            assert!(stderr.contains(&format!("{file}{expect}")), "{stderr}");
+        }
+    }
+    let good = write_config(&dir.path, "[agent]\ninterval = \"2s\"\n");
+    assert!(sockwatch(&["config", "check", good.to_str().unwrap()]).status.success());
+}
+
+#[test]
+fn rename_and_create_rotation_loses_no_line_and_splits_none() {
+    if !prerequisites(&["ip", "python3"]) {
+        return;
+    }
+    let netns = Netns::new();
+    let _churn = churn(&netns);
+    let dir = ScratchDir::new("rotation");
+    let events = dir.path.join("events.ndjson");
+    let mut agent = start(&file_sink_config(&dir.path, &events, "50ms"));
+    let mut rotated = Vec::new();
+    for round in 0..5 {
+        wait_until("events", || std::fs::metadata(&events).is_ok_and(|m| m.len() > 20_000));
+        let old = dir.path.join(format!("events.ndjson.{round}"));
+        std::fs::rename(&events, &old).unwrap();
+        std::fs::File::create(&events).unwrap(); // logrotate `create`
+        rotated.push(old);
+    }
+    wait_until("events after the last rotation", || {
+        std::fs::metadata(&events).is_ok_and(|m| m.len() > 0)
+    });
+    signal(&agent, rustix::process::Signal::TERM);
+    assert!(agent.wait().unwrap().success());
+    rotated.push(events);
+    let all = whole_lines(&rotated);
+    let mut sequences: Vec<u64> =
+        all.iter().map(|e| e["event"]["sequence"].as_u64().unwrap()).collect();
+    sequences.sort_unstable();
+    let expected: Vec<u64> = (1..=sequences.len() as u64).collect();
+    assert_eq!(sequences, expected, "every event is in exactly one file");
+    assert_eq!(all.last().unwrap()["event"]["action"], "agent_stopping");
+}
+
+#[test]
+fn kill_9_during_heavy_writing_leaves_only_whole_lines() {
+    if !prerequisites(&["ip", "python3"]) {
+        return;
+    }
+    let netns = Netns::new();
+    let _churn = churn(&netns);
+    let dir = ScratchDir::new("kill9");
+    let events = dir.path.join("events.ndjson");
+    let config = file_sink_config(&dir.path, &events, "50ms");
+    for round in 0..50 {
+        let mut agent = start(&config);
+        // Each start writes the whole baseline in one burst; kill somewhere inside or after it.
+        std::thread::sleep(Duration::from_millis(20 + (round * 7) % 150));
+        agent.kill().unwrap();
+        agent.wait().unwrap();
+    }
+    let mut agent = start(&config);
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&agent, rustix::process::Signal::TERM);
+    assert!(agent.wait().unwrap().success());
+    let all = whole_lines(&[events]);
+    assert!(
+        all.iter().filter(|e| e["event"]["action"] == "agent_started").count() >= 40,
+        "the rounds wrote"
+    );
+}
+
+#[test]
+fn a_full_disk_is_counted_survived_and_recovered_from() {
+    if !prerequisites(&["ip", "python3", "mount", "umount"]) {
+        return;
+    }
+    let netns = Netns::new();
+    let _churn = churn(&netns);
+    let dir = ScratchDir::new("diskfull");
+    let mount = dir.path.join("tmpfs");
+    std::fs::create_dir_all(&mount).unwrap();
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&mount)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mount.clone());
+    let filler = mount.join("filler");
+    std::fs::write(&filler, vec![0u8; 200 * 1024]).unwrap();
+    let events = mount.join("events.ndjson");
+    let mut agent = start(&file_sink_config(&dir.path, &events, "50ms"));
+    // The file stops growing once the disk is full; the agent keeps running.
+    let mut last = 0;
+    wait_until("a full disk", || {
+        let now = std::fs::metadata(&events).map_or(0, |m| m.len());
+        let stalled = now > 0 && now == last;
+        last = now;
+        std::thread::sleep(Duration::from_millis(500));
+        stalled
+    });
+    assert!(agent.try_wait().unwrap().is_none(), "still running on a full disk");
+    let full_size = std::fs::metadata(&events).unwrap().len();
+    std::fs::remove_file(&filler).unwrap();
+    wait_until("writing to resume", || {
+        std::fs::metadata(&events).is_ok_and(|m| m.len() > full_size + 4096)
+    });
+    signal(&agent, rustix::process::Signal::TERM);
+    let out = agent.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let tally: Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
+    let sink = &tally["sinks"][0];
+    assert!(sink["dropped_write_error"].as_u64().unwrap() > 0, "{tally}");
+    let n = |k: &str| sink[k].as_u64().unwrap();
+    assert_eq!(
+        n("generated"),
+        n("delivered") + n("dropped_queue_full") + n("dropped_write_error") + n("queued")
+    );
+    let all = whole_lines(&[events]);
+    assert_eq!(
+        all.len() as u64,
+        n("delivered"),
+        "every delivered event is a whole line in the file"
+    );
+}
+
+#[test]
+fn a_broken_reload_keeps_running_and_says_reload_failed() {
+    if !prerequisites(&["python3"]) {
+        return;
+    }
+    let dir = ScratchDir::new("reload");
+    let events = dir.path.join("events.ndjson");
+    let config = file_sink_config(&dir.path, &events, "100ms");
+    let mut agent = start(&config);
+    wait_until("agent_started", || {
+        std::fs::read_to_string(&events).is_ok_and(|t| t.contains("agent_started"))
+    });
+    std::fs::write(&config, "[agent]\ninterval = \"100ms\"\nbogus = true\n").unwrap();
+    signal(&agent, rustix::process::Signal::HUP);
+    wait_until("reload_failed", || {
+        std::fs::read_to_string(&events).is_ok_and(|t| t.contains("reload_failed"))
+    });
+    let text = std::fs::read_to_string(&events).unwrap();
+    let failed: Value = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["event"]["action"] == "reload_failed")
+        .unwrap();
+    assert!(
+        failed["sockwatch"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("sockwatch.toml:3:1: unknown field `bogus`"),
+        "{failed}"
+    );
+    // Still scanning: a new connection after the failed reload is reported.
+    let (_p, facts) = python_in(
+        &Netns::host(),
+        &format!(
+            "{PRELUDE}
+l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()
+print(json.dumps({{'inode': os.fstat(l.fileno()).st_ino}}), flush=True)
+sys.stdin.read()
+"
+        ),
+    );
+    let inode = facts["inode"].as_u64().unwrap();
+    wait_until("the listener", || {
+        std::fs::read_to_string(&events).is_ok_and(|t| t.contains(&format!("\"inode\":{inode},")))
+    });
+    signal(&agent, rustix::process::Signal::TERM);
+    assert!(agent.wait().unwrap().success());
+}
