@@ -262,3 +262,47 @@ fn a_hostile_command_line_stays_one_valid_escaped_line() {
     let (_, events, _) = agent.stop(); // stop() asserts every line was one JSON object
     assert!(!events.is_empty());
 }
+
+/// The systemd protocol through a NOTIFY_SOCKET the test binds: READY after the first scan,
+/// WATCHDOG after scans, RELOADING (with MONOTONIC_USEC) then READY on SIGHUP, STOPPING on SIGTERM.
+#[test]
+fn systemd_notifications_follow_the_scans() {
+    let dir = crate::util::ScratchDir::new("notify");
+    let path = dir.path.join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sockwatch"))
+        .args(["run", "--interval", "100ms", "--no-baseline"])
+        .env("NOTIFY_SOCKET", &path)
+        .env("WATCHDOG_USEC", "2000000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut received = Vec::new();
+    let mut next = || {
+        let mut buf = [0u8; 512];
+        let n = socket.recv(&mut buf).expect("a notification within 10 s");
+        let text = String::from_utf8_lossy(&buf[..n]).trim_end().to_string();
+        received.push(text.clone());
+        text
+    };
+    assert!(next().starts_with("READY=1"), "READY first");
+    assert_eq!(next(), "WATCHDOG=1");
+    assert_eq!(next(), "WATCHDOG=1", "one ping per completed scan");
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
+    let mut after_hup = next();
+    while after_hup == "WATCHDOG=1" {
+        after_hup = next();
+    }
+    assert!(after_hup.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{after_hup:?}");
+    assert!(next().starts_with("READY=1"));
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let mut last = next();
+    while last == "WATCHDOG=1" {
+        last = next();
+    }
+    assert!(last.starts_with("STOPPING=1"), "{last:?}");
+    assert!(child.wait().unwrap().success());
+}

@@ -9,6 +9,7 @@
 
 mod host;
 mod router;
+mod systemd;
 
 use crate::config::Config;
 use crate::diff::Differ;
@@ -114,7 +115,9 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
         .name("router".into())
         .spawn(move || router::route(messages, encoder, ports))?;
 
-    let stop_reason = scan_loop(&mut scanner, &options, &to_router, &control, &reopen);
+    let systemd = systemd::Systemd::new();
+    let stop_reason = scan_loop(&mut scanner, &options, &to_router, &control, &reopen, &systemd);
+    systemd.stopping();
 
     let _ = to_router.send(Message::Lifecycle {
         action: "agent_stopping",
@@ -168,6 +171,7 @@ fn scan_loop(
     to_router: &crossbeam_channel::Sender<Message>,
     control: &Receiver<Control>,
     reopen: &AtomicU64,
+    systemd: &systemd::Systemd,
 ) -> &'static str {
     let mut agent = options.config.agent.clone();
     let own_pid = std::process::id() as i32;
@@ -196,10 +200,12 @@ fn scan_loop(
             recv(control) -> message => match message {
                 Ok(Control::Stop(reason)) => return reason,
                 Ok(Control::Reload) => {
+                    systemd.reloading();
                     reopen.fetch_add(1, Ordering::Relaxed);
                     if let Some(message) = reload(options, &mut agent) {
                         let _ = to_router.try_send(message);
                     }
+                    systemd.ready();
                     continue;
                 }
                 Err(_) => return "control channel closed",
@@ -209,6 +215,10 @@ fn scan_loop(
         let began = Instant::now();
         let snapshot = Arc::new(scanner.scan());
         scans += 1;
+        if scans == 1 {
+            systemd.ready();
+        }
+        systemd.scanned();
         let graph = Graph::build(&snapshot, Some(&listeners));
         listeners.remember(&snapshot);
         let directions: Arc<Directions> = Arc::new(
