@@ -4,6 +4,7 @@
 //! overrides earlier values key by key, and a `[[sinks]]` list replaces the earlier list whole.
 //! Components own their config types (`sinks::SinkConfig`); this module assembles them.
 
+use crate::event::ArgPattern;
 use crate::model::Interval;
 use crate::sinks::SinkConfig;
 use serde::Deserialize;
@@ -33,6 +34,8 @@ pub struct ConfigError {
 pub struct Config {
     /// Scan and event settings.
     pub agent: AgentConfig,
+    /// Extra argv redaction patterns (`[events] redact_patterns`), on top of the built-in ones.
+    pub redact_patterns: Vec<ArgPattern>,
     /// Where events go.
     pub sinks: Vec<SinkConfig>,
 }
@@ -56,7 +59,14 @@ pub struct AgentConfig {
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
     agent: Option<AgentFile>,
+    events: Option<EventsFile>,
     sinks: Option<Vec<SinkConfig>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsFile {
+    redact_patterns: Option<Vec<ArgPattern>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,6 +137,7 @@ impl Config {
                 queue_capacity: 65_536,
                 scan_threads: 1,
             },
+            redact_patterns: Vec::new(),
             sinks: Vec::new(),
         };
         for (name, text) in files {
@@ -138,6 +149,9 @@ impl Config {
                 a.baseline = agent.baseline.unwrap_or(a.baseline);
                 a.queue_capacity = agent.queue_capacity.map_or(a.queue_capacity, |q| q.0);
                 a.scan_threads = agent.scan_threads.map_or(a.scan_threads, |t| t.0);
+            }
+            if let Some(patterns) = file.events.and_then(|e| e.redact_patterns) {
+                config.redact_patterns = patterns;
             }
             if let Some(sinks) = file.sinks {
                 config.sinks = sinks;

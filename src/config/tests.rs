@@ -50,6 +50,10 @@ fn errors_name_file_line_and_column() {
     let e = files(&[("f.toml", "[[sinks]]\ntype = \"carrier-pigeon\"\n")]).unwrap_err();
     assert!(e.message.contains("carrier-pigeon"), "{e}");
 
+    let e = files(&[("h.toml", "[events]\nredact_patterns = [\"ok\", \"(bad\"]\n")]).unwrap_err();
+    assert_eq!(e.line, 2, "{e}");
+    assert!(e.message.contains("bad pattern"), "{e}");
+
     let e = files(&[("g.toml", "[agent\n")]).unwrap_err();
     assert_eq!(e.line, 1, "{e}");
 }

@@ -89,7 +89,8 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
     // A background agent stays on one core by default (DESIGN §9).
     scanner.set_threads(options.config.agent.scan_threads);
     let control = signals()?;
-    let encoder = Encoder::new(host::identity(), Redactor::default());
+    let encoder =
+        Encoder::new(host::identity(), Redactor::with_patterns(&options.config.redact_patterns));
 
     let reopen = Arc::new(AtomicU64::new(0));
     let mut sinks: Vec<(String, Route, Box<dyn Sink>)> = Vec::new();

@@ -8,7 +8,7 @@ mod redact;
 mod text;
 
 pub use community_id::community_id;
-pub use redact::{REDACTED, Redactor};
+pub use redact::{ArgPattern, REDACTED, Redactor};
 
 use crate::model::{
     Change, Direction, DirectionSource, Holder, ProcKey, Process, Protocol, Snapshot, Socket,

@@ -32,7 +32,35 @@ impl Default for Redactor {
     }
 }
 
+/// A configured argument pattern: the argument is replaced, except what capture group 1 (if any)
+/// matches, which is kept (`^(--db-pass=).*` keeps `--db-pass=`).
+#[derive(Clone, Debug)]
+pub struct ArgPattern(pub Regex);
+
+impl<'de> serde::Deserialize<'de> for ArgPattern {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Regex::new(&text).map(ArgPattern).map_err(|e| {
+            let first = e.to_string().lines().last().unwrap_or("invalid").trim().to_string();
+            serde::de::Error::custom(format!("bad pattern {text:?}: {first}"))
+        })
+    }
+}
+
+impl PartialEq for ArgPattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
 impl Redactor {
+    /// The default patterns plus `extra`.
+    pub fn with_patterns(extra: &[ArgPattern]) -> Self {
+        let mut redactor = Redactor::default();
+        redactor.inline.extend(extra.iter().map(|p| p.0.clone()));
+        redactor
+    }
+
     /// Redacts `args` in place; returns whether anything was replaced.
     pub fn redact(&self, args: &mut [String]) -> bool {
         let mut changed = false;
@@ -49,7 +77,8 @@ impl Redactor {
             }
             for r in &self.inline {
                 if let Some(c) = r.captures(arg) {
-                    *arg = format!("{}{REDACTED}", &c[1]);
+                    let kept = c.get(1).map_or("", |m| m.as_str());
+                    *arg = format!("{kept}{REDACTED}");
                     changed = true;
                 }
             }
@@ -72,6 +101,18 @@ mod tests {
         let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         Redactor::default().redact(&mut args);
         args
+    }
+
+    #[test]
+    fn configured_patterns_add_to_the_defaults() {
+        let extra: Vec<ArgPattern> =
+            serde_json::from_str(r#"["^(--db-pass=).*", "^AKIA[0-9A-Z]{16}$"]"#).unwrap();
+        let redactor = Redactor::with_patterns(&extra);
+        let mut args: Vec<String> =
+            ["x", "--db-pass=1", "AKIAABCDEFGHIJKLMNOP", "--password=2"].map(String::from).to_vec();
+        assert!(redactor.redact(&mut args));
+        assert_eq!(args, ["x", "--db-pass=[REDACTED]", "[REDACTED]", "--password=[REDACTED]"]);
+        assert!(serde_json::from_str::<Vec<ArgPattern>>(r#"["(unclosed"]"#).is_err());
     }
 
     #[test]
