@@ -280,3 +280,57 @@ sys.stdin.read()
     signal(&agent, rustix::process::Signal::TERM);
     assert!(agent.wait().unwrap().success());
 }
+
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[test]
+fn metrics_are_served_on_loopback_when_configured() {
+    let dir = ScratchDir::new("metrics");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let events = dir.path.join("events.ndjson");
+    let config = write_config(
+        &dir.path,
+        &format!(
+            "[agent]\ninterval = \"100ms\"\n[metrics]\nlisten = \"{addr}\"\n[[sinks]]\ntype = \"file\"\npath = \"{}\"\n",
+            events.display()
+        ),
+    );
+    let mut agent = start(&config);
+    let mut body = String::new();
+    wait_until("two scans in the metrics", || {
+        body = std::net::TcpStream::connect(&addr)
+            .map(|_| http_get(&addr, "/metrics"))
+            .unwrap_or_default();
+        body.lines().any(|l| {
+            l.starts_with("sockwatch_scans_total ")
+                && l.trim_end().rsplit(' ').next().unwrap().parse::<u64>().unwrap_or(0) >= 2
+        })
+    });
+    assert!(body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(body.contains("application/openmetrics-text"), "{body}");
+    let sink = format!("file:{}", events.display());
+    assert!(
+        body.contains(&format!(
+            "sockwatch_sink_events_total{{sink=\"{sink}\",outcome=\"generated\"}}"
+        )),
+        "{body}"
+    );
+    assert!(body.contains("sockwatch_coverage{counter=\"processes_seen\"}"), "{body}");
+    assert!(body.contains("sockwatch_sink_queued{"), "{body}");
+    assert!(body.trim_end().ends_with("# EOF"), "{body}");
+    assert!(http_get(&addr, "/other").contains(" 404 "));
+    signal(&agent, rustix::process::Signal::TERM);
+    assert!(agent.wait().unwrap().success());
+    // The scraper's connections to the agent are the agent's own sockets: never reported.
+    let text = std::fs::read_to_string(&events).unwrap();
+    assert!(!text.contains(&format!("\"port\":{port}}}")), "the metrics listener was reported");
+}

@@ -36,6 +36,8 @@ pub struct Config {
     pub agent: AgentConfig,
     /// Extra argv redaction patterns (`[events] redact_patterns`), on top of the built-in ones.
     pub redact_patterns: Vec<ArgPattern>,
+    /// `[metrics] listen`: where to serve Prometheus metrics (off when absent).
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Where events go.
     pub sinks: Vec<SinkConfig>,
 }
@@ -60,7 +62,31 @@ pub struct AgentConfig {
 struct ConfigFile {
     agent: Option<AgentFile>,
     events: Option<EventsFile>,
+    metrics: Option<MetricsFile>,
     sinks: Option<Vec<SinkConfig>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsFile {
+    listen: Option<LoopbackAddr>,
+}
+
+/// A socket address on loopback: metrics say a lot about the host and carry no authentication.
+#[derive(Debug, Clone, Copy)]
+struct LoopbackAddr(std::net::SocketAddr);
+
+impl<'de> Deserialize<'de> for LoopbackAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let addr: std::net::SocketAddr = text
+            .parse()
+            .map_err(|_| serde::de::Error::custom(format!("{text:?} is not an address:port")))?;
+        if !addr.ip().is_loopback() {
+            return Err(serde::de::Error::custom(format!("{text:?} is not a loopback address")));
+        }
+        Ok(LoopbackAddr(addr))
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -138,6 +164,7 @@ impl Config {
                 scan_threads: 1,
             },
             redact_patterns: Vec::new(),
+            metrics_listen: None,
             sinks: Vec::new(),
         };
         for (name, text) in files {
@@ -152,6 +179,9 @@ impl Config {
             }
             if let Some(patterns) = file.events.and_then(|e| e.redact_patterns) {
                 config.redact_patterns = patterns;
+            }
+            if let Some(listen) = file.metrics.and_then(|m| m.listen) {
+                config.metrics_listen = Some(listen.0);
             }
             if let Some(sinks) = file.sinks {
                 config.sinks = sinks;

@@ -54,6 +54,11 @@ fn errors_name_file_line_and_column() {
     assert_eq!(e.line, 2, "{e}");
     assert!(e.message.contains("bad pattern"), "{e}");
 
+    let e = files(&[("i.toml", "[metrics]\nlisten = \"0.0.0.0:9464\"\n")]).unwrap_err();
+    assert!(e.message.contains("not a loopback address") && e.line == 2, "{e}");
+    let ok = files(&[("j.toml", "[metrics]\nlisten = \"127.0.0.1:9464\"\n")]).unwrap();
+    assert_eq!(ok.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+
     let e = files(&[("g.toml", "[agent\n")]).unwrap_err();
     assert_eq!(e.line, 1, "{e}");
 }

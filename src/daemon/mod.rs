@@ -8,6 +8,7 @@
 //! refusal is counted. SIGTERM/SIGINT stop scanning, drain every queue and exit 0.
 
 mod host;
+mod metrics;
 mod router;
 mod systemd;
 
@@ -98,12 +99,18 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
         sinks.push((config.name(), config.route(), config.build(&reopen)?));
     }
     let mut ports = Vec::new();
+    let mut views = Vec::new();
     let mut sink_threads = Vec::new();
     let capacity = options.config.agent.queue_capacity;
     for (name, route, sink) in sinks {
         let (queue, queued) = bounded::<Arc<Encoded>>(capacity);
         let stats = Arc::new(SinkStats::default());
         let thread_stats = stats.clone();
+        views.push(metrics::SinkView {
+            name: name.clone(),
+            stats: stats.clone(),
+            queue: queued.clone(),
+        });
         sink_threads.push(
             std::thread::Builder::new()
                 .name(format!("sink-{name}"))
@@ -116,8 +123,15 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
         .name("router".into())
         .spawn(move || router::route(messages, encoder, ports))?;
 
+    let facts = Arc::new(std::sync::Mutex::new(metrics::ScanFacts::default()));
+    let stop_metrics = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let metrics_thread = match options.config.metrics_listen {
+        Some(listen) => Some(metrics::serve(listen, facts.clone(), views, stop_metrics.clone())?),
+        None => None,
+    };
     let systemd = systemd::Systemd::new();
-    let stop_reason = scan_loop(&mut scanner, &options, &to_router, &control, &reopen, &systemd);
+    let stop_reason =
+        scan_loop(&mut scanner, &options, &to_router, &control, &reopen, &systemd, &facts);
     systemd.stopping();
 
     let _ = to_router.send(Message::Lifecycle {
@@ -130,6 +144,10 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
     drop(to_router);
     let stats = router.join().unwrap_or_default();
     for thread in sink_threads {
+        let _ = thread.join();
+    }
+    stop_metrics.store(true, Ordering::Relaxed);
+    if let Some(thread) = metrics_thread {
         let _ = thread.join();
     }
     // Everything is drained: the last word on what each sink got, for the journal and for tests.
@@ -173,6 +191,7 @@ fn scan_loop(
     control: &Receiver<Control>,
     reopen: &AtomicU64,
     systemd: &systemd::Systemd,
+    facts: &std::sync::Mutex<metrics::ScanFacts>,
 ) -> &'static str {
     let mut agent = options.config.agent.clone();
     let own_pid = std::process::id() as i32;
@@ -241,6 +260,14 @@ fn scan_loop(
             // The scan took longer than the interval: start the next one now, never in a burst.
             overruns += 1;
             next_tick = Instant::now();
+        }
+        if let Ok(mut f) = facts.lock() {
+            *f = metrics::ScanFacts {
+                scans,
+                overruns,
+                last_duration: took,
+                coverage: snapshot.coverage.clone(),
+            };
         }
         if Instant::now() >= next_heartbeat {
             next_heartbeat += agent.heartbeat;

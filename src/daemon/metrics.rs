@@ -1,0 +1,144 @@
+//! Prometheus text exposition on a loopback address, when configured (off by default). One
+//! collector reads the agent's state at scrape time: scans, overruns, the last scan's duration and
+//! coverage counters, and every sink's counters and queue depth.
+
+use crate::event::Encoded;
+use crate::model::Coverage;
+use crate::sinks::SinkStats;
+use crossbeam_channel::Receiver;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What the scan thread last saw, for scrapes.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ScanFacts {
+    pub scans: u64,
+    pub overruns: u64,
+    pub last_duration: Duration,
+    pub coverage: Coverage,
+}
+
+/// One sink as the metrics see it.
+#[derive(Debug)]
+pub(crate) struct SinkView {
+    pub name: String,
+    pub stats: Arc<SinkStats>,
+    pub queue: Receiver<Arc<Encoded>>,
+}
+
+#[derive(Debug)]
+struct AgentCollector {
+    facts: Arc<Mutex<ScanFacts>>,
+    sinks: Vec<SinkView>,
+}
+
+fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> std::fmt::Result {
+    let metric = ConstCounter::new(value);
+    metric.encode(e.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+impl Collector for AgentCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        let facts = self.facts.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        counter(&mut e, "sockwatch_scans", "Completed scans.", facts.scans)?;
+        counter(
+            &mut e,
+            "sockwatch_scan_overruns",
+            "Scans that took longer than the interval.",
+            facts.overruns,
+        )?;
+        let duration = ConstGauge::new(facts.last_duration.as_secs_f64());
+        duration.encode(e.encode_descriptor(
+            "sockwatch_scan_duration_seconds",
+            "Duration of the last scan.",
+            None,
+            duration.metric_type(),
+        )?)?;
+        let mut coverage = e.encode_descriptor(
+            "sockwatch_coverage",
+            "The last scan's coverage counters (what it saw and what it could not).",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(&facts.coverage) {
+            for (name, value) in fields {
+                let labels = vec![("counter".to_string(), name)];
+                let gauge = ConstGauge::new(value.as_i64().unwrap_or(0));
+                gauge.encode(coverage.encode_family(&labels)?)?;
+            }
+        }
+        let mut events = e.encode_descriptor(
+            "sockwatch_sink_events",
+            "Events per sink by outcome: generated = delivered + dropped + queued.",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for sink in &self.sinks {
+            let c = sink.stats.final_counts(&sink.name);
+            for (outcome, value) in [
+                ("generated", c.generated),
+                ("delivered", c.delivered),
+                ("dropped_queue_full", c.dropped_queue_full),
+                ("dropped_write_error", c.dropped_write_error),
+            ] {
+                let labels = vec![
+                    ("sink".to_string(), sink.name.clone()),
+                    ("outcome".to_string(), outcome.to_string()),
+                ];
+                ConstCounter::new(value).encode(events.encode_family(&labels)?)?;
+            }
+        }
+        let mut queued = e.encode_descriptor(
+            "sockwatch_sink_queued",
+            "Events waiting per sink.",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for sink in &self.sinks {
+            let labels = vec![("sink".to_string(), sink.name.clone())];
+            let in_flight = sink.stats.final_counts(&sink.name).queued;
+            ConstGauge::new((sink.queue.len() as u64 + in_flight) as i64)
+                .encode(queued.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Serves /metrics on `listen` from a thread until `stop` is set.
+pub(crate) fn serve(
+    listen: SocketAddr,
+    facts: Arc<Mutex<ScanFacts>>,
+    sinks: Vec<SinkView>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let server = tiny_http::Server::http(listen).map_err(std::io::Error::other)?;
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(AgentCollector { facts, sinks }));
+    std::thread::Builder::new().name("metrics".into()).spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            let Ok(Some(request)) = server.recv_timeout(Duration::from_millis(250)) else {
+                continue;
+            };
+            let response = if request.url() == "/metrics" {
+                let mut body = String::new();
+                let _ = prometheus_client::encoding::text::encode(&mut body, &registry);
+                let content_type = tiny_http::Header::from_bytes(
+                    &b"Content-Type"[..],
+                    &b"application/openmetrics-text; version=1.0.0; charset=utf-8"[..],
+                )
+                .expect("static header");
+                tiny_http::Response::from_string(body).with_header(content_type)
+            } else {
+                tiny_http::Response::from_string("not found\n").with_status_code(404)
+            };
+            let _ = request.respond(response);
+        }
+    })
+}
