@@ -271,14 +271,16 @@ fn systemd_notifications_follow_the_scans() {
     let path = dir.path.join("notify.sock");
     let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
     socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sockwatch"))
-        .args(["run", "--interval", "100ms", "--no-baseline"])
-        .env("NOTIFY_SOCKET", &path)
-        .env("WATCHDOG_USEC", "2000000")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut agent = crate::util::KillOnDrop::new(
+        Command::new(env!("CARGO_BIN_EXE_sockwatch"))
+            .args(["run", "--interval", "100ms", "--no-baseline"])
+            .env("NOTIFY_SOCKET", &path)
+            .env("WATCHDOG_USEC", "2000000")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mut received = Vec::new();
     let mut next = || {
         let mut buf = [0u8; 512];
@@ -290,7 +292,7 @@ fn systemd_notifications_follow_the_scans() {
     assert!(next().starts_with("READY=1"), "READY first");
     assert_eq!(next(), "WATCHDOG=1");
     assert_eq!(next(), "WATCHDOG=1", "one ping per completed scan");
-    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    let pid = rustix::process::Pid::from_raw(agent.child().id() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
     let mut after_hup = next();
     while after_hup == "WATCHDOG=1" {
@@ -304,5 +306,5 @@ fn systemd_notifications_follow_the_scans() {
         last = next();
     }
     assert!(last.starts_with("STOPPING=1"), "{last:?}");
-    assert!(child.wait().unwrap().success());
+    assert!(agent.child().wait().unwrap().success());
 }

@@ -2,10 +2,12 @@
 //! and exit 78, rotation without a lost or split line, kill -9 leaving only whole lines, a full
 //! disk counted and survived, reload_failed on a broken reload.
 
-use crate::util::{Netns, PRELUDE, Running, ScratchDir, prerequisites, python_in, sockwatch};
+use crate::util::{
+    KillOnDrop, Netns, PRELUDE, Running, ScratchDir, prerequisites, python_in, sockwatch,
+};
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A process in `netns` that opens and closes a loopback connection every few milliseconds.
@@ -42,23 +44,22 @@ fn file_sink_config(dir: &Path, events: &Path, interval: &str) -> std::path::Pat
     )
 }
 
-fn start(config: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_sockwatch"))
-        .args(["run", "--config"])
-        .arg(config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start agent")
+fn start(config: &Path) -> KillOnDrop {
+    KillOnDrop::new(
+        Command::new(env!("CARGO_BIN_EXE_sockwatch"))
+            .args(["run", "--config"])
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start agent"),
+    )
 }
 
-fn signal(child: &Child, signal: rustix::process::Signal) {
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
-        signal,
-    )
-    .unwrap();
+fn signal(agent: &mut KillOnDrop, signal: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(agent.child().id() as i32).unwrap();
+    rustix::process::kill_process(pid, signal).unwrap();
 }
 
 /// Every line of every file parses as one JSON object; returns them.
@@ -130,8 +131,8 @@ fn rename_and_create_rotation_loses_no_line_and_splits_none() {
     wait_until("events after the last rotation", || {
         std::fs::metadata(&events).is_ok_and(|m| m.len() > 0)
     });
-    signal(&agent, rustix::process::Signal::TERM);
-    assert!(agent.wait().unwrap().success());
+    signal(&mut agent, rustix::process::Signal::TERM);
+    assert!(agent.child().wait().unwrap().success());
     rotated.push(events);
     let all = whole_lines(&rotated);
     let mut sequences: Vec<u64> =
@@ -156,13 +157,13 @@ fn kill_9_during_heavy_writing_leaves_only_whole_lines() {
         let mut agent = start(&config);
         // Each start writes the whole baseline in one burst; kill somewhere inside or after it.
         std::thread::sleep(Duration::from_millis(20 + (round * 7) % 150));
-        agent.kill().unwrap();
-        agent.wait().unwrap();
+        agent.child().kill().unwrap();
+        agent.child().wait().unwrap();
     }
     let mut agent = start(&config);
     std::thread::sleep(Duration::from_millis(300));
-    signal(&agent, rustix::process::Signal::TERM);
-    assert!(agent.wait().unwrap().success());
+    signal(&mut agent, rustix::process::Signal::TERM);
+    assert!(agent.child().wait().unwrap().success());
     let all = whole_lines(&[events]);
     assert!(
         all.iter().filter(|e| e["event"]["action"] == "agent_started").count() >= 40,
@@ -206,14 +207,14 @@ fn a_full_disk_is_counted_survived_and_recovered_from() {
         std::thread::sleep(Duration::from_millis(500));
         stalled
     });
-    assert!(agent.try_wait().unwrap().is_none(), "still running on a full disk");
+    assert!(agent.child().try_wait().unwrap().is_none(), "still running on a full disk");
     let full_size = std::fs::metadata(&events).unwrap().len();
     std::fs::remove_file(&filler).unwrap();
     wait_until("writing to resume", || {
         std::fs::metadata(&events).is_ok_and(|m| m.len() > full_size + 4096)
     });
-    signal(&agent, rustix::process::Signal::TERM);
-    let out = agent.wait_with_output().unwrap();
+    signal(&mut agent, rustix::process::Signal::TERM);
+    let out = agent.take().wait_with_output().unwrap();
     assert!(out.status.success());
     let stderr = String::from_utf8(out.stderr).unwrap();
     let tally: Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
@@ -245,7 +246,7 @@ fn a_broken_reload_keeps_running_and_says_reload_failed() {
         std::fs::read_to_string(&events).is_ok_and(|t| t.contains("agent_started"))
     });
     std::fs::write(&config, "[agent]\ninterval = \"100ms\"\nbogus = true\n").unwrap();
-    signal(&agent, rustix::process::Signal::HUP);
+    signal(&mut agent, rustix::process::Signal::HUP);
     wait_until("reload_failed", || {
         std::fs::read_to_string(&events).is_ok_and(|t| t.contains("reload_failed"))
     });
@@ -277,8 +278,8 @@ sys.stdin.read()
     wait_until("the listener", || {
         std::fs::read_to_string(&events).is_ok_and(|t| t.contains(&format!("\"inode\":{inode},")))
     });
-    signal(&agent, rustix::process::Signal::TERM);
-    assert!(agent.wait().unwrap().success());
+    signal(&mut agent, rustix::process::Signal::TERM);
+    assert!(agent.child().wait().unwrap().success());
 }
 
 fn http_get(addr: &str, path: &str) -> String {
@@ -328,8 +329,8 @@ fn metrics_are_served_on_loopback_when_configured() {
     assert!(body.contains("sockwatch_sink_queued{"), "{body}");
     assert!(body.trim_end().ends_with("# EOF"), "{body}");
     assert!(http_get(&addr, "/other").contains(" 404 "));
-    signal(&agent, rustix::process::Signal::TERM);
-    assert!(agent.wait().unwrap().success());
+    signal(&mut agent, rustix::process::Signal::TERM);
+    assert!(agent.child().wait().unwrap().success());
     // The scraper's connections to the agent are the agent's own sockets: never reported.
     let text = std::fs::read_to_string(&events).unwrap();
     assert!(!text.contains(&format!("\"port\":{port}}}")), "the metrics listener was reported");

@@ -283,3 +283,30 @@ impl Drop for ScratchDir {
         let _ = std::fs::remove_dir_all(&self.path);
     }
 }
+
+/// A child killed (by its pid) and reaped when dropped, so a failing test leaves no agent behind.
+pub struct KillOnDrop(pub Option<std::process::Child>);
+
+impl KillOnDrop {
+    pub fn new(child: std::process::Child) -> Self {
+        KillOnDrop(Some(child))
+    }
+
+    pub fn child(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("child still owned")
+    }
+
+    /// Hands the child over (for `wait_with_output`); the caller reaps it.
+    pub fn take(mut self) -> std::process::Child {
+        self.0.take().expect("child still owned")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -86,6 +86,7 @@ enum Control {
 
 /// Runs the agent until SIGTERM or SIGINT.
 pub fn run(options: RunOptions) -> Result<(), RunError> {
+    limit_malloc_arenas();
     let mut scanner = Scanner::new()?;
     // A background agent stays on one core by default (DESIGN §9).
     scanner.set_threads(options.config.agent.scan_threads);
@@ -116,9 +117,10 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
                 .name(format!("sink-{name}"))
                 .spawn(move || drive_sink(sink, queued, &thread_stats))?,
         );
-        ports.push(SinkPort { name, route, queue, stats });
+        ports.push(SinkPort { name, route, queue, stats, stalled: false });
     }
-    let (to_router, messages) = bounded::<Message>(64);
+    // Each message pins two snapshots: keep the hand-over short (see the scan loop).
+    let (to_router, messages) = bounded::<Message>(2);
     let router = std::thread::Builder::new()
         .name("router".into())
         .spawn(move || router::route(messages, encoder, ports))?;
@@ -154,6 +156,16 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
     let counts: Vec<_> = stats.iter().map(|(name, s)| s.final_counts(name)).collect();
     eprintln!("{}", json!({"sockwatch": "stopped", "reason": stop_reason, "sinks": counts}));
     Ok(())
+}
+
+/// glibc gives threads their own malloc arenas (up to 8 per core) and keeps freed memory in each:
+/// with a scan table built on one thread and freed on another every second, resident memory grew
+/// with the arena count. Two arenas keep it near what is live.
+fn limit_malloc_arenas() {
+    // SAFETY: mallopt only sets an allocator parameter; called before the agent's threads start.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
 }
 
 /// SIGTERM and SIGINT stop the agent; SIGHUP reopens file sinks and re-reads the config.
@@ -198,7 +210,7 @@ fn scan_loop(
     let mut differ = Differ::new(agent.baseline);
     let mut listeners = ListenerMemory::default();
     let mut previous_directions: Option<Arc<Directions>> = None;
-    let (mut scans, mut overruns, mut batches_dropped) = (0u64, 0u64, 0u64);
+    let (mut scans, mut overruns, mut batches_deferred) = (0u64, 0u64, 0u64);
     let started_at = now_ms();
     let _ = to_router.send(Message::Lifecycle {
         action: "agent_started",
@@ -233,7 +245,7 @@ fn scan_loop(
             recv(crossbeam_channel::at(next_tick)) -> _ => {}
         }
         let began = Instant::now();
-        let snapshot = Arc::new(scanner.scan());
+        let mut snapshot = scanner.scan();
         scans += 1;
         if scans == 1 {
             systemd.ready();
@@ -241,18 +253,35 @@ fn scan_loop(
         systemd.scanned();
         let graph = Graph::build(&snapshot, Some(&listeners));
         listeners.remember(&snapshot);
-        let directions: Arc<Directions> = Arc::new(
-            snapshot.sockets.iter().map(|s| s.key).zip(graph.directions.iter().copied()).collect(),
-        );
+        let directions: Arc<Directions> = Arc::new(graph.directions.clone());
         drop(graph);
-        let (mut changes, prev) = differ.push(snapshot.clone());
-        changes.retain(|c| !is_own(c, prev.as_deref(), &snapshot, own_pid));
-        let prev = prev.zip(previous_directions.replace(directions.clone()));
-        if !changes.is_empty() {
-            let message = Message::Changes { changes, prev, next: (snapshot.clone(), directions) };
-            if to_router.try_send(message).is_err() {
-                batches_dropped += 1;
+        // Diff and events need sockets and processes; the fds served the graph. Dropping them
+        // keeps the snapshot retained for the next diff at about half its size.
+        snapshot.fds = Vec::new();
+        let snapshot = Arc::new(snapshot);
+        let changes = differ.changes(&snapshot);
+        let reported: Vec<Change> = changes
+            .iter()
+            .filter(|c| !is_own(c, differ.previous().map(|p| p.as_ref()), &snapshot, own_pid))
+            .cloned()
+            .collect();
+        let sent = reported.is_empty() || {
+            let prev = differ.previous().cloned().zip(previous_directions.clone());
+            let next = (snapshot.clone(), directions.clone());
+            match to_router.try_send(Message::Changes { changes: reported, prev, next }) {
+                Ok(()) => true,
+                Err(crossbeam_channel::TrySendError::Full(_)) => false,
+                Err(crossbeam_channel::TrySendError::Disconnected(_)) => return "router stopped",
             }
+        };
+        if sent {
+            differ.accept(snapshot.clone(), &changes);
+            previous_directions = Some(directions);
+        } else {
+            // The router is behind: keep the previous snapshot, so the next diff covers this
+            // interval too. Changes are coalesced, never lost, and only a few snapshots are
+            // ever held.
+            batches_deferred += 1;
         }
         let took = began.elapsed();
         next_tick += agent.interval;
@@ -272,7 +301,7 @@ fn scan_loop(
         if Instant::now() >= next_heartbeat {
             next_heartbeat += agent.heartbeat;
             let _ =
-                to_router.try_send(heartbeat(&snapshot, scans, overruns, batches_dropped, took));
+                to_router.try_send(heartbeat(&snapshot, scans, overruns, batches_deferred, took));
         }
     }
 }
@@ -311,7 +340,7 @@ fn heartbeat(
     snapshot: &Snapshot,
     scans: u64,
     overruns: u64,
-    batches_dropped: u64,
+    batches_deferred: u64,
     took: Duration,
 ) -> Message {
     Message::Lifecycle {
@@ -322,7 +351,7 @@ fn heartbeat(
             "coverage": snapshot.coverage,
             "scans": scans,
             "scan_overruns": overruns,
-            "batches_dropped": batches_dropped,
+            "batches_deferred": batches_deferred,
             "last_scan_duration_ms": took.as_millis() as u64,
             "last_scan_at": rfc3339(snapshot.taken_at_ms),
             "processes": snapshot.processes.len(),
@@ -344,7 +373,7 @@ fn is_own(change: &Change, prev: Option<&Snapshot>, next: &Snapshot, own_pid: i3
         Change::ProcessExec { proc, .. } => return proc.pid == own_pid,
     };
     snapshot
-        .and_then(|s| s.sockets.iter().find(|x| x.key == key))
+        .and_then(|s| s.sockets.binary_search_by_key(&key, |x| x.key).ok().map(|i| &s.sockets[i]))
         .is_some_and(|s| !s.holders.is_empty() && s.holders.iter().all(|h| h.proc.pid == own_pid))
 }
 

@@ -1,5 +1,10 @@
 //! The router thread: encodes what the scan thread found and offers each event to every sink whose
-//! route accepts it, without ever waiting on a sink (a full queue drops, and counts the drop).
+//! route accepts it. A full queue drops (and counts the drop). Large batches (the baseline of a
+//! busy host is tens of thousands of events) are encoded in chunks, and between chunks the router
+//! waits, for at most `MAX_WAIT`, for sinks that are making progress to get below `HIGH_WATER`:
+//! memory stays bounded by what sinks can absorb instead of by the size of the burst. A sink that
+//! makes no progress (a dead destination, a full disk backing off) is not waited for again until
+//! it catches up; it drops instead, and never holds the others back.
 
 use crate::event::{Directions, Encoded, Encoder, EventKind};
 use crate::model::{Change, Snapshot};
@@ -7,6 +12,7 @@ use crate::sinks::{Route, SinkCounts, SinkStats};
 use crossbeam_channel::{Receiver, Sender};
 use serde_json::Value;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// What the scan thread hands the router.
 pub(crate) enum Message {
@@ -26,6 +32,43 @@ pub(crate) struct SinkPort {
     pub route: Route,
     pub queue: Sender<Arc<Encoded>>,
     pub stats: Arc<SinkStats>,
+    /// No progress during the last wait: do not wait for it until its queue drains.
+    pub stalled: bool,
+}
+
+/// Events encoded between two pacing checks.
+const CHUNK: usize = 256;
+/// Queued events per sink above which the router waits for it.
+const HIGH_WATER: usize = 2048;
+/// Longest wait for one sink at one check.
+const MAX_WAIT: Duration = Duration::from_millis(500);
+
+/// Hands memory freed after a large burst (the baseline) back to the system: glibc keeps it in
+/// this thread's arena otherwise, and the agent's resident size would stay at its peak.
+fn release_freed_memory() {
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Waits, bounded, for progressing sinks to get below the high-water mark.
+fn pace(sinks: &mut [SinkPort]) {
+    for sink in sinks.iter_mut() {
+        if sink.queue.len() <= HIGH_WATER {
+            sink.stalled = false;
+            continue;
+        }
+        if sink.stalled {
+            continue;
+        }
+        let before = sink.stats.taken();
+        let deadline = Instant::now() + MAX_WAIT;
+        while sink.queue.len() > HIGH_WATER && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        sink.stalled = sink.queue.len() > HIGH_WATER && sink.stats.taken() == before;
+    }
 }
 
 impl SinkPort {
@@ -45,14 +88,18 @@ impl SinkPort {
 pub(crate) fn route(
     messages: Receiver<Message>,
     mut encoder: Encoder,
-    sinks: Vec<SinkPort>,
+    mut sinks: Vec<SinkPort>,
 ) -> Vec<(String, Arc<SinkStats>)> {
     for message in messages {
         match message {
             Message::Changes { changes, prev, next } => {
                 let prev_ref = prev.as_ref().map(|(s, d)| (s.as_ref(), d.as_ref()));
                 let next_ref = (next.0.as_ref(), next.1.as_ref());
-                for change in &changes {
+                for (i, change) in changes.iter().enumerate() {
+                    if i > 0 && i % CHUNK == 0 {
+                        pace(&mut sinks);
+                        release_freed_memory();
+                    }
                     let first_seen = match change {
                         Change::SocketOpened { .. } | Change::ExistingSocket { .. } => {
                             Some((next.0.taken_at_ms, false))

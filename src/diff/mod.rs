@@ -85,41 +85,59 @@ impl Differ {
         Differ { emit_baseline, previous: None, first_seen: HashMap::new() }
     }
 
-    /// The changes `next` brings, and the snapshot they were computed against (`None` for the
-    /// first). Closed sockets are described by that previous snapshot.
+    /// The changes `next` brings relative to the accepted previous snapshot (the baseline when
+    /// there is none). Nothing is recorded until `accept`: a caller that cannot pass the changes
+    /// on leaves the previous snapshot in place, and the next diff covers both intervals.
+    pub fn changes(&self, next: &Snapshot) -> Vec<Change> {
+        match &self.previous {
+            None if self.emit_baseline => {
+                next.sockets.iter().map(|s| Change::ExistingSocket { key: s.key }).collect()
+            }
+            None => Vec::new(),
+            Some(prev) => diff(prev, next, &self.first_seen),
+        }
+    }
+
+    /// Makes `next` the previous snapshot, recording first sightings from its `changes`; returns
+    /// the snapshot it replaces.
+    pub fn accept(
+        &mut self,
+        next: std::sync::Arc<Snapshot>,
+        changes: &[Change],
+    ) -> Option<std::sync::Arc<Snapshot>> {
+        if self.previous.is_none() {
+            for socket in &next.sockets {
+                self.first_seen.insert(socket.key, (next.taken_at_ms, true));
+            }
+        }
+        for change in changes {
+            match change {
+                Change::SocketOpened { key } => {
+                    self.first_seen.insert(*key, (next.taken_at_ms, false));
+                }
+                Change::SocketClosed { key, .. } => {
+                    self.first_seen.remove(key);
+                }
+                _ => {}
+            }
+        }
+        self.previous.replace(next)
+    }
+
+    /// `changes` then `accept`: the changes `next` brings and the snapshot they were computed
+    /// against (`None` for the first). Closed sockets are described by that previous snapshot.
     pub fn push(
         &mut self,
         next: std::sync::Arc<Snapshot>,
     ) -> (Vec<Change>, Option<std::sync::Arc<Snapshot>>) {
-        let changes = match &self.previous {
-            None => {
-                for socket in &next.sockets {
-                    self.first_seen.insert(socket.key, (next.taken_at_ms, true));
-                }
-                if self.emit_baseline {
-                    next.sockets.iter().map(|s| Change::ExistingSocket { key: s.key }).collect()
-                } else {
-                    Vec::new()
-                }
-            }
-            Some(prev) => {
-                let changes = diff(prev, &next, &self.first_seen);
-                for change in &changes {
-                    match change {
-                        Change::SocketOpened { key } => {
-                            self.first_seen.insert(*key, (next.taken_at_ms, false));
-                        }
-                        Change::SocketClosed { key, .. } => {
-                            self.first_seen.remove(key);
-                        }
-                        _ => {}
-                    }
-                }
-                changes
-            }
-        };
-        let previous = self.previous.replace(next);
+        let changes = self.changes(&next);
+        let previous = self.accept(next, &changes);
         (changes, previous)
+    }
+
+    /// The accepted previous snapshot.
+    pub fn previous(&self) -> Option<&std::sync::Arc<Snapshot>> {
+        self.previous.as_ref()
     }
 
     /// When a live socket was first seen, and whether that was in the baseline scan.

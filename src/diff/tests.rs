@@ -80,6 +80,35 @@ fn the_first_snapshot_is_a_baseline_not_a_flood() {
 }
 
 #[test]
+fn a_snapshot_not_accepted_is_covered_by_the_next_diff() {
+    use SocketState::*;
+    let mut differ = Differ::new(false);
+    differ.push(Arc::new(snapshot(1000, vec![socket(1, Established, &[(10, 3)])])));
+    // Scan 2 opens socket 2 and closes socket 1, but its changes could not be passed on.
+    let second = snapshot(2000, vec![socket(2, Established, &[(10, 4)])]);
+    assert_eq!(differ.changes(&second).len(), 2);
+    // Scan 3 (socket 2 still open, socket 3 new) is diffed against scan 1: nothing is lost.
+    let third = Arc::new(snapshot(
+        3000,
+        vec![socket(2, Established, &[(10, 4)]), socket(3, Listen, &[(10, 5)])],
+    ));
+    let changes = differ.changes(&third);
+    let key = |inode| SocketKey { netns: 1, inode };
+    assert_eq!(
+        changes,
+        vec![
+            Change::SocketClosed { key: key(1), first_seen_ms: 1000, seen_since_baseline: true },
+            Change::SocketOpened { key: key(2) },
+            Change::SocketOpened { key: key(3) },
+        ]
+    );
+    let previous = differ.accept(third, &changes);
+    assert_eq!(previous.unwrap().taken_at_ms, 1000);
+    assert_eq!(differ.first_seen(&key(2)), Some((3000, false)));
+    assert_eq!(differ.first_seen(&key(1)), None);
+}
+
+#[test]
 fn exec_under_the_same_key_is_a_change() {
     use crate::model::{Exe, Process, RawText};
     let process = |path: &str, ino: u64| Process {

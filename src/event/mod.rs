@@ -17,7 +17,6 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha1::{Digest, Sha1};
-use std::collections::HashMap;
 use text::{ARG_CAP, COMMAND_LINE_CAP, MAX_ARGS, NAME_CAP, PATH_CAP, put_text};
 
 /// The ECS version the field names follow.
@@ -65,8 +64,9 @@ pub struct HostIdentity {
     pub ticks_per_second: u64,
 }
 
-/// Direction verdicts of one snapshot's sockets.
-pub type Directions = HashMap<crate::model::SocketKey, (Direction, DirectionSource)>;
+/// Direction verdicts of one snapshot's sockets, in the order of `Snapshot::sockets` (which is
+/// sorted by key): two bytes a socket instead of a map entry.
+pub type Directions = Vec<(Direction, DirectionSource)>;
 
 /// Encodes events, numbering them.
 pub struct Encoder {
@@ -107,7 +107,7 @@ impl Encoder {
             }
             Change::ExistingSocket { key } => ("existing_socket", EventKind::State, "info", *key),
             Change::ProcessExec { proc, previous_exe } => {
-                let process = next.0.processes.iter().find(|p| p.key == *proc)?;
+                let process = Processes(&next.0.processes).get(*proc)?;
                 let mut event = self.envelope("process_exec", EventKind::Event, at, next.0.seq);
                 event["event"]["category"] = json!(["process"]);
                 event["event"]["type"] = json!(["change"]);
@@ -133,15 +133,15 @@ impl Encoder {
             Change::SocketClosed { .. } => prev?,
             _ => next,
         };
-        let socket = snapshot.sockets.iter().find(|s| s.key == key)?;
+        let index = snapshot.sockets.binary_search_by_key(&key, |s| s.key).ok()?;
+        let socket = &snapshot.sockets[index];
         let direction =
-            directions.get(&key).copied().unwrap_or((Direction::Unknown, DirectionSource::None));
+            directions.get(index).copied().unwrap_or((Direction::Unknown, DirectionSource::None));
         let mut event = self.envelope(action, kind, at, next.0.seq);
         event["event"]["category"] = json!(["network"]);
         event["event"]["type"] = json!([kind_type]);
         let mut truncated = Vec::new();
-        let processes: HashMap<ProcKey, &Process> =
-            snapshot.processes.iter().map(|p| (p.key, p)).collect();
+        let processes = Processes(&snapshot.processes);
         if let Some(top) = top_holder(socket, &processes) {
             event["process"] = self.process(top, &mut truncated);
             event["sockwatch"]["process"] = Self::process_extras(top);
@@ -154,15 +154,8 @@ impl Encoder {
             }
             Change::SocketHoldersChanged { added, removed, .. } => {
                 details.insert("holders_added".into(), self.holders(added, &processes));
-                details.insert(
-                    "holders_removed".into(),
-                    self.holders(
-                        removed,
-                        &prev
-                            .map(|p| p.0.processes.iter().map(|p| (p.key, p)).collect())
-                            .unwrap_or_default(),
-                    ),
-                );
+                let before = Processes(prev.map_or(&[][..], |p| &p.0.processes));
+                details.insert("holders_removed".into(), self.holders(removed, &before));
             }
             Change::SocketClosed { first_seen_ms, seen_since_baseline, .. } => {
                 details.insert("first_seen".into(), json!(rfc3339(*first_seen_ms)));
@@ -375,7 +368,7 @@ impl Encoder {
         &self,
         socket: &Socket,
         (direction, source): (Direction, DirectionSource),
-        processes: &HashMap<ProcKey, &Process>,
+        processes: &Processes<'_>,
         truncated: &mut Vec<String>,
     ) -> Map<String, Value> {
         let mut d = Map::new();
@@ -422,7 +415,7 @@ impl Encoder {
         d
     }
 
-    fn holders(&self, holders: &[Holder], processes: &HashMap<ProcKey, &Process>) -> Value {
+    fn holders(&self, holders: &[Holder], processes: &Processes<'_>) -> Value {
         Value::Array(
             holders
                 .iter()
@@ -435,7 +428,7 @@ impl Encoder {
                         o.insert("tid".into(), json!(tid));
                     }
                     o.insert("entity_id".into(), json!(self.entity_id(h.proc)));
-                    if let Some(p) = processes.get(&h.proc) {
+                    if let Some(p) = processes.get(h.proc) {
                         put_text(
                             &mut o,
                             "name",
@@ -452,14 +445,20 @@ impl Encoder {
     }
 }
 
+/// A snapshot's processes (sorted by key), looked up by key.
+struct Processes<'a>(&'a [Process]);
+
+impl<'a> Processes<'a> {
+    fn get(&self, key: ProcKey) -> Option<&'a Process> {
+        self.0.binary_search_by_key(&key, |p| p.key).ok().map(|i| &self.0[i])
+    }
+}
+
 /// The holder whose parent is not itself a holder (the shell, not the `sleep` that inherited the
 /// socket); the lowest pid among several.
-fn top_holder<'a>(
-    socket: &Socket,
-    processes: &HashMap<ProcKey, &'a Process>,
-) -> Option<&'a Process> {
+fn top_holder<'a>(socket: &Socket, processes: &Processes<'a>) -> Option<&'a Process> {
     let holders: Vec<&Process> =
-        socket.holders.iter().filter_map(|h| processes.get(&h.proc).copied()).collect();
+        socket.holders.iter().filter_map(|h| processes.get(h.proc)).collect();
     let pids: Vec<i32> = holders.iter().map(|p| p.key.pid).collect();
     holders.iter().min_by_key(|p| (pids.contains(&p.ppid), p.key.pid)).copied()
 }

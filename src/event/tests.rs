@@ -30,8 +30,7 @@ fn outbound_world() -> (crate::model::Snapshot, Directions) {
     snapshot.processes.iter_mut().find(|p| p.key.pid == 101).unwrap().ppid = 100;
     snapshot.taken_at_ms = 1_700_000_100_000;
     snapshot.seq = 3;
-    let key = snapshot.sockets[0].key;
-    let directions = Directions::from([(key, (Direction::Outbound, DirectionSource::PortRange))]);
+    let directions = vec![(Direction::Outbound, DirectionSource::PortRange)];
     (snapshot, directions)
 }
 

@@ -35,14 +35,18 @@ pub(crate) fn join_sockets(
         &held[start..end]
     };
 
-    let mut sockets = Vec::with_capacity(tables.values().map(|t| t.rows.len()).sum());
+    // Rows are completed in place and the largest table's Vec becomes the result: copying 100k
+    // sockets into a new Vec would hold both at once.
+    let mut tables: Vec<(u64, NetnsTable)> = tables.into_iter().collect();
+    tables.sort_by_key(|(_, t)| std::cmp::Reverse(t.rows.len()));
+    let mut sockets: Vec<Socket> = Vec::new();
     let mut resolved: Vec<u64> = Vec::new();
-    for (netns, table) in tables {
+    for (netns, mut table) in tables {
         coverage.inode0_rows += table.inode0_rows;
         coverage.duplicate_rows += table.duplicate_rows;
         coverage.table_errors += table.errors;
         coverage.dumps_interrupted += table.interrupted;
-        for mut socket in table.rows {
+        for socket in &mut table.rows {
             let inode = socket.key.inode;
             socket.key.netns = netns;
             let holders = holders_of(inode);
@@ -53,7 +57,11 @@ pub(crate) fn join_sockets(
                 socket.holders = holders.iter().map(|(_, h, _)| *h).collect();
                 resolved.push(inode);
             }
-            sockets.push(socket);
+        }
+        if sockets.is_empty() {
+            sockets = table.rows;
+        } else {
+            sockets.append(&mut table.rows);
         }
     }
     resolved.sort_unstable();

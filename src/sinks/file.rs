@@ -7,8 +7,9 @@
 //!   `create` renames it away); SIGHUP also reopens.
 //! - Durability: `fdatasync` at most every `fsync_interval` (default 1 s), also when idle, and on
 //!   shutdown. Lines since the last sync can be lost to a power failure, never split.
-//! - Disk full: counted, retried with backoff (0.5 s doubling to 30 s), never a busy loop; writing
-//!   resumes by itself once there is room.
+//! - Disk full: counted, retried with backoff (0.5 s doubling to 30 s): while backing off, batches
+//!   are refused at once (and counted) without touching the disk; the first batch after the backoff
+//!   tries again. Nothing sleeps, so shutdown stays prompt; writing resumes by itself.
 
 use super::{Sink, SinkError};
 use crate::event::{Encoded, EventKind};
@@ -149,8 +150,8 @@ impl Sink for FileSink {
         if let Some((until, _)) = self.backoff
             && Instant::now() < until
         {
-            // Still backing off after a full disk: wait rather than spin, then try again.
-            std::thread::sleep(until - Instant::now());
+            let source = std::io::Error::other("backing off after a failed write");
+            return Err(error(&self.path, source));
         }
         self.follow_rotation().map_err(|e| error(&self.path, e))?;
         self.buf.clear();
@@ -225,6 +226,21 @@ mod tests {
         drop(sink);
         FileSink::open(&config(path.clone()), Arc::default()).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"");
+    }
+
+    #[test]
+    fn a_failed_write_refuses_batches_until_the_backoff_expires() {
+        let dir = Dir::new("backoff");
+        let path = dir.0.join("events.ndjson");
+        let mut sink = FileSink::open(&config(path.clone()), Arc::default()).unwrap();
+        sink.backoff = Some((Instant::now() + Duration::from_millis(200), FIRST_BACKOFF));
+        let started = Instant::now();
+        assert!(sink.write_batch(&[line(1)]).is_err());
+        assert!(started.elapsed() < Duration::from_millis(100), "refused at once, no sleeping");
+        std::thread::sleep(Duration::from_millis(250));
+        sink.write_batch(&[line(2)]).unwrap();
+        assert!(sink.backoff.is_none());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"n\":2}\n");
     }
 
     #[test]

@@ -149,6 +149,11 @@ impl SinkStats {
         true
     }
 
+    /// Events taken off the queue so far (progress, for pacing).
+    pub fn taken(&self) -> u64 {
+        self.lock().taken
+    }
+
     /// Records how a taken batch ended.
     pub fn settle(&self, n: u64, delivered: bool) {
         let mut c = self.lock();
