@@ -335,3 +335,60 @@ fn metrics_are_served_on_loopback_when_configured() {
     let text = std::fs::read_to_string(&events).unwrap();
     assert!(!text.contains(&format!("\"port\":{port}}}")), "the metrics listener was reported");
 }
+
+#[test]
+fn a_reload_adds_and_retires_sinks() {
+    let dir = ScratchDir::new("resink");
+    let (a, b) = (dir.path.join("a.ndjson"), dir.path.join("b.ndjson"));
+    let sink = |p: &Path| {
+        format!(
+            "[[sinks]]\ntype = \"file\"\npath = \"{}\"\nfsync_interval = \"100ms\"\n",
+            p.display()
+        )
+    };
+    let agent_section = "[agent]\ninterval = \"100ms\"\nheartbeat = \"200ms\"\n";
+    let config = write_config(&dir.path, &format!("{agent_section}{}", sink(&a)));
+    let mut agent = start(&config);
+    let lines = |p: &Path| std::fs::read_to_string(p).map(|t| t.lines().count()).unwrap_or(0);
+    wait_until("events in a", || lines(&a) > 2);
+
+    write_config(&dir.path, &format!("{agent_section}{}{}", sink(&a), sink(&b)));
+    signal(&mut agent, rustix::process::Signal::HUP);
+    wait_until("heartbeats in b", || {
+        std::fs::read_to_string(&b).is_ok_and(|t| t.contains("heartbeat"))
+    });
+    assert!(
+        std::fs::read_to_string(&a).unwrap().contains("config_reloaded"),
+        "kept sinks hear of it"
+    );
+
+    write_config(&dir.path, &format!("{agent_section}{}", sink(&b)));
+    signal(&mut agent, rustix::process::Signal::HUP);
+    wait_until("the second reload", || {
+        std::fs::read_to_string(&b).is_ok_and(|t| t.matches("config_reloaded").count() == 2)
+    });
+    let a_after = lines(&a);
+    let b_after = lines(&b);
+    wait_until("more events in b", || lines(&b) > b_after + 2);
+    assert_eq!(lines(&a), a_after, "a retired sink gets nothing more");
+
+    signal(&mut agent, rustix::process::Signal::TERM);
+    let out = agent.take().wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let tally: Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
+    let sinks = tally["sinks"].as_array().unwrap();
+    assert_eq!(sinks.len(), 2, "{tally}");
+    for (sink, file) in [(&sinks[0], &a), (&sinks[1], &b)] {
+        let n = |k: &str| sink[k].as_u64().unwrap();
+        assert!(
+            sink["sink"].as_str().unwrap().ends_with(file.file_name().unwrap().to_str().unwrap()),
+            "{tally}"
+        );
+        assert_eq!(
+            n("generated"),
+            n("delivered") + n("dropped_queue_full") + n("dropped_write_error") + n("queued")
+        );
+        assert_eq!(n("delivered") as usize, lines(file), "{tally}");
+    }
+}

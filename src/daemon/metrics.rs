@@ -33,10 +33,15 @@ pub(crate) struct SinkView {
     pub queue: Receiver<Arc<Encoded>>,
 }
 
-#[derive(Debug)]
 struct AgentCollector {
     facts: Arc<Mutex<ScanFacts>>,
-    sinks: Vec<SinkView>,
+    sinks: Arc<super::RunningSinks>,
+}
+
+impl std::fmt::Debug for AgentCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AgentCollector")
+    }
 }
 
 fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> std::fmt::Result {
@@ -80,7 +85,8 @@ impl Collector for AgentCollector {
             None,
             prometheus_client::metrics::MetricType::Counter,
         )?;
-        for sink in &self.sinks {
+        let sinks = self.sinks.views();
+        for sink in sinks.iter() {
             let c = sink.stats.final_counts(&sink.name);
             for (outcome, value) in [
                 ("generated", c.generated),
@@ -101,7 +107,7 @@ impl Collector for AgentCollector {
             None,
             prometheus_client::metrics::MetricType::Gauge,
         )?;
-        for sink in &self.sinks {
+        for sink in sinks.iter() {
             let labels = vec![("sink".to_string(), sink.name.clone())];
             let in_flight = sink.stats.final_counts(&sink.name).queued;
             ConstGauge::new((sink.queue.len() as u64 + in_flight) as i64)
@@ -115,7 +121,7 @@ impl Collector for AgentCollector {
 pub(crate) fn serve(
     listen: SocketAddr,
     facts: Arc<Mutex<ScanFacts>>,
-    sinks: Vec<SinkView>,
+    sinks: Arc<super::RunningSinks>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let server = tiny_http::Server::http(listen).map_err(std::io::Error::other)?;

@@ -18,7 +18,7 @@ use crate::event::{Directions, Encoded, Encoder, EventKind, Redactor, rfc3339};
 use crate::graph::{Graph, ListenerMemory};
 use crate::model::{Change, Snapshot};
 use crate::scan::Scanner;
-use crate::sinks::{Route, Sink, SinkStats};
+use crate::sinks::{Sink, SinkConfig, SinkStats};
 use crossbeam_channel::{Receiver, bounded, select};
 use router::{Message, SinkPort};
 use serde_json::json;
@@ -95,29 +95,10 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
         Encoder::new(host::identity(), Redactor::with_patterns(&options.config.redact_patterns));
 
     let reopen = Arc::new(AtomicU64::new(0));
-    let mut sinks: Vec<(String, Route, Box<dyn Sink>)> = Vec::new();
-    for config in &options.config.sinks {
-        sinks.push((config.name(), config.route(), config.build(&reopen)?));
-    }
+    let running = Arc::new(RunningSinks::default());
     let mut ports = Vec::new();
-    let mut views = Vec::new();
-    let mut sink_threads = Vec::new();
-    let capacity = options.config.agent.queue_capacity;
-    for (name, route, sink) in sinks {
-        let (queue, queued) = bounded::<Arc<Encoded>>(capacity);
-        let stats = Arc::new(SinkStats::default());
-        let thread_stats = stats.clone();
-        views.push(metrics::SinkView {
-            name: name.clone(),
-            stats: stats.clone(),
-            queue: queued.clone(),
-        });
-        sink_threads.push(
-            std::thread::Builder::new()
-                .name(format!("sink-{name}"))
-                .spawn(move || drive_sink(sink, queued, &thread_stats))?,
-        );
-        ports.push(SinkPort { name, route, queue, stats, stalled: false });
+    for config in &options.config.sinks {
+        ports.push(running.spawn(config, options.config.agent.queue_capacity, &reopen)?);
     }
     // Each message pins two snapshots: keep the hand-over short (see the scan loop).
     let (to_router, messages) = bounded::<Message>(2);
@@ -128,12 +109,21 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
     let facts = Arc::new(std::sync::Mutex::new(metrics::ScanFacts::default()));
     let stop_metrics = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let metrics_thread = match options.config.metrics_listen {
-        Some(listen) => Some(metrics::serve(listen, facts.clone(), views, stop_metrics.clone())?),
+        Some(listen) => {
+            Some(metrics::serve(listen, facts.clone(), running.clone(), stop_metrics.clone())?)
+        }
         None => None,
     };
     let systemd = systemd::Systemd::new();
-    let stop_reason =
-        scan_loop(&mut scanner, &options, &to_router, &control, &reopen, &systemd, &facts);
+    let context = LoopContext {
+        to_router: &to_router,
+        control: &control,
+        reopen: &reopen,
+        systemd: &systemd,
+        facts: &facts,
+        running: &running,
+    };
+    let stop_reason = scan_loop(&mut scanner, &options, &context);
     systemd.stopping();
 
     let _ = to_router.send(Message::Lifecycle {
@@ -145,9 +135,7 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
     });
     drop(to_router);
     let stats = router.join().unwrap_or_default();
-    for thread in sink_threads {
-        let _ = thread.join();
-    }
+    running.join_all();
     stop_metrics.store(true, Ordering::Relaxed);
     if let Some(thread) = metrics_thread {
         let _ = thread.join();
@@ -196,16 +184,20 @@ fn now_ms() -> u64 {
 }
 
 /// Scans on every tick until told to stop; returns why it stopped.
-fn scan_loop(
-    scanner: &mut Scanner,
-    options: &RunOptions,
-    to_router: &crossbeam_channel::Sender<Message>,
-    control: &Receiver<Control>,
-    reopen: &AtomicU64,
-    systemd: &systemd::Systemd,
-    facts: &std::sync::Mutex<metrics::ScanFacts>,
-) -> &'static str {
+/// What the scan loop talks to.
+struct LoopContext<'a> {
+    to_router: &'a crossbeam_channel::Sender<Message>,
+    control: &'a Receiver<Control>,
+    reopen: &'a Arc<AtomicU64>,
+    systemd: &'a systemd::Systemd,
+    facts: &'a std::sync::Mutex<metrics::ScanFacts>,
+    running: &'a RunningSinks,
+}
+
+fn scan_loop(scanner: &mut Scanner, options: &RunOptions, cx: &LoopContext<'_>) -> &'static str {
+    let LoopContext { to_router, control, reopen, systemd, facts, running } = *cx;
     let mut agent = options.config.agent.clone();
+    let mut sinks = options.config.sinks.clone();
     let own_pid = std::process::id() as i32;
     let mut differ = Differ::new(agent.baseline);
     let mut listeners = ListenerMemory::default();
@@ -234,8 +226,8 @@ fn scan_loop(
                 Ok(Control::Reload) => {
                     systemd.reloading();
                     reopen.fetch_add(1, Ordering::Relaxed);
-                    if let Some(message) = reload(options, &mut agent) {
-                        let _ = to_router.try_send(message);
+                    if let Some(message) = reload(options, &mut agent, &mut sinks, running, reopen) {
+                        let _ = to_router.send(message);
                     }
                     systemd.ready();
                     continue;
@@ -306,34 +298,105 @@ fn scan_loop(
     }
 }
 
-/// Re-reads the config file. On success the new `[agent]` timings apply from the next tick (sinks
-/// and queue sizes apply at the next start); on failure the running settings stay and the error
-/// goes out as `reload_failed`.
-fn reload(options: &RunOptions, agent: &mut crate::config::AgentConfig) -> Option<Message> {
+/// Re-reads the config file. On success the new `[agent]` timings apply from the next tick, new
+/// or changed sinks are opened and handed to the router, and removed ones retire (their queues
+/// drain); queue sizes apply at the next start. On failure (a bad file, a sink that cannot open)
+/// the running settings stay and the error goes out as `reload_failed`.
+fn reload(
+    options: &RunOptions,
+    agent: &mut crate::config::AgentConfig,
+    sinks: &mut Vec<SinkConfig>,
+    running: &RunningSinks,
+    reopen: &Arc<AtomicU64>,
+) -> Option<Message> {
     let path = options.config_path.as_ref()?;
-    let (action, fields) = match Config::load(path) {
-        Ok(mut config) => {
-            options.overrides.apply(&mut config);
-            agent.interval = config.agent.interval;
-            agent.heartbeat = config.agent.heartbeat;
-            let interval_ms = agent.interval.as_millis() as u64;
-            (
-                "config_reloaded",
-                json!({"config": path.display().to_string(), "interval_ms": interval_ms}),
-            )
-        }
-        Err(error) => (
-            "reload_failed",
-            json!({"config": path.display().to_string(), "error": error.to_string()}),
-        ),
-    };
-    Some(Message::Lifecycle {
-        action,
+    let file = path.display().to_string();
+    let failed = |error: String| Message::Lifecycle {
+        action: "reload_failed",
         kind: EventKind::Event,
         at_ms: now_ms(),
-        fields,
+        fields: json!({"config": file, "error": error}),
         with_sinks: false,
+    };
+    let mut config = match Config::load(path) {
+        Ok(config) => config,
+        Err(error) => return Some(failed(error.to_string())),
+    };
+    options.overrides.apply(&mut config);
+    let mut added = Vec::new();
+    for sink in config.sinks.iter().filter(|s| !sinks.contains(s)) {
+        match running.spawn(sink, agent.queue_capacity, reopen) {
+            Ok(port) => added.push(port),
+            // Ports spawned so far are dropped with `added`: their queues close, threads end.
+            Err(error) => return Some(failed(error.to_string())),
+        }
+    }
+    agent.interval = config.agent.interval;
+    agent.heartbeat = config.agent.heartbeat;
+    *sinks = config.sinks.clone();
+    Some(Message::Sinks {
+        keep: config.sinks,
+        added,
+        announce: json!({
+            "config": file,
+            "interval_ms": agent.interval.as_millis() as u64,
+            "sinks": sinks.iter().map(SinkConfig::name).collect::<Vec<_>>(),
+        }),
     })
+}
+
+/// Every sink thread started, with its metrics view, so the agent can join them at exit and
+/// metrics can read them at scrape time.
+#[derive(Default)]
+pub(crate) struct RunningSinks {
+    threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
+    views: std::sync::Mutex<Vec<metrics::SinkView>>,
+}
+
+impl RunningSinks {
+    /// Opens a sink and starts its thread; returns the router's end.
+    fn spawn(
+        &self,
+        config: &SinkConfig,
+        capacity: usize,
+        reopen: &Arc<AtomicU64>,
+    ) -> Result<SinkPort, RunError> {
+        let sink = config.build(reopen)?;
+        let name = config.name();
+        let (queue, queued) = bounded::<Arc<Encoded>>(capacity);
+        let stats = Arc::new(SinkStats::default());
+        let thread_stats = stats.clone();
+        let view =
+            metrics::SinkView { name: name.clone(), stats: stats.clone(), queue: queued.clone() };
+        let thread = std::thread::Builder::new()
+            .name(format!("sink-{name}"))
+            .spawn(move || drive_sink(sink, queued, &thread_stats))?;
+        lock(&self.threads).push(thread);
+        lock(&self.views).push(view);
+        Ok(SinkPort {
+            name,
+            config: config.clone(),
+            route: config.route(),
+            queue,
+            stats,
+            stalled: false,
+        })
+    }
+
+    /// Sinks for metrics (retired ones included: their counters are final).
+    pub(crate) fn views(&self) -> std::sync::MutexGuard<'_, Vec<metrics::SinkView>> {
+        lock(&self.views)
+    }
+
+    fn join_all(&self) {
+        for thread in std::mem::take(&mut *lock(&self.threads)) {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn heartbeat(

@@ -8,7 +8,7 @@
 
 use crate::event::{Directions, Encoded, Encoder, EventKind};
 use crate::model::{Change, Snapshot};
-use crate::sinks::{Route, SinkCounts, SinkStats};
+use crate::sinks::{Route, SinkConfig, SinkCounts, SinkStats};
 use crossbeam_channel::{Receiver, Sender};
 use serde_json::Value;
 use std::sync::Arc;
@@ -22,6 +22,9 @@ pub(crate) enum Message {
         prev: Option<(Arc<Snapshot>, Arc<Directions>)>,
         next: (Arc<Snapshot>, Arc<Directions>),
     },
+    /// A reload's sinks: keep the running ones whose config is in `keep`, add `added`, retire the
+    /// rest (their queues close; they drain and stop). Then announce `config_reloaded`.
+    Sinks { keep: Vec<SinkConfig>, added: Vec<SinkPort>, announce: Value },
     /// A lifecycle event; `with_sinks` adds every sink's counters (heartbeat, stopping).
     Lifecycle { action: &'static str, kind: EventKind, at_ms: u64, fields: Value, with_sinks: bool },
 }
@@ -29,6 +32,7 @@ pub(crate) enum Message {
 /// One sink as the router sees it.
 pub(crate) struct SinkPort {
     pub name: String,
+    pub config: SinkConfig,
     pub route: Route,
     pub queue: Sender<Arc<Encoded>>,
     pub stats: Arc<SinkStats>,
@@ -90,6 +94,7 @@ pub(crate) fn route(
     mut encoder: Encoder,
     mut sinks: Vec<SinkPort>,
 ) -> Vec<(String, Arc<SinkStats>)> {
+    let mut retired: Vec<(String, Arc<SinkStats>)> = Vec::new();
     for message in messages {
         match message {
             Message::Changes { changes, prev, next } => {
@@ -112,6 +117,20 @@ pub(crate) fn route(
                     }
                 }
             }
+            Message::Sinks { keep, added, announce } => {
+                let (kept, gone): (Vec<SinkPort>, Vec<SinkPort>) =
+                    sinks.drain(..).partition(|s| keep.contains(&s.config));
+                retired.extend(gone.into_iter().map(|s| (s.name, s.stats)));
+                sinks = kept;
+                sinks.extend(added);
+                let event = Arc::new(encoder.lifecycle(
+                    "config_reloaded",
+                    EventKind::Event,
+                    now_ms(),
+                    announce,
+                ));
+                sinks.iter().for_each(|s| s.offer(&event));
+            }
             Message::Lifecycle { action, kind, at_ms, mut fields, with_sinks } => {
                 if with_sinks {
                     let counts: Vec<SinkCounts> = sinks.iter().map(SinkPort::counts).collect();
@@ -122,5 +141,12 @@ pub(crate) fn route(
             }
         }
     }
-    sinks.into_iter().map(|s| (s.name, s.stats)).collect()
+    retired.extend(sinks.into_iter().map(|s| (s.name, s.stats)));
+    retired
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
