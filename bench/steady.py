@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Steady-state cost of `sockwatch run` (1 s interval) on a host state from bench/load.py, static
-and with connection churn, next to running `ss -tuanp` once per second on the same state.
+and with connection churn, next to the least a tick can cost on the same state (the syscalls of
+examples/tick_floor.rs) and to running `ss -tuanp` once per second.
 
 For each P/S: starts the load, optionally a churn process (CHURN loopback connections opened and
 closed per second), lets the agent run WARMUP seconds, then measures its CPU time (utime+stime from
@@ -20,6 +21,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SOCKWATCH = os.path.join(ROOT, "target", "release", "sockwatch")
+FLOOR = os.path.join(ROOT, "target", "release", "examples", "tick_floor")
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -78,7 +80,10 @@ def measure(size, window, warmup, churn_rate):
                 _, _, usage = os.wait4(proc.pid, 0)
                 ss_cpu += usage.ru_utime + usage.ru_stime
                 time.sleep(max(0.0, 1.0 - (time.monotonic() - start)))
+            floor = json.loads(subprocess.run([FLOOR, "10"], capture_output=True, text=True,
+                                              check=True).stdout)
         return {"size": size, "churn_per_s": churn_rate, "agent_cpu_pct": 100 * (c1 - c0) / (t1 - t0),
+                "floor_cpu_pct": 100 * floor["cpu_seconds_per_tick"],
                 "agent_peak_rss_mib": rss, "ss_once_per_s_cpu_pct": 100 * ss_cpu / window}
     finally:
         stop.set()
@@ -93,14 +98,18 @@ def main():
     parser.add_argument("--churn", type=int, default=300)
     parser.add_argument("sizes", nargs="*", default=["500/5000", "2000/50000"])
     args = parser.parse_args()
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-    print("| P/S | churn/s | sockwatch run CPU % | peak RSS MiB | ss -tuanp 1/s CPU % |")
-    print("|---|---:|---:|---:|---:|")
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--bins", "--examples"], cwd=ROOT,
+                   check=True)
+    print("| P/S | churn/s | sockwatch run CPU % | tick floor CPU % | ratio | peak RSS MiB | "
+          "ss -tuanp 1/s CPU % |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for size in args.sizes:
         for rate in (0, args.churn):
             r = measure(size, args.window, args.warmup, rate)
-            print(f"| {size} | {rate} | {r['agent_cpu_pct']:.1f} | {r['agent_peak_rss_mib']:.1f} | "
-                  f"{r['ss_once_per_s_cpu_pct']:.1f} |", flush=True)
+            ratio = r["agent_cpu_pct"] / r["floor_cpu_pct"]
+            print(f"| {size} | {rate} | {r['agent_cpu_pct']:.1f} | {r['floor_cpu_pct']:.1f} | "
+                  f"{ratio:.2f} | {r['agent_peak_rss_mib']:.1f} | {r['ss_once_per_s_cpu_pct']:.1f} |",
+                  flush=True)
 
 
 if __name__ == "__main__":
