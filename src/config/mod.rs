@@ -101,36 +101,20 @@ struct AgentFile {
     interval: Option<Interval>,
     heartbeat: Option<Interval>,
     baseline: Option<bool>,
-    queue_capacity: Option<QueueCapacity>,
-    scan_threads: Option<ScanThreads>,
+    queue_capacity: Option<Bounded<1, 10_000_000>>,
+    scan_threads: Option<Bounded<1, 64>>,
 }
 
-/// 1 to 10 million events.
+/// An integer setting within `MIN..=MAX`, checked while deserialising so the error points at it.
 #[derive(Debug, Clone, Copy)]
-struct QueueCapacity(usize);
+struct Bounded<const MIN: u64, const MAX: u64>(usize);
 
-impl<'de> Deserialize<'de> for QueueCapacity {
+impl<'de, const MIN: u64, const MAX: u64> Deserialize<'de> for Bounded<MIN, MAX> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let n = u64::deserialize(d)?;
         match usize::try_from(n) {
-            Ok(n @ 1..=10_000_000) => Ok(QueueCapacity(n)),
-            _ => Err(serde::de::Error::custom(format!(
-                "queue_capacity {n} is not between 1 and 10000000"
-            ))),
-        }
-    }
-}
-
-/// 1 to 64 threads.
-#[derive(Debug, Clone, Copy)]
-struct ScanThreads(usize);
-
-impl<'de> Deserialize<'de> for ScanThreads {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let n = u64::deserialize(d)?;
-        match usize::try_from(n) {
-            Ok(n @ 1..=64) => Ok(ScanThreads(n)),
-            _ => Err(serde::de::Error::custom(format!("scan_threads {n} is not between 1 and 64"))),
+            Ok(v) if (MIN..=MAX).contains(&n) => Ok(Bounded(v)),
+            _ => Err(serde::de::Error::custom(format!("{n} is not between {MIN} and {MAX}"))),
         }
     }
 }

@@ -110,16 +110,13 @@ fn a_snapshot_not_accepted_is_covered_by_the_next_diff() {
 
 #[test]
 fn exec_under_the_same_key_is_a_change() {
-    use crate::model::{Exe, Process, RawText};
-    let process = |path: &str, ino: u64| Process {
-        key: ProcKey { pid: 7, start_ticks: 9 },
-        ppid: 1,
-        uid: 0,
-        euid: 0,
-        gid: 0,
-        egid: 0,
-        comm: RawText::from("x"),
-        exe: Some(Exe {
+    use crate::model::fixture::Builder;
+    use crate::model::{Exe, RawText};
+    let with_exe = |path: &str, ino: u64| {
+        let mut b = Builder::new();
+        b.process(7, "x");
+        let mut s = b.build();
+        s.processes[0].exe = Some(Exe {
             path: RawText::from(path),
             deleted: false,
             memfd: false,
@@ -127,29 +124,14 @@ fn exec_under_the_same_key_is_a_change() {
             ino,
             owner_uid: 0,
             mode: 0o755,
-        }),
-        argv: vec![],
-        argv_truncated: false,
-        cwd: None,
-        tty_nr: 0,
-        sid: 7,
-        pgid: 7,
-        netns: None,
-        pidns: None,
-        mntns: None,
-        cgroup: None,
-        threads: 1,
-        kernel_thread: false,
-        denied: false,
+        });
+        s
     };
-    let mut prev = snapshot(1, vec![]);
-    prev.processes = vec![process("/usr/bin/bash", 5)];
-    let mut next = snapshot(2, vec![]);
-    next.processes = vec![process("/usr/bin/sleep", 6)];
+    let (prev, next) = (with_exe("/usr/bin/bash", 5), with_exe("/usr/bin/sleep", 6));
     assert_eq!(
         diff(&prev, &next, &HashMap::new()),
         vec![Change::ProcessExec {
-            proc: ProcKey { pid: 7, start_ticks: 9 },
+            proc: next.processes[0].key,
             previous_exe: Some(RawText::from("/usr/bin/bash")),
         }]
     );

@@ -108,6 +108,20 @@ struct Counters {
     dropped_write_error: u64,
 }
 
+impl Counters {
+    /// With `waiting` events still in the queue; taken but unsettled ones count as queued.
+    fn counts(&self, sink: &str, waiting: u64) -> SinkCounts {
+        SinkCounts {
+            sink: sink.to_string(),
+            generated: self.generated,
+            delivered: self.delivered,
+            dropped_queue_full: self.dropped_queue_full,
+            dropped_write_error: self.dropped_write_error,
+            queued: waiting + (self.taken - self.delivered - self.dropped_write_error),
+        }
+    }
+}
+
 impl SinkStats {
     fn lock(&self) -> std::sync::MutexGuard<'_, Counters> {
         // A poisoned lock only means a sink thread panicked mid-update; the counts stay usable.
@@ -166,29 +180,14 @@ impl SinkStats {
 
     /// The counters after the sink's queue closed and its thread finished.
     pub fn final_counts(&self, sink: &str) -> SinkCounts {
-        let c = *self.lock();
-        SinkCounts {
-            sink: sink.to_string(),
-            generated: c.generated,
-            delivered: c.delivered,
-            dropped_queue_full: c.dropped_queue_full,
-            dropped_write_error: c.dropped_write_error,
-            queued: c.taken - c.delivered - c.dropped_write_error,
-        }
+        self.lock().counts(sink, 0)
     }
 
     /// The counters now. Events taken but not yet settled count as queued.
     pub fn counts(&self, sink: &str, queue: &Sender<Arc<Encoded>>) -> SinkCounts {
-        let c = *self.lock();
-        let queued = queue.len() as u64;
-        SinkCounts {
-            sink: sink.to_string(),
-            generated: c.generated,
-            delivered: c.delivered,
-            dropped_queue_full: c.dropped_queue_full,
-            dropped_write_error: c.dropped_write_error,
-            queued: queued + (c.taken - c.delivered - c.dropped_write_error),
-        }
+        // The queue is read under the lock `take` moves events out of it under: one instant.
+        let counters = self.lock();
+        counters.counts(sink, queue.len() as u64)
     }
 }
 
