@@ -308,3 +308,35 @@ fn systemd_notifications_follow_the_scans() {
     assert!(last.starts_with("STOPPING=1"), "{last:?}");
     assert!(agent.child().wait().unwrap().success());
 }
+
+/// The heartbeat carries what a SIEM needs to tell a healthy agent from a blind one.
+#[test]
+fn heartbeats_carry_coverage_scan_and_sink_counters() {
+    let agent = Agent::start(&["--heartbeat", "300ms", "--no-baseline"]);
+    let beat = agent.wait_for("heartbeat", |e| action(e) == "heartbeat");
+    let s = &beat["sockwatch"];
+    assert_eq!(beat["event"]["kind"], "state");
+    for counter in [
+        "processes_seen",
+        "processes_denied",
+        "processes_vanished",
+        "sockets_unresolved",
+        "sockets_unowned",
+        "inode0_rows",
+        "namespaces_unreadable",
+    ] {
+        assert!(s["coverage"][counter].is_u64(), "coverage.{counter} in {s}");
+    }
+    assert!(s["coverage"]["processes_seen"].as_u64().unwrap() > 0);
+    assert!(s["scans"].as_u64().unwrap() >= 1);
+    for field in ["scan_overruns", "batches_deferred", "last_scan_duration_ms"] {
+        assert!(s[field].is_u64(), "{field} in {s}");
+    }
+    let sink = &s["sinks"][0];
+    assert_eq!(sink["sink"], "stdout");
+    for field in ["generated", "delivered", "dropped_queue_full", "dropped_write_error", "queued"] {
+        assert!(sink[field].is_u64(), "sinks[0].{field} in {s}");
+    }
+    let (status, _, _) = agent.stop();
+    assert!(status.success());
+}
