@@ -5,7 +5,8 @@ use super::parse::{
     split_cmdline,
 };
 use super::procfs::{
-    Failure, NumName, namespace_inode, open_dir, read_file, read_link, stat_follow, stat_link,
+    Failure, NumName, namespace_inode, open_dir, read_file, read_link, read_record, stat_follow,
+    stat_link,
 };
 use crate::model::{AccessMode, Coverage, Exe, Fd, FdTarget, ProcKey, Process, PtyId, RawText};
 use rustix::fd::{AsFd, BorrowedFd};
@@ -58,7 +59,7 @@ impl ProcessReader {
         coverage: &mut Coverage,
         fds: &mut Vec<Fd>,
     ) -> ProcOutcome {
-        let stat = match read_file(pid_dir, "stat", &mut self.file, 4096) {
+        let stat = match read_record(pid_dir, "stat", &mut self.file, 4096) {
             Ok(_) => match parse_stat(&self.file) {
                 Ok(stat) => stat,
                 Err(_) => return ProcOutcome::Vanished,
@@ -67,7 +68,7 @@ impl ProcessReader {
         };
         let key = ProcKey { pid: stat.pid, start_ticks: stat.start_ticks };
         let kernel_thread = stat.flags & PF_KTHREAD != 0;
-        let ids = match read_file(pid_dir, "status", &mut self.file, 16 * 1024) {
+        let ids = match read_record(pid_dir, "status", &mut self.file, 16 * 1024) {
             Ok(_) => parse_status_ids(&self.file).ok(),
             Err(e) if Failure::of(e) == Failure::Vanished => return ProcOutcome::Vanished,
             Err(_) => None,
@@ -77,7 +78,7 @@ impl ProcessReader {
             Ok(truncated) => (split_cmdline(&self.file), truncated),
             Err(_) => (Vec::new(), false),
         };
-        let cgroup = read_file(pid_dir, "cgroup", &mut self.file, 16 * 1024)
+        let cgroup = read_record(pid_dir, "cgroup", &mut self.file, 16 * 1024)
             .ok()
             .and_then(|_| parse_cgroup(&self.file));
         let mut denied = false;

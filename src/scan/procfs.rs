@@ -52,6 +52,31 @@ pub(crate) fn read_file(
     read_all(fd.as_fd(), buf, limit)
 }
 
+/// Reads a /proc file that the kernel produces as one record (`single_open` seq files such as
+/// `stat`, `status`, `cgroup`): one read into a buffer larger than the record returns all of it,
+/// so the read that would only confirm EOF is skipped (three syscalls a process a tick). When the
+/// record fills the buffer, it falls back to reading until EOF.
+pub(crate) fn read_record(
+    dir: BorrowedFd<'_>,
+    path: &str,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> Result<bool, Errno> {
+    let fd = open_file(dir, path)?;
+    buf.clear();
+    buf.resize(limit.min(16 * 1024), 0);
+    let n = rustix::io::read(fd.as_fd(), &mut buf[..])?;
+    if n < buf.len() {
+        buf.truncate(n);
+        return Ok(false);
+    }
+    buf.truncate(n);
+    let mut rest = Vec::new();
+    let truncated = read_all(fd.as_fd(), &mut rest, limit.saturating_sub(n))?;
+    buf.extend_from_slice(&rest);
+    Ok(truncated)
+}
+
 /// Reads from `fd` until EOF into `buf` (cleared first), at most `limit` bytes.
 pub(crate) fn read_all(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, limit: usize) -> Result<bool, Errno> {
     buf.clear();
@@ -187,6 +212,30 @@ mod tests {
         assert_eq!(NumName::new("", 0).as_str(), "0");
         assert_eq!(NumName::new("fdinfo/", 255).as_str(), "fdinfo/255");
         assert_eq!(NumName::new("", u64::from(u32::MAX)).as_str(), "4294967295");
+    }
+
+    #[test]
+    fn records_are_read_whole_in_one_read_or_by_falling_back() {
+        let self_dir = open_dir(rustix::fs::CWD, "/proc/self").unwrap();
+        let mut buf = Vec::new();
+        assert!(!read_record(self_dir.as_fd(), "stat", &mut buf, 4096).unwrap());
+        assert!(buf.ends_with(b"\n") && buf.starts_with(std::process::id().to_string().as_bytes()));
+        assert!(!read_record(self_dir.as_fd(), "status", &mut buf, 16 * 1024).unwrap());
+        let status = String::from_utf8(buf.clone()).unwrap();
+        assert!(status.contains("\nUid:") && status.contains("\nGid:") && status.ends_with('\n'));
+        // A buffer smaller than the record: the rest is read until EOF, up to the limit.
+        let path = std::env::temp_dir().join(format!("sockwatch-record-{}", std::process::id()));
+        std::fs::write(&path, vec![b'x'; 40_000]).unwrap();
+        let tmp = open_dir(rustix::fs::CWD, std::env::temp_dir().to_str().unwrap()).unwrap();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        assert!(!read_record(tmp.as_fd(), &name, &mut buf, 64 * 1024).unwrap());
+        assert_eq!(buf.len(), 40_000);
+        assert!(
+            read_record(tmp.as_fd(), &name, &mut buf, 30_000).unwrap(),
+            "longer than the limit"
+        );
+        assert_eq!(buf.len(), 30_000);
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]
