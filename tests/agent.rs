@@ -340,3 +340,33 @@ fn heartbeats_carry_coverage_scan_and_sink_counters() {
     let (status, _, _) = agent.stop();
     assert!(status.success());
 }
+
+#[test]
+fn socket_families_limit_what_is_reported() {
+    if !prerequisites(&["python3"]) {
+        return;
+    }
+    let dir = crate::util::ScratchDir::new("families");
+    let config = dir.path.join("sockwatch.toml");
+    std::fs::write(&config, "[events]\nsocket_families = [\"inet\"]\n").unwrap();
+    let agent = Agent::start(&["--config", config.to_str().unwrap(), "--no-baseline"]);
+    let (_process, facts) = python_in(&Netns::host(), &format!("{PRELUDE}
+l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()
+a, b = socket.socketpair()
+print(json.dumps({{'tcp': os.fstat(l.fileno()).st_ino, 'unix': [os.fstat(a.fileno()).st_ino, os.fstat(b.fileno()).st_ino]}}), flush=True)
+sys.stdin.read()
+"));
+    let tcp = facts["tcp"].as_u64().unwrap();
+    agent.wait_for("the tcp listener", |e| action(e) == "socket_opened" && inode(e) == tcp);
+    std::thread::sleep(Duration::from_millis(600)); // three more scans
+    let (_, events, _) = agent.stop();
+    let unix: Vec<u64> =
+        facts["unix"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert!(events.iter().all(|e| !unix.contains(&inode(e))), "unix sockets were reported");
+    assert!(
+        events
+            .iter()
+            .filter(|e| e["sockwatch"]["socket"].is_object())
+            .all(|e| e["sockwatch"]["socket"]["family"] == "inet")
+    );
+}

@@ -5,7 +5,7 @@
 //! Components own their config types (`sinks::SinkConfig`); this module assembles them.
 
 use crate::event::ArgPattern;
-use crate::model::Interval;
+use crate::model::{Family, Interval};
 use crate::sinks::SinkConfig;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -36,6 +36,8 @@ pub struct Config {
     pub agent: AgentConfig,
     /// Extra argv redaction patterns (`[events] redact_patterns`), on top of the built-in ones.
     pub redact_patterns: Vec<ArgPattern>,
+    /// Socket families reported (`[events] socket_families`); all when empty.
+    pub socket_families: Vec<Family>,
     /// `[metrics] listen`: where to serve Prometheus metrics (off when absent).
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Where events go.
@@ -93,6 +95,7 @@ impl<'de> Deserialize<'de> for LoopbackAddr {
 #[serde(deny_unknown_fields)]
 struct EventsFile {
     redact_patterns: Option<Vec<ArgPattern>>,
+    socket_families: Option<Vec<Family>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -148,6 +151,7 @@ impl Config {
                 scan_threads: 1,
             },
             redact_patterns: Vec::new(),
+            socket_families: Vec::new(),
             metrics_listen: None,
             sinks: Vec::new(),
         };
@@ -161,8 +165,13 @@ impl Config {
                 a.queue_capacity = agent.queue_capacity.map_or(a.queue_capacity, |q| q.0);
                 a.scan_threads = agent.scan_threads.map_or(a.scan_threads, |t| t.0);
             }
-            if let Some(patterns) = file.events.and_then(|e| e.redact_patterns) {
-                config.redact_patterns = patterns;
+            if let Some(events) = file.events {
+                if let Some(patterns) = events.redact_patterns {
+                    config.redact_patterns = patterns;
+                }
+                if let Some(families) = events.socket_families {
+                    config.socket_families = families;
+                }
             }
             if let Some(listen) = file.metrics.and_then(|m| m.listen) {
                 config.metrics_listen = Some(listen.0);

@@ -59,6 +59,11 @@ fn errors_name_file_line_and_column() {
     let ok = files(&[("j.toml", "[metrics]\nlisten = \"127.0.0.1:9464\"\n")]).unwrap();
     assert_eq!(ok.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
 
+    let e = files(&[("k.toml", "[events]\nsocket_families = [\"inet\", \"ipx\"]\n")]).unwrap_err();
+    assert!(e.line == 2 && e.message.contains("ipx"), "{e}");
+    let ok = files(&[("l.toml", "[events]\nsocket_families = [\"inet\", \"inet6\"]\n")]).unwrap();
+    assert_eq!(ok.socket_families, vec![crate::model::Family::Inet, crate::model::Family::Inet6]);
+
     let e = files(&[("g.toml", "[agent\n")]).unwrap_err();
     assert_eq!(e.line, 1, "{e}");
 }

@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::diff::Differ;
 use crate::event::{Directions, Encoded, Encoder, EventKind, Redactor, rfc3339};
 use crate::graph::{Graph, ListenerMemory};
-use crate::model::{Change, Snapshot};
+use crate::model::{Change, Family, Snapshot, Socket};
 use crate::scan::Scanner;
 use crate::sinks::{Sink, SinkConfig, SinkStats};
 use crossbeam_channel::{Receiver, bounded, select};
@@ -252,9 +252,11 @@ fn scan_loop(scanner: &mut Scanner, options: &RunOptions, cx: &LoopContext<'_>) 
         snapshot.fds = Vec::new();
         let snapshot = Arc::new(snapshot);
         let changes = differ.changes(&snapshot);
+        let prev_snapshot = differ.previous().map(|p| p.as_ref());
         let reported: Vec<Change> = changes
             .iter()
-            .filter(|c| !is_own(c, differ.previous().map(|p| p.as_ref()), &snapshot, own_pid))
+            .filter(|c| !is_own(c, prev_snapshot, &snapshot, own_pid))
+            .filter(|c| wanted_family(c, prev_snapshot, &snapshot, &options.config.socket_families))
             .cloned()
             .collect();
         let sent = reported.is_empty() || {
@@ -424,20 +426,43 @@ fn heartbeat(
     }
 }
 
-/// A change about a socket only the agent itself holds (its netlink dump sockets, later its sink
-/// connections): reporting it would make the agent report on itself every scan.
-fn is_own(change: &Change, prev: Option<&Snapshot>, next: &Snapshot, own_pid: i32) -> bool {
+/// The socket a change is about, described by the snapshot that has it (the previous one for a
+/// closed socket); `None` for process changes.
+fn subject<'a>(
+    change: &Change,
+    prev: Option<&'a Snapshot>,
+    next: &'a Snapshot,
+) -> Option<&'a Socket> {
     let (key, snapshot) = match change {
-        Change::SocketClosed { key, .. } => (*key, prev),
+        Change::SocketClosed { key, .. } => (*key, prev?),
         Change::SocketOpened { key }
         | Change::SocketStateChanged { key, .. }
         | Change::SocketHoldersChanged { key, .. }
-        | Change::ExistingSocket { key } => (*key, Some(next)),
-        Change::ProcessExec { proc, .. } => return proc.pid == own_pid,
+        | Change::ExistingSocket { key } => (*key, next),
+        Change::ProcessExec { .. } => return None,
     };
-    snapshot
-        .and_then(|s| s.sockets.binary_search_by_key(&key, |x| x.key).ok().map(|i| &s.sockets[i]))
+    snapshot.sockets.binary_search_by_key(&key, |s| s.key).ok().map(|i| &snapshot.sockets[i])
+}
+
+/// A change about a socket only the agent itself holds (its netlink dump sockets, its metrics
+/// listener), or about the agent's own exec: reporting it would make the agent report on itself.
+fn is_own(change: &Change, prev: Option<&Snapshot>, next: &Snapshot, own_pid: i32) -> bool {
+    if let Change::ProcessExec { proc, .. } = change {
+        return proc.pid == own_pid;
+    }
+    subject(change, prev, next)
         .is_some_and(|s| !s.holders.is_empty() && s.holders.iter().all(|h| h.proc.pid == own_pid))
+}
+
+/// Whether a change's socket belongs to a reported family (`[events] socket_families`; all when
+/// empty). Process changes always pass.
+fn wanted_family(
+    change: &Change,
+    prev: Option<&Snapshot>,
+    next: &Snapshot,
+    families: &[Family],
+) -> bool {
+    families.is_empty() || subject(change, prev, next).is_none_or(|s| families.contains(&s.family))
 }
 
 /// A sink's thread: takes whatever is queued, writes it as one batch, counts the outcome; after
