@@ -173,7 +173,10 @@ fn read_current_namespace(
     }
     let ports = open_file(proc_dir, "sys/net/ipv4/ip_local_port_range")
         .ok()
-        .and_then(|fd| read_all(fd.as_fd(), buf, 64).ok().map(|_| parse_port_range(buf)))
+        .and_then(|fd| {
+            buf.clear();
+            read_all(fd.as_fd(), buf, 64).ok().map(|_| parse_port_range(buf))
+        })
         .flatten();
     (table, read, ports)
 }

@@ -49,6 +49,7 @@ pub(crate) fn read_file(
     limit: usize,
 ) -> Result<bool, Errno> {
     let fd = open_file(dir, path)?;
+    buf.clear();
     read_all(fd.as_fd(), buf, limit)
 }
 
@@ -71,15 +72,12 @@ pub(crate) fn read_record(
         return Ok(false);
     }
     buf.truncate(n);
-    let mut rest = Vec::new();
-    let truncated = read_all(fd.as_fd(), &mut rest, limit.saturating_sub(n))?;
-    buf.extend_from_slice(&rest);
-    Ok(truncated)
+    read_all(fd.as_fd(), buf, limit)
 }
 
-/// Reads from `fd` until EOF into `buf` (cleared first), at most `limit` bytes.
+/// Appends what `fd` holds until EOF to `buf`, until `buf` is `limit` bytes long. Returns true
+/// when there was more.
 pub(crate) fn read_all(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, limit: usize) -> Result<bool, Errno> {
-    buf.clear();
     loop {
         if buf.len() >= limit {
             let mut probe = [0u8; 1];
