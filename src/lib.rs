@@ -10,5 +10,6 @@ pub mod diff;
 pub mod event;
 pub mod graph;
 pub mod model;
+pub mod rules;
 pub mod scan;
 pub mod sinks;

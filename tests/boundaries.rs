@@ -11,11 +11,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("scan", &["model"]),
     ("graph", &["model"]),
     ("diff", &["model"]),
+    ("rules", &["model", "graph"]),
     ("event", &["model"]),
     ("sinks", &["model", "event"]),
     ("config", &["model", "event", "sinks"]),
-    ("daemon", &["model", "scan", "graph", "diff", "event", "sinks", "config"]),
-    ("cli", &["model", "scan", "graph", "daemon", "config"]),
+    ("daemon", &["model", "scan", "graph", "diff", "rules", "event", "sinks", "config"]),
+    ("cli", &["model", "scan", "graph", "rules", "daemon", "config"]),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {

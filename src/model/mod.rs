@@ -2,6 +2,7 @@
 //! derived from them. No I/O, no threads; everything serialises, because the JSON form of a
 //! snapshot is also the rule-test fixture format.
 
+mod alert;
 mod change;
 mod fd;
 #[cfg(test)]
@@ -13,6 +14,7 @@ mod snapshot;
 mod socket;
 mod text;
 
+pub use alert::{Alert, AlertAction, RuleHit, Severity};
 pub use change::Change;
 pub use fd::{AccessMode, Fd, FdTarget, PtyId};
 pub use interval::{Interval, MIN_INTERVAL, parse_interval};

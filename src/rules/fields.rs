@@ -1,0 +1,709 @@
+//! The field catalogue: every field a condition can name, with its type, its documentation and
+//! how to read it from a subject. This one table is the type checker's reference, the source of
+//! `sockwatch rules fields` and of docs/rules.md (a test keeps the two equal).
+//!
+//! List fields hold several values (every ancestor, every relay); a test on a list is true when
+//! any element passes, and `!=` is the negation of `=` (true when none is equal).
+
+use super::subject::{Context, Subject, VIAS, via_bit};
+use crate::model::{Direction, DirectionSource, Exe, Process, Protocol, RawText, Via};
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+/// The type of a field's values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Text.
+    Str,
+    /// A signed integer.
+    Int,
+    /// true or false.
+    Bool,
+    /// An IPv4 or IPv6 address (IPv4-mapped IPv6 is given as IPv4).
+    Ip,
+}
+
+impl Kind {
+    /// The name used in docs and errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Str => "string",
+            Kind::Int => "integer",
+            Kind::Bool => "bool",
+            Kind::Ip => "ip",
+        }
+    }
+}
+
+/// A field's value for one subject.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value<'a> {
+    /// Text.
+    Str(Cow<'a, str>),
+    /// Integer.
+    Int(i64),
+    /// Boolean.
+    Bool(bool),
+    /// Address.
+    Ip(IpAddr),
+    /// Several texts.
+    Strs(Vec<Cow<'a, str>>),
+    /// Several integers.
+    Ints(Vec<i64>),
+    /// The field has no value here (an unconnected socket's remote address, a process with no
+    /// parent in the snapshot).
+    Absent,
+}
+
+/// Reads one field from one subject.
+pub type Getter = for<'a> fn(&Subject<'a>, &Context<'a>) -> Value<'a>;
+
+/// One catalogue entry.
+pub struct Field {
+    /// Dotted name.
+    pub name: &'static str,
+    /// Value type.
+    pub kind: Kind,
+    /// Holds several values.
+    pub list: bool,
+    /// What it means, for docs/rules.md.
+    pub doc: &'static str,
+    /// How to read it.
+    pub get: Getter,
+}
+
+impl Field {
+    /// `string`, `list of ip`, …
+    pub fn type_name(&self) -> String {
+        if self.list { format!("list of {}", self.kind.name()) } else { self.kind.name().into() }
+    }
+}
+
+/// Looks a field up by name.
+pub fn field(name: &str) -> Option<&'static Field> {
+    FIELDS.iter().find(|f| f.name == name)
+}
+
+fn text(raw: &RawText) -> Cow<'_, str> {
+    String::from_utf8_lossy(raw.as_bytes())
+}
+
+fn base_name(path: Cow<'_, str>) -> Cow<'_, str> {
+    match path {
+        Cow::Borrowed(p) => Cow::Borrowed(p.rsplit('/').next().unwrap_or(p)),
+        Cow::Owned(p) => Cow::Owned(p.rsplit('/').next().unwrap_or(&p).to_string()),
+    }
+}
+
+/// The binary's file name. The kernel appends " (deleted)" to the link of an unlinked binary; it
+/// is stripped only when the inode says the binary is gone (a file can be *named* "x (deleted)").
+fn exe_name(exe: &Exe) -> Cow<'_, str> {
+    let path = text(&exe.path);
+    let path = match path {
+        Cow::Borrowed(p) if exe.deleted => Cow::Borrowed(p.strip_suffix(" (deleted)").unwrap_or(p)),
+        other => other,
+    };
+    base_name(path)
+}
+
+/// Writable by someone other than root: a non-root owner, or group/other write bits.
+fn exe_writable(exe: &Exe) -> bool {
+    exe.owner_uid != 0 || exe.mode & 0o022 != 0
+}
+
+/// What an attacker cannot fake cheaply: a root-owned binary nobody else can write, still on disk,
+/// not a memfd. Allowlists match exe paths only under this condition (DESIGN §5).
+pub fn exe_trusted(exe: &Exe) -> bool {
+    !exe_writable(exe) && !exe.deleted && !exe.memfd
+}
+
+fn trusted_path(process: &Process) -> Option<Cow<'_, str>> {
+    process.exe.as_ref().filter(|e| exe_trusted(e)).map(|e| text(&e.path))
+}
+
+fn exe_path(process: &Process) -> Option<Cow<'_, str>> {
+    process.exe.as_ref().map(|e| text(&e.path))
+}
+
+fn str_or_absent(value: Option<Cow<'_, str>>) -> Value<'_> {
+    value.map_or(Value::Absent, Value::Str)
+}
+
+fn exe_flag(s: &Subject<'_>, flag: fn(&Exe) -> bool) -> Value<'static> {
+    s.process.exe.as_ref().map_or(Value::Absent, |e| Value::Bool(flag(e)))
+}
+
+fn parent<'a>(s: &Subject<'a>, cx: &Context<'a>) -> Option<&'a Process> {
+    cx.ancestors(s.process).next()
+}
+
+fn relays<'a, T>(
+    s: &Subject<'a>,
+    cx: &Context<'a>,
+    map: impl Fn(&'a Process) -> Option<T>,
+) -> Vec<T> {
+    s.relays.iter().filter_map(|&k| cx.by_key(k)).filter_map(map).collect()
+}
+
+fn holders<'a, T>(
+    s: &Subject<'a>,
+    cx: &Context<'a>,
+    map: impl Fn(&'a Process) -> Option<T>,
+) -> Vec<T> {
+    let mut seen = Vec::new();
+    for holder in &s.socket.holders {
+        if !seen.contains(&holder.proc) {
+            seen.push(holder.proc);
+        }
+    }
+    seen.into_iter().filter_map(|k| cx.by_key(k)).filter_map(map).collect()
+}
+
+fn listener_holders<'a, T>(
+    s: &Subject<'a>,
+    cx: &Context<'a>,
+    map: impl Fn(&'a Process) -> Option<T>,
+) -> Vec<T> {
+    let mut out = Vec::new();
+    if s.direction.0 != Direction::Inbound {
+        return out;
+    }
+    for listener in cx.listeners_of(s.socket) {
+        for holder in &listener.holders {
+            if let Some(value) = cx.by_key(holder.proc).and_then(&map) {
+                out.push(value);
+            }
+        }
+    }
+    out
+}
+
+fn protocol_name(protocol: &Protocol) -> Cow<'_, str> {
+    Cow::Borrowed(match protocol {
+        Protocol::Tcp => "tcp",
+        Protocol::Udp => "udp",
+        Protocol::Udplite => "udplite",
+        Protocol::Raw => "raw",
+        Protocol::Icmp => "icmp",
+        Protocol::Stream => "stream",
+        Protocol::Dgram => "dgram",
+        Protocol::Seqpacket => "seqpacket",
+        Protocol::PacketRaw => "packet_raw",
+        Protocol::PacketDgram => "packet_dgram",
+        Protocol::Netlink(_) => "netlink",
+        Protocol::Other(name) => return Cow::Borrowed(name.as_str()),
+    })
+}
+
+/// The lowercase name of a direction or its source.
+pub fn direction_name(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Inbound => "inbound",
+        Direction::Outbound => "outbound",
+        Direction::Listening => "listening",
+        Direction::Unknown => "unknown",
+    }
+}
+
+fn direction_source_name(source: DirectionSource) -> &'static str {
+    match source {
+        DirectionSource::State => "state",
+        DirectionSource::Listener => "listener",
+        DirectionSource::PortRange => "port_range",
+        DirectionSource::None => "none",
+    }
+}
+
+/// The lowercase name of a stdio first hop.
+pub fn via_name(via: Via) -> &'static str {
+    match via {
+        Via::Direct => "direct",
+        Via::Pipe => "pipe",
+        Via::Fifo => "fifo",
+        Via::Pty => "pty",
+        Via::Unix => "unix",
+    }
+}
+
+/// The container id in a cgroup path: the last 64-hex-digit run (docker, containerd, cri-o and
+/// podman all name the leaf after it).
+fn container_id(cgroup: &str) -> Option<&str> {
+    let bytes = cgroup.as_bytes();
+    let mut best = None;
+    let mut run_start = 0;
+    for i in 0..=bytes.len() {
+        let hex = i < bytes.len() && bytes[i].is_ascii_hexdigit() && !bytes[i].is_ascii_uppercase();
+        if !hex {
+            if i - run_start == 64 {
+                best = Some(&cgroup[run_start..i]);
+            }
+            run_start = i + 1;
+        }
+    }
+    best
+}
+
+fn ints(values: impl IntoIterator<Item = i64>) -> Value<'static> {
+    Value::Ints(values.into_iter().collect())
+}
+
+/// Every field.
+pub static FIELDS: &[Field] = &[
+    Field {
+        name: "proc.pid",
+        kind: Kind::Int,
+        list: false,
+        doc: "Process id.",
+        get: |s, _| Value::Int(s.process.key.pid.into()),
+    },
+    Field {
+        name: "proc.ppid",
+        kind: Kind::Int,
+        list: false,
+        doc: "Parent process id.",
+        get: |s, _| Value::Int(s.process.ppid.into()),
+    },
+    Field {
+        name: "proc.name",
+        kind: Kind::Str,
+        list: false,
+        doc: "`comm`: chosen freely by the process; never use it to trust anything.",
+        get: |s, _| Value::Str(text(&s.process.comm)),
+    },
+    Field {
+        name: "proc.exe",
+        kind: Kind::Str,
+        list: false,
+        doc: "Executable path as the kernel shows it (/proc/pid/exe).",
+        get: |s, _| str_or_absent(exe_path(s.process)),
+    },
+    Field {
+        name: "proc.exe_name",
+        kind: Kind::Str,
+        list: false,
+        doc: "File name of the executable (\" (deleted)\" removed only when the binary really is).",
+        get: |s, _| str_or_absent(s.process.exe.as_ref().map(exe_name)),
+    },
+    Field {
+        name: "proc.exe_deleted",
+        kind: Kind::Bool,
+        list: false,
+        doc: "The executable has no links left on disk (judged by the inode, not the name).",
+        get: |s, _| exe_flag(s, |e| e.deleted),
+    },
+    Field {
+        name: "proc.exe_memfd",
+        kind: Kind::Bool,
+        list: false,
+        doc: "The executable is a memfd (fileless execution).",
+        get: |s, _| exe_flag(s, |e| e.memfd),
+    },
+    Field {
+        name: "proc.exe_owner_root",
+        kind: Kind::Bool,
+        list: false,
+        doc: "The executable is owned by root.",
+        get: |s, _| exe_flag(s, |e| e.owner_uid == 0),
+    },
+    Field {
+        name: "proc.exe_writable",
+        kind: Kind::Bool,
+        list: false,
+        doc: "Someone other than root can write the executable (non-root owner or group/other write).",
+        get: |s, _| exe_flag(s, exe_writable),
+    },
+    Field {
+        name: "proc.exe_trusted",
+        kind: Kind::Bool,
+        list: false,
+        doc: "Root-owned, writable by root only, not deleted, not a memfd: the only exe paths an \
+              allowlist should trust.",
+        get: |s, _| exe_flag(s, exe_trusted),
+    },
+    Field {
+        name: "proc.argv0",
+        kind: Kind::Str,
+        list: false,
+        doc: "argv[0] as the process presents it (free to fake: `exec -a`).",
+        get: |s, _| str_or_absent(s.process.argv.first().map(text)),
+    },
+    Field {
+        name: "proc.argv0_name",
+        kind: Kind::Str,
+        list: false,
+        doc: "File name part of argv[0], leading `-` of a login shell removed (busybox applets \
+              are told by it).",
+        get: |s, _| {
+            str_or_absent(s.process.argv.first().map(|a| match base_name(text(a)) {
+                Cow::Borrowed(b) => Cow::Borrowed(b.trim_start_matches('-')),
+                Cow::Owned(b) => Cow::Owned(b.trim_start_matches('-').to_string()),
+            }))
+        },
+    },
+    Field {
+        name: "proc.args",
+        kind: Kind::Str,
+        list: true,
+        doc: "Arguments after argv[0].",
+        get: |s, _| Value::Strs(s.process.argv.iter().skip(1).map(text).collect()),
+    },
+    Field {
+        name: "proc.cmdline",
+        kind: Kind::Str,
+        list: false,
+        doc: "argv joined with spaces.",
+        get: |s, _| {
+            let parts: Vec<Cow<'_, str>> = s.process.argv.iter().map(text).collect();
+            Value::Str(Cow::Owned(parts.join(" ")))
+        },
+    },
+    Field {
+        name: "proc.uid",
+        kind: Kind::Int,
+        list: false,
+        doc: "Real user id.",
+        get: |s, _| Value::Int(s.process.uid.into()),
+    },
+    Field {
+        name: "proc.euid",
+        kind: Kind::Int,
+        list: false,
+        doc: "Effective user id.",
+        get: |s, _| Value::Int(s.process.euid.into()),
+    },
+    Field {
+        name: "proc.pname",
+        kind: Kind::Str,
+        list: false,
+        doc: "Parent's `comm`.",
+        get: |s, cx| str_or_absent(parent(s, cx).map(|p| text(&p.comm))),
+    },
+    Field {
+        name: "proc.pexe",
+        kind: Kind::Str,
+        list: false,
+        doc: "Parent's executable path.",
+        get: |s, cx| str_or_absent(parent(s, cx).and_then(exe_path)),
+    },
+    Field {
+        name: "proc.ancestors",
+        kind: Kind::Str,
+        list: true,
+        doc: "`comm` of every ancestor, parent first.",
+        get: |s, cx| Value::Strs(cx.ancestors(s.process).map(|p| text(&p.comm)).collect()),
+    },
+    Field {
+        name: "proc.ancestor.exe",
+        kind: Kind::Str,
+        list: true,
+        doc: "Executable path of every ancestor, parent first.",
+        get: |s, cx| Value::Strs(cx.ancestors(s.process).filter_map(exe_path).collect()),
+    },
+    Field {
+        name: "proc.ancestor.trusted_exe",
+        kind: Kind::Str,
+        list: true,
+        doc: "Executable paths of the ancestors whose binaries are trusted (see proc.exe_trusted).",
+        get: |s, cx| Value::Strs(cx.ancestors(s.process).filter_map(trusted_path).collect()),
+    },
+    Field {
+        name: "proc.tty",
+        kind: Kind::Int,
+        list: false,
+        doc: "Controlling terminal device number (0: none).",
+        get: |s, _| Value::Int(s.process.tty_nr.into()),
+    },
+    Field {
+        name: "proc.sid",
+        kind: Kind::Int,
+        list: false,
+        doc: "Session id.",
+        get: |s, _| Value::Int(s.process.sid.into()),
+    },
+    Field {
+        name: "proc.pgid",
+        kind: Kind::Int,
+        list: false,
+        doc: "Process group id.",
+        get: |s, _| Value::Int(s.process.pgid.into()),
+    },
+    Field {
+        name: "proc.cgroup",
+        kind: Kind::Str,
+        list: false,
+        doc: "cgroup path (the unified hierarchy's).",
+        get: |s, _| str_or_absent(s.process.cgroup.as_ref().map(text)),
+    },
+    Field {
+        name: "proc.container_id",
+        kind: Kind::Str,
+        list: false,
+        doc: "Container id from the cgroup path; absent on the host.",
+        get: |s, _| {
+            let cgroup = s.process.cgroup.as_ref().and_then(|c| c.to_str());
+            str_or_absent(cgroup.and_then(container_id).map(Cow::Borrowed))
+        },
+    },
+    Field {
+        name: "proc.age",
+        kind: Kind::Int,
+        list: false,
+        doc: "Seconds since the process started, at the snapshot.",
+        get: |s, cx| cx.age_seconds(s.process).map_or(Value::Absent, Value::Int),
+    },
+    Field {
+        name: "proc.netns",
+        kind: Kind::Int,
+        list: false,
+        doc: "Inode of the process's network namespace.",
+        get: |s, _| s.process.netns.map_or(Value::Absent, |n| Value::Int(n as i64)),
+    },
+    Field {
+        name: "fd.num",
+        kind: Kind::Int,
+        list: true,
+        doc: "The process's own fds on the socket (none when it only reaches it through relays).",
+        get: |s, _| ints(s.fds.iter().map(|&n| n.into())),
+    },
+    Field {
+        name: "sock.family",
+        kind: Kind::Str,
+        list: false,
+        doc: "`inet` or `inet6`.",
+        get: |s, _| {
+            Value::Str(Cow::Borrowed(match s.socket.family {
+                crate::model::Family::Inet => "inet",
+                crate::model::Family::Inet6 => "inet6",
+                crate::model::Family::Unix => "unix",
+                crate::model::Family::Netlink => "netlink",
+                crate::model::Family::Packet => "packet",
+                crate::model::Family::Unknown => "unknown",
+            }))
+        },
+    },
+    Field {
+        name: "sock.protocol",
+        kind: Kind::Str,
+        list: false,
+        doc: "`tcp`, `udp`, `udplite`, `raw` or `icmp`.",
+        get: |s, _| Value::Str(protocol_name(&s.socket.protocol)),
+    },
+    Field {
+        name: "sock.state",
+        kind: Kind::Str,
+        list: false,
+        doc: "Kernel state name: `ESTABLISHED`, `SYN_SENT`, `CLOSE_WAIT`, `LISTEN`, `CLOSE` \
+              (unconnected UDP) and the others of the kernel.",
+        get: |s, _| Value::Str(Cow::Borrowed(s.socket.state.name())),
+    },
+    Field {
+        name: "sock.laddr",
+        kind: Kind::Ip,
+        list: false,
+        doc: "Local address.",
+        get: |s, _| s.socket.local.map_or(Value::Absent, |e| Value::Ip(e.addr)),
+    },
+    Field {
+        name: "sock.lport",
+        kind: Kind::Int,
+        list: false,
+        doc: "Local port.",
+        get: |s, _| s.socket.local.map_or(Value::Absent, |e| Value::Int(e.port.into())),
+    },
+    Field {
+        name: "sock.raddr",
+        kind: Kind::Ip,
+        list: false,
+        doc: "Remote address; absent when not connected.",
+        get: |s, _| match s.socket.remote {
+            Some(e) if !e.is_unspecified() => Value::Ip(e.addr),
+            _ => Value::Absent,
+        },
+    },
+    Field {
+        name: "sock.rport",
+        kind: Kind::Int,
+        list: false,
+        doc: "Remote port; absent when not connected.",
+        get: |s, _| match s.socket.remote {
+            Some(e) if !e.is_unspecified() => Value::Int(e.port.into()),
+            _ => Value::Absent,
+        },
+    },
+    Field {
+        name: "sock.connected",
+        kind: Kind::Bool,
+        list: false,
+        doc: "The socket has a remote peer (TCP past LISTEN, connected UDP).",
+        get: |s, _| Value::Bool(s.socket.remote.is_some_and(|e| !e.is_unspecified())),
+    },
+    Field {
+        name: "sock.direction",
+        kind: Kind::Str,
+        list: false,
+        doc: "`inbound`, `outbound`, `listening` or `unknown` (DESIGN §3).",
+        get: |s, _| Value::Str(Cow::Borrowed(direction_name(s.direction.0))),
+    },
+    Field {
+        name: "sock.direction_source",
+        kind: Kind::Str,
+        list: false,
+        doc: "What the direction rests on: `state`, `listener`, `port_range` or `none`.",
+        get: |s, _| Value::Str(Cow::Borrowed(direction_source_name(s.direction.1))),
+    },
+    Field {
+        name: "sock.remote_is_loopback",
+        kind: Kind::Bool,
+        list: false,
+        doc: "The remote address is a loopback address.",
+        get: |s, _| Value::Bool(s.socket.remote.is_some_and(|e| e.addr.is_loopback())),
+    },
+    Field {
+        name: "sock.netns",
+        kind: Kind::Int,
+        list: false,
+        doc: "Inode of the network namespace whose table lists the socket (0: unresolved).",
+        get: |s, _| Value::Int(s.socket.key.netns as i64),
+    },
+    Field {
+        name: "sock.inode",
+        kind: Kind::Int,
+        list: false,
+        doc: "Socket inode.",
+        get: |s, _| Value::Int(s.socket.key.inode as i64),
+    },
+    Field {
+        name: "sock.holder.pid",
+        kind: Kind::Int,
+        list: true,
+        doc: "Every process holding the socket.",
+        get: |s, cx| ints(holders(s, cx, |p| Some(p.key.pid.into()))),
+    },
+    Field {
+        name: "sock.holder.exe",
+        kind: Kind::Str,
+        list: true,
+        doc: "Executable paths of the processes holding the socket.",
+        get: |s, cx| Value::Strs(holders(s, cx, exe_path)),
+    },
+    Field {
+        name: "sock.holder.trusted_exe",
+        kind: Kind::Str,
+        list: true,
+        doc: "Executable paths of the holders whose binaries are trusted.",
+        get: |s, cx| Value::Strs(holders(s, cx, trusted_path)),
+    },
+    Field {
+        name: "sock.listener.pid",
+        kind: Kind::Int,
+        list: true,
+        doc: "For an inbound socket: the processes holding the listener it was accepted from.",
+        get: |s, cx| ints(listener_holders(s, cx, |p| Some(p.key.pid.into()))),
+    },
+    Field {
+        name: "sock.listener.trusted_exe",
+        kind: Kind::Str,
+        list: true,
+        doc: "For an inbound socket: trusted executable paths of the listener's holders.",
+        get: |s, cx| Value::Strs(listener_holders(s, cx, trusted_path)),
+    },
+    Field {
+        name: "stdio.fds",
+        kind: Kind::Int,
+        list: true,
+        doc: "Which of the process's fds 0, 1, 2 lead to the socket, directly or through relays.",
+        get: |s, _| ints((0..3).filter(|n| s.stdio_fds & (1 << n) != 0)),
+    },
+    Field {
+        name: "stdio.via",
+        kind: Kind::Str,
+        list: true,
+        doc: "First hop of those fds: `direct`, `pipe`, `fifo`, `pty` or `unix`.",
+        get: |s, _| {
+            let names = VIAS.iter().filter(|v| s.vias & via_bit(**v) != 0);
+            Value::Strs(names.map(|v| Cow::Borrowed(via_name(*v))).collect())
+        },
+    },
+    Field {
+        name: "stdio.relayed",
+        kind: Kind::Bool,
+        list: false,
+        doc: "Some stdio fd reaches the socket through another process (a relay).",
+        get: |s, _| Value::Bool(!s.relays.is_empty()),
+    },
+    Field {
+        name: "stdio.holder_is_ancestor",
+        kind: Kind::Bool,
+        list: false,
+        doc: "The relay holding the socket is an ancestor of the process (a parent serving its \
+              child's stdio: `socat exec:`, `pty.spawn`, `ncat -e`).",
+        get: |s, _| Value::Bool(s.holder_is_ancestor),
+    },
+    Field {
+        name: "stdio.relay.pid",
+        kind: Kind::Int,
+        list: true,
+        doc: "Relay processes between the stdio fds and the socket, nearest first.",
+        get: |s, cx| ints(relays(s, cx, |p| Some(p.key.pid.into()))),
+    },
+    Field {
+        name: "stdio.relay.name",
+        kind: Kind::Str,
+        list: true,
+        doc: "`comm` of the relays.",
+        get: |s, cx| Value::Strs(relays(s, cx, |p| Some(text(&p.comm)))),
+    },
+    Field {
+        name: "stdio.relay.exe",
+        kind: Kind::Str,
+        list: true,
+        doc: "Executable paths of the relays.",
+        get: |s, cx| Value::Strs(relays(s, cx, exe_path)),
+    },
+    Field {
+        name: "stdio.relay.exe_name",
+        kind: Kind::Str,
+        list: true,
+        doc: "Executable file names of the relays.",
+        get: |s, cx| Value::Strs(relays(s, cx, |p| p.exe.as_ref().map(exe_name))),
+    },
+    Field {
+        name: "stdio.relay.trusted_exe",
+        kind: Kind::Str,
+        list: true,
+        doc: "Executable paths of the relays whose binaries are trusted (see proc.exe_trusted).",
+        get: |s, cx| Value::Strs(relays(s, cx, trusted_path)),
+    },
+    Field {
+        name: "stdio.truncated",
+        kind: Kind::Bool,
+        list: false,
+        doc: "A stdio walk of this process hit a bound: it may reach more than is listed.",
+        get: |s, _| Value::Bool(s.truncated),
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_dotted() {
+        for (i, f) in FIELDS.iter().enumerate() {
+            assert!(FIELDS[..i].iter().all(|g| g.name != f.name), "{} twice", f.name);
+            let prefix = f.name.split('.').next().unwrap();
+            assert!(["proc", "fd", "sock", "stdio"].contains(&prefix), "{}", f.name);
+            assert!(f.doc.ends_with('.') || f.doc.ends_with(')'), "{}: doc", f.name);
+        }
+    }
+
+    #[test]
+    fn container_ids_come_from_the_cgroup_leaf() {
+        let id = "3f4a".repeat(16);
+        let docker = format!("/system.slice/docker-{id}.scope");
+        assert_eq!(container_id(&docker), Some(id.as_str()));
+        assert_eq!(container_id(&format!("/kubepods/burstable/pod1/{id}")), Some(id.as_str()));
+        assert_eq!(container_id("/user.slice/user-0.slice/session-3.scope"), None);
+        assert_eq!(container_id(&"a".repeat(65)), None);
+    }
+}

@@ -1,0 +1,625 @@
+//! Rule files and their assembly into a compiled rule set (DESIGN §5).
+//!
+//! Files are read in order (directories in the order given, files in each by name). `[[list]]`s
+//! may be extended by later files with `append = true`; a later `[[macro]]` or `[[rule]]` with a
+//! name or id already defined replaces it only with `override = true` (an override of a rule may
+//! give only the keys it changes, e.g. `enabled = false`). Anything else defined twice is an
+//! error. Every error of every file is collected before the set is refused; nothing is half
+//! loaded.
+
+use super::compile::{CompileError, ListItems, Predicate, Scope, compile};
+use super::error::{RuleError, RuleErrors, line_column};
+use super::syntax::{self, Expr, Literal, Span};
+use super::template::Template;
+use crate::model::Severity;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// The built-in pack, compiled in: what the agent runs without `--rules`, and what packages
+/// install to /etc/sockwatch/rules.d/.
+pub const EMBEDDED_PACK: &[(&str, &str)] =
+    &[("reverse_shell.toml", include_str!("../../rules/reverse_shell.toml"))];
+
+/// One rule file's name and text.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleSource {
+    /// Path, or `<embedded>/NAME`.
+    pub name: String,
+    /// Contents.
+    pub text: String,
+}
+
+impl RuleSource {
+    /// The built-in pack.
+    pub fn embedded() -> Vec<RuleSource> {
+        EMBEDDED_PACK
+            .iter()
+            .map(|(name, text)| RuleSource {
+                name: format!("<embedded>/{name}"),
+                text: text.to_string(),
+            })
+            .collect()
+    }
+
+    /// Reads rule files: each path is a file, or a directory whose `*.toml` files are read in
+    /// name order. A path that does not exist is an error (a typo must not disable detection).
+    pub fn read(paths: &[PathBuf]) -> Result<Vec<RuleSource>, RuleErrors> {
+        let mut sources = Vec::new();
+        let mut errors = Vec::new();
+        let fail = |path: &Path, message: String| RuleError {
+            file: path.display().to_string(),
+            line: 1,
+            column: 1,
+            context: None,
+            message,
+        };
+        for path in paths {
+            let files = if path.is_dir() {
+                match std::fs::read_dir(path) {
+                    Ok(entries) => {
+                        let mut files: Vec<PathBuf> = entries
+                            .filter_map(Result::ok)
+                            .map(|e| e.path())
+                            .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file())
+                            .collect();
+                        files.sort();
+                        files
+                    }
+                    Err(e) => {
+                        errors.push(fail(path, format!("reading the directory: {e}")));
+                        continue;
+                    }
+                }
+            } else {
+                vec![path.clone()]
+            };
+            for file in files {
+                match std::fs::read_to_string(&file) {
+                    Ok(text) => sources.push(RuleSource { name: file.display().to_string(), text }),
+                    Err(e) => errors.push(fail(&file, format!("reading the file: {e}"))),
+                }
+            }
+        }
+        if errors.is_empty() { Ok(sources) } else { Err(RuleErrors(errors)) }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    #[serde(default)]
+    list: Vec<ListDef>,
+    #[serde(default, rename = "macro")]
+    macros: Vec<MacroDef>,
+    #[serde(default, rename = "rule")]
+    rules: Vec<RuleDef>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListDef {
+    name: Spanned<String>,
+    items: Vec<ListValue>,
+    #[serde(default)]
+    append: bool,
+    #[serde(default, rename = "override")]
+    replace: bool,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(untagged)]
+enum ListValue {
+    Str(String),
+    Int(i64),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MacroDef {
+    name: Spanned<String>,
+    condition: Spanned<String>,
+    #[serde(default, rename = "override")]
+    replace: bool,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleDef {
+    id: Spanned<String>,
+    version: Option<u32>,
+    name: Option<String>,
+    description: Option<String>,
+    severity: Option<Severity>,
+    condition: Option<Spanned<String>>,
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+    enabled: Option<bool>,
+    exceptions: Option<Vec<ExceptionDef>>,
+    message: Option<Spanned<String>>,
+    #[serde(default, rename = "override")]
+    replace: bool,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExceptionDef {
+    name: String,
+    condition: Spanned<String>,
+}
+
+/// A compiled rule.
+pub struct Rule {
+    /// Stable kebab-case id.
+    pub id: String,
+    /// Version.
+    pub version: u32,
+    /// Short title.
+    pub name: String,
+    /// What it detects and why.
+    pub description: String,
+    /// Severity.
+    pub severity: Severity,
+    /// Tags (`mitre.T1059.004`).
+    pub tags: Vec<String>,
+    /// Disabled rules are compiled (so errors show) but never evaluated.
+    pub enabled: bool,
+    /// Condition with the exceptions folded in.
+    pub predicate: Predicate,
+    /// Message template.
+    pub message: Template,
+    /// Where it was (last) defined, `file:line`.
+    pub defined_at: String,
+}
+
+/// A compiled rule set and the files it came from.
+pub struct RuleSet {
+    /// Every rule, in definition order.
+    pub rules: Vec<Rule>,
+    /// The files, kept so that the last good set can be saved.
+    pub sources: Vec<RuleSource>,
+}
+
+/// Where something was written: its file and span.
+#[derive(Clone)]
+struct Origin {
+    file: usize,
+    span: Span,
+}
+
+/// Collects located errors.
+struct Errors<'a> {
+    sources: &'a [RuleSource],
+    found: Vec<RuleError>,
+}
+
+impl Errors<'_> {
+    fn at(&mut self, origin: &Origin, context: Option<String>, message: String) {
+        let source = &self.sources[origin.file];
+        let (line, column) = line_column(&source.text, origin.span.start);
+        self.found.push(RuleError { file: source.name.clone(), line, column, context, message });
+    }
+
+    fn located(&self, origin: &Origin) -> String {
+        let source = &self.sources[origin.file];
+        format!("{}:{}", source.name, line_column(&source.text, origin.span.start).0)
+    }
+
+    /// Errors inside a condition string, mapped back into the file.
+    fn in_condition(
+        &mut self,
+        condition: &Spanned<String>,
+        file: usize,
+        context: &str,
+        errors: Vec<CompileError>,
+    ) {
+        let map = ConditionMap::new(&self.sources[file].text, condition);
+        for error in errors {
+            let origin = Origin { file, span: map.to_file(error.span) };
+            self.at(&origin, Some(context.to_string()), error.message);
+        }
+    }
+}
+
+/// Maps spans inside a condition's value to file offsets. Exact for literal strings ('…' and
+/// '''…''', which is what conditions are written in) and for basic strings without escapes; for
+/// a basic string with escapes, errors point at the start of the string.
+struct ConditionMap {
+    content_start: Option<usize>,
+    value_start: usize,
+}
+
+impl ConditionMap {
+    fn new(file: &str, value: &Spanned<String>) -> Self {
+        let span = value.span();
+        let raw = file.get(span.clone()).unwrap_or("");
+        let mut start = span.start;
+        let delimiter = ["'''", "\"\"\"", "'", "\""].into_iter().find(|d| raw.starts_with(d));
+        let content_start = delimiter.and_then(|d| {
+            start += d.len();
+            if d.len() == 3 {
+                // TOML drops a newline right after an opening triple quote.
+                let rest = &file[start..];
+                if rest.starts_with("\r\n") {
+                    start += 2;
+                } else if rest.starts_with('\n') {
+                    start += 1;
+                }
+            }
+            let exact =
+                file.get(start..start + value.get_ref().len()) == Some(value.get_ref().as_str());
+            exact.then_some(start)
+        });
+        ConditionMap { content_start, value_start: span.start }
+    }
+
+    fn to_file(&self, span: Span) -> Span {
+        match self.content_start {
+            Some(start) => start + span.start..start + span.end,
+            None => self.value_start..self.value_start,
+        }
+    }
+}
+
+fn is_kebab_case(id: &str) -> bool {
+    !id.is_empty()
+        && id.split('-').all(|part| {
+            !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+}
+
+/// The references a condition makes to macros (bare names that are not fields).
+fn referenced_names(expr: &Expr, out: &mut Vec<String>) {
+    match expr {
+        Expr::And(a, b) | Expr::Or(a, b) => {
+            referenced_names(a, out);
+            referenced_names(b, out);
+        }
+        Expr::Not(a) => referenced_names(a, out),
+        Expr::Name(name, _) => out.push(name.clone()),
+        _ => {}
+    }
+}
+
+struct MacroEntry {
+    def: MacroDef,
+    file: usize,
+    parsed: Option<Expr>,
+}
+
+struct RuleEntry {
+    def: RuleDef,
+    file: usize,
+}
+
+impl RuleSet {
+    /// Compiles rule files into a set, or returns every error found.
+    pub fn compile(sources: Vec<RuleSource>) -> Result<RuleSet, RuleErrors> {
+        let mut errors = Errors { sources: &sources, found: Vec::new() };
+        let mut parsed = Vec::new();
+        for (file, source) in sources.iter().enumerate() {
+            match toml::from_str::<RuleFile>(&source.text) {
+                Ok(contents) => parsed.push((file, contents)),
+                Err(e) => {
+                    let span = e.span().unwrap_or(0..0);
+                    errors.at(&Origin { file, span }, None, e.message().trim().to_string());
+                }
+            }
+        }
+        let lists = merge_lists(&mut parsed, &mut errors);
+        let macros = compile_macros(&mut parsed, &lists, &mut errors);
+        let rules = compile_rules(parsed, &lists, &macros, &mut errors);
+        let mut found = errors.found;
+        // Report in reading order: file by file, top to bottom.
+        let position = |e: &RuleError| {
+            let file = sources.iter().position(|s| s.name == e.file).unwrap_or(usize::MAX);
+            (file, e.line, e.column)
+        };
+        found.sort_by_key(position);
+        if found.is_empty() { Ok(RuleSet { rules, sources }) } else { Err(RuleErrors(found)) }
+    }
+
+    /// The enabled rules.
+    pub fn enabled(&self) -> impl Iterator<Item = &Rule> {
+        self.rules.iter().filter(|r| r.enabled)
+    }
+
+    /// The rule with this id.
+    pub fn get(&self, id: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.id == id)
+    }
+}
+
+fn merge_lists(
+    parsed: &mut [(usize, RuleFile)],
+    errors: &mut Errors<'_>,
+) -> HashMap<String, ListItems> {
+    let mut lists: HashMap<String, (ListItems, Origin)> = HashMap::new();
+    for (file, contents) in parsed.iter_mut() {
+        for list in std::mem::take(&mut contents.list) {
+            let origin = Origin { file: *file, span: list.name.span() };
+            let name = list.name.into_inner();
+            let context = Some(format!("list `{name}`"));
+            let items: ListItems = list
+                .items
+                .into_iter()
+                .map(|v| match v {
+                    ListValue::Str(s) => Literal::Str(s),
+                    ListValue::Int(n) => Literal::Int(n),
+                })
+                .collect();
+            if list.append && list.replace {
+                errors.at(&origin, context, "`append` and `override` exclude each other".into());
+                continue;
+            }
+            match lists.get_mut(&name) {
+                Some((existing, _)) if list.append => existing.extend(items),
+                Some((existing, _)) if list.replace => *existing = items,
+                Some((_, first)) => {
+                    let message = format!(
+                        "already defined at {}; set `append = true` to extend it or `override = \
+                         true` to replace it",
+                        errors.located(first)
+                    );
+                    errors.at(&origin, context, message);
+                }
+                None if list.append || list.replace => {
+                    let key = if list.append { "append" } else { "override" };
+                    errors.at(
+                        &origin,
+                        context,
+                        format!("`{key} = true`, but no earlier file defines this list"),
+                    );
+                }
+                None => {
+                    lists.insert(name, (items, origin));
+                }
+            }
+        }
+    }
+    lists.into_iter().map(|(name, (items, _))| (name, items)).collect()
+}
+
+fn compile_macros(
+    parsed: &mut [(usize, RuleFile)],
+    lists: &HashMap<String, ListItems>,
+    errors: &mut Errors<'_>,
+) -> HashMap<String, Option<Predicate>> {
+    let mut entries: HashMap<String, MacroEntry> = HashMap::new();
+    let mut order: Vec<String> = Vec::new();
+    for (file, contents) in parsed.iter_mut() {
+        for def in std::mem::take(&mut contents.macros) {
+            let origin = Origin { file: *file, span: def.name.span() };
+            let name = def.name.get_ref().clone();
+            let context = Some(format!("macro `{name}`"));
+            if crate::rules::fields::field(&name).is_some() || name.contains('.') {
+                errors.at(&origin, context, "a macro name cannot contain `.` (fields do)".into());
+                continue;
+            }
+            match entries.get(&name) {
+                Some(_) if def.replace => {}
+                Some(first) => {
+                    let first = Origin { file: first.file, span: first.def.name.span() };
+                    let message = format!(
+                        "already defined at {}; set `override = true` to replace it",
+                        errors.located(&first)
+                    );
+                    errors.at(&origin, context, message);
+                    continue;
+                }
+                None if def.replace => {
+                    errors.at(
+                        &origin,
+                        context,
+                        "`override = true`, but no earlier file defines this macro".into(),
+                    );
+                    continue;
+                }
+                None => order.push(name.clone()),
+            }
+            let parsed = match syntax::parse(def.condition.get_ref()) {
+                Ok(expr) => Some(expr),
+                Err(e) => {
+                    let message = vec![CompileError { message: e.message, span: e.span }];
+                    errors.in_condition(&def.condition, *file, &format!("macro `{name}`"), message);
+                    None
+                }
+            };
+            entries.insert(name, MacroEntry { def, file: *file, parsed });
+        }
+    }
+    // Macros may use macros defined anywhere: compile in dependency order, refusing cycles.
+    let mut compiled: HashMap<String, Option<Predicate>> = HashMap::new();
+    let mut visiting: HashSet<String> = HashSet::new();
+    for name in &order {
+        compile_macro(name, &entries, lists, &mut compiled, &mut visiting, errors);
+    }
+    compiled
+}
+
+fn compile_macro(
+    name: &str,
+    entries: &HashMap<String, MacroEntry>,
+    lists: &HashMap<String, ListItems>,
+    compiled: &mut HashMap<String, Option<Predicate>>,
+    visiting: &mut HashSet<String>,
+    errors: &mut Errors<'_>,
+) {
+    if compiled.contains_key(name) {
+        return;
+    }
+    let entry = &entries[name];
+    let context = format!("macro `{name}`");
+    let Some(expr) = &entry.parsed else {
+        compiled.insert(name.to_string(), None);
+        return;
+    };
+    visiting.insert(name.to_string());
+    let mut references = Vec::new();
+    referenced_names(expr, &mut references);
+    for reference in references.iter().filter(|r| entries.contains_key(*r)) {
+        if visiting.contains(reference) {
+            let origin = Origin { file: entry.file, span: entry.def.name.span() };
+            errors.at(
+                &origin,
+                Some(context.clone()),
+                format!("refers to itself through `{reference}`"),
+            );
+            visiting.remove(name);
+            compiled.insert(name.to_string(), None);
+            return;
+        }
+        compile_macro(reference, entries, lists, compiled, visiting, errors);
+    }
+    visiting.remove(name);
+    let result = compile(expr, &Scope { lists, macros: compiled });
+    let predicate = match result {
+        Ok(p) => Some(p),
+        Err(found) => {
+            errors.in_condition(&entry.def.condition, entry.file, &context, found);
+            None
+        }
+    };
+    compiled.insert(name.to_string(), predicate);
+}
+
+fn compile_rules(
+    parsed: Vec<(usize, RuleFile)>,
+    lists: &HashMap<String, ListItems>,
+    macros: &HashMap<String, Option<Predicate>>,
+    errors: &mut Errors<'_>,
+) -> Vec<Rule> {
+    let mut merged: Vec<RuleEntry> = Vec::new();
+    for (file, contents) in parsed {
+        for def in contents.rules {
+            let origin = Origin { file, span: def.id.span() };
+            let id = def.id.get_ref().clone();
+            let context = Some(format!("rule `{id}`"));
+            if !is_kebab_case(&id) {
+                errors.at(
+                    &origin,
+                    context.clone(),
+                    "ids are kebab-case: lowercase letters, digits and `-`".into(),
+                );
+            }
+            match merged.iter_mut().find(|e| e.def.id.get_ref() == &id) {
+                Some(entry) if def.replace => {
+                    *entry = RuleEntry { def: inherit(def, &entry.def), file };
+                }
+                Some(entry) => {
+                    let first = Origin { file: entry.file, span: entry.def.id.span() };
+                    let message = format!(
+                        "duplicate rule id, first defined at {}; set `override = true` to replace it",
+                        errors.located(&first)
+                    );
+                    errors.at(&origin, context, message);
+                }
+                None if def.replace => {
+                    errors.at(
+                        &origin,
+                        context,
+                        "`override = true`, but no earlier file defines this rule".into(),
+                    );
+                }
+                None => merged.push(RuleEntry { def, file }),
+            }
+        }
+    }
+    merged.into_iter().filter_map(|entry| compile_rule(entry, lists, macros, errors)).collect()
+}
+
+/// An override takes every key it leaves out from the rule it replaces.
+fn inherit(mut def: RuleDef, base: &RuleDef) -> RuleDef {
+    def.version = def.version.or(base.version);
+    def.name = def.name.or_else(|| base.name.clone());
+    def.description = def.description.or_else(|| base.description.clone());
+    def.severity = def.severity.or(base.severity);
+    def.condition = def.condition.or_else(|| base.condition.clone());
+    def.tags = def.tags.or_else(|| base.tags.clone());
+    def.enabled = def.enabled.or(base.enabled);
+    def.exceptions = def.exceptions.or_else(|| base.exceptions.clone());
+    def.message = def.message.or_else(|| base.message.clone());
+    def
+}
+
+fn compile_rule(
+    entry: RuleEntry,
+    lists: &HashMap<String, ListItems>,
+    macros: &HashMap<String, Option<Predicate>>,
+    errors: &mut Errors<'_>,
+) -> Option<Rule> {
+    let RuleEntry { def, file } = entry;
+    let id = def.id.get_ref().clone();
+    let context = format!("rule `{id}`");
+    let origin = Origin { file, span: def.id.span() };
+    let before = errors.found.len();
+    let mut missing = Vec::new();
+    if def.name.is_none() {
+        missing.push("name");
+    }
+    if def.severity.is_none() {
+        missing.push("severity");
+    }
+    if def.condition.is_none() {
+        missing.push("condition");
+    }
+    if def.message.is_none() {
+        missing.push("message");
+    }
+    if !missing.is_empty() {
+        errors.at(&origin, Some(context.clone()), format!("missing {}", missing.join(", ")));
+    }
+    let scope = Scope { lists, macros };
+    let mut condition = |text: &Spanned<String>, context: &str| -> Option<Predicate> {
+        let expr = match syntax::parse(text.get_ref()) {
+            Ok(expr) => expr,
+            Err(e) => {
+                let found = vec![CompileError { message: e.message, span: e.span }];
+                errors.in_condition(text, file, context, found);
+                return None;
+            }
+        };
+        match compile(&expr, &scope) {
+            Ok(p) => Some(p),
+            Err(found) => {
+                errors.in_condition(text, file, context, found);
+                None
+            }
+        }
+    };
+    let predicate = def.condition.as_ref().and_then(|c| condition(c, &context));
+    let mut exceptions = Vec::new();
+    for exception in def.exceptions.iter().flatten() {
+        let context = format!("{context}, exception `{}`", exception.name);
+        exceptions.extend(condition(&exception.condition, &context));
+    }
+    let message = def.message.as_ref().and_then(|m| match Template::parse(m.get_ref()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            errors.in_condition(m, file, &context, vec![e]);
+            None
+        }
+    });
+    if errors.found.len() > before {
+        return None;
+    }
+    let (predicate, message) = (predicate?, message?);
+    let predicate: Predicate = if exceptions.is_empty() {
+        predicate
+    } else {
+        std::sync::Arc::new(move |s, cx| predicate(s, cx) && !exceptions.iter().any(|e| e(s, cx)))
+    };
+    Some(Rule {
+        id,
+        version: def.version.unwrap_or(1),
+        name: def.name.unwrap_or_default(),
+        description: def.description.unwrap_or_default(),
+        severity: def.severity.unwrap_or(Severity::Medium),
+        tags: def.tags.unwrap_or_default(),
+        enabled: def.enabled.unwrap_or(true),
+        predicate,
+        message,
+        defined_at: errors.located(&origin),
+    })
+}

@@ -1,0 +1,196 @@
+//! What rules look at: one *subject* per (process, network socket) pair where the process holds
+//! the socket on some fd, or where one of its fds 0-2 leads to it through the stdio relay
+//! resolution. A pair, not a single fd, because the questions rules ask span fds ("stdin *and*
+//! stdout reach the socket") and because incidents are keyed by the socket.
+
+use crate::graph::Graph;
+use crate::model::{
+    Direction, DirectionSource, ProcKey, Process, Snapshot, Socket, SocketKey, Via,
+};
+use std::collections::HashMap;
+
+/// Ancestors followed at most (pid loops cannot occur, but a bound keeps a forged tree cheap).
+const MAX_ANCESTORS: usize = 64;
+
+/// The time base that turns start ticks into ages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Clock {
+    /// Boot time, ms since the epoch.
+    pub boot_time_ms: Option<u64>,
+    /// Clock ticks per second.
+    pub ticks_per_second: u64,
+}
+
+/// One snapshot's lookups shared by all its subjects.
+pub struct Context<'g> {
+    /// The graph.
+    pub graph: &'g Graph<'g>,
+    /// LISTEN sockets by (netns, local port).
+    listeners: HashMap<(u64, u16), Vec<&'g Socket>>,
+    clock: Clock,
+}
+
+impl<'g> Context<'g> {
+    /// Builds the lookups for one graph.
+    pub fn new(graph: &'g Graph<'g>, clock: Clock) -> Self {
+        let mut listeners: HashMap<(u64, u16), Vec<&'g Socket>> = HashMap::new();
+        for socket in &graph.snapshot.sockets {
+            if let (crate::model::SocketState::Listen, Some(local)) = (socket.state, socket.local) {
+                listeners.entry((socket.key.netns, local.port)).or_default().push(socket);
+            }
+        }
+        Context { graph, listeners, clock }
+    }
+
+    /// The snapshot.
+    pub fn snapshot(&self) -> &'g Snapshot {
+        self.graph.snapshot
+    }
+
+    /// The live process with this pid.
+    pub fn process(&self, pid: i32) -> Option<&'g Process> {
+        let processes = &self.graph.snapshot.processes;
+        let start = processes.partition_point(|p| p.key.pid < pid);
+        processes.get(start).filter(|p| p.key.pid == pid)
+    }
+
+    /// The process with this key.
+    pub fn by_key(&self, key: ProcKey) -> Option<&'g Process> {
+        let processes = &self.graph.snapshot.processes;
+        processes.binary_search_by_key(&key, |p| p.key).ok().map(|i| &processes[i])
+    }
+
+    /// Parent, grandparent, … up to pid 1.
+    pub fn ancestors(&self, process: &Process) -> impl Iterator<Item = &'g Process> + '_ {
+        let mut ppid = process.ppid;
+        std::iter::from_fn(move || {
+            if ppid <= 0 {
+                return None;
+            }
+            let parent = self.process(ppid)?;
+            ppid = if parent.key.pid == 1 { 0 } else { parent.ppid };
+            Some(parent)
+        })
+        .take(MAX_ANCESTORS)
+    }
+
+    /// True when `ancestor` is an ancestor of `process`.
+    pub fn is_ancestor(&self, ancestor: ProcKey, process: &Process) -> bool {
+        self.ancestors(process).any(|p| p.key == ancestor)
+    }
+
+    /// Listening sockets serving the local port of an inbound socket in its namespace
+    /// (wildcard, dual-stack and specific-address listeners alike).
+    pub fn listeners_of(&self, socket: &Socket) -> &[&'g Socket] {
+        let found = socket
+            .local
+            .filter(|_| socket.state != crate::model::SocketState::Listen)
+            .and_then(|local| self.listeners.get(&(socket.key.netns, local.port)));
+        found.map_or(&[], Vec::as_slice)
+    }
+
+    /// Seconds since the process started, when the clock is known.
+    pub fn age_seconds(&self, process: &Process) -> Option<i64> {
+        let boot = self.clock.boot_time_ms?;
+        let ticks = self.clock.ticks_per_second.max(1);
+        let started_ms = boot + process.key.start_ticks * 1000 / ticks;
+        let age_ms = self.graph.snapshot.taken_at_ms.saturating_sub(started_ms);
+        Some(i64::try_from(age_ms / 1000).unwrap_or(i64::MAX))
+    }
+}
+
+/// One (process, network socket) pair and how the process reaches the socket.
+pub struct Subject<'g> {
+    /// The process.
+    pub process: &'g Process,
+    /// The socket.
+    pub socket: &'g Socket,
+    /// The socket's direction.
+    pub direction: (Direction, DirectionSource),
+    /// The process's own fds on the socket, ascending.
+    pub fds: Vec<i32>,
+    /// Bit n set: fd n (0, 1, 2) leads to the socket, directly or through relays.
+    pub stdio_fds: u8,
+    /// Bit per `Via` of the first hops that lead here.
+    pub vias: u8,
+    /// Relay processes on the routes here, nearest first, each once.
+    pub relays: Vec<ProcKey>,
+    /// Some route's last relay (the process holding the socket) is an ancestor of this process.
+    pub holder_is_ancestor: bool,
+    /// Some stdio walk of this process hit a bound: more may be reached than is listed.
+    pub truncated: bool,
+}
+
+/// The bit of a `Via` in `Subject::vias`.
+pub fn via_bit(via: Via) -> u8 {
+    1 << (via as u8)
+}
+
+/// Every `Via`, in bit order.
+pub const VIAS: [Via; 5] = [Via::Direct, Via::Pipe, Via::Fifo, Via::Pty, Via::Unix];
+
+/// Every subject of a snapshot, grouped by process in process order, then by socket.
+pub fn subjects<'g>(cx: &Context<'g>) -> Vec<Subject<'g>> {
+    let graph = cx.graph;
+    let snapshot = graph.snapshot;
+    let mut out: Vec<Subject<'g>> = Vec::new();
+    let mut index: HashMap<SocketKey, usize> = HashMap::new();
+    let mut stdio = graph.stdio.iter().peekable();
+    for process in &snapshot.processes {
+        index.clear();
+        let first = out.len();
+        let mut entry = |socket_key: SocketKey, out: &mut Vec<Subject<'g>>| -> Option<usize> {
+            if let Some(&i) = index.get(&socket_key) {
+                return Some(i);
+            }
+            let socket = graph.socket(socket_key.inode)?;
+            out.push(Subject {
+                process,
+                socket,
+                direction: graph.direction(socket_key),
+                fds: Vec::new(),
+                stdio_fds: 0,
+                vias: 0,
+                relays: Vec::new(),
+                holder_is_ancestor: false,
+                truncated: false,
+            });
+            index.insert(socket_key, out.len() - 1);
+            Some(out.len() - 1)
+        };
+        for fd in graph.fds_of(process.key) {
+            let Some(key) = graph.network_socket(&fd.target) else { continue };
+            let Some(i) = entry(key, &mut out) else { continue };
+            let subject = &mut out[i];
+            if !subject.fds.contains(&fd.num) {
+                subject.fds.push(fd.num);
+            }
+        }
+        while stdio.peek().is_some_and(|end| end.proc < process.key) {
+            stdio.next();
+        }
+        let mut truncated = false;
+        while let Some(end) = stdio.next_if(|end| end.proc == process.key) {
+            truncated |= graph.truncated(end);
+            for link in graph.links(end) {
+                let Some(i) = entry(link.socket, &mut out) else { continue };
+                let holder_is_ancestor =
+                    link.relays.last().is_some_and(|&holder| cx.is_ancestor(holder, process));
+                let subject = &mut out[i];
+                subject.stdio_fds |= 1 << end.fd;
+                subject.vias |= via_bit(end.via);
+                subject.holder_is_ancestor |= holder_is_ancestor;
+                for relay in link.relays {
+                    if !subject.relays.contains(&relay) {
+                        subject.relays.push(relay);
+                    }
+                }
+            }
+        }
+        for subject in &mut out[first..] {
+            subject.fds.sort_unstable();
+            subject.truncated = truncated;
+        }
+    }
+    out
+}

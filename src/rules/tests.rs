@@ -1,0 +1,156 @@
+//! Rule-set assembly: the shipped pack, overrides and appends, and every kind of rule-file error,
+//! reported all at once with file:line:col and the rule id (snapshotted, so a change in wording
+//! or position is reviewed).
+
+use super::{RuleSet, RuleSource};
+
+fn sources(files: &[(&str, &str)]) -> Vec<RuleSource> {
+    files
+        .iter()
+        .map(|(name, text)| RuleSource { name: name.to_string(), text: text.to_string() })
+        .collect()
+}
+
+fn errors(files: &[(&str, &str)]) -> String {
+    match RuleSet::compile(sources(files)) {
+        Ok(_) => panic!("expected errors"),
+        Err(e) => e.to_string(),
+    }
+}
+
+const BASE: &str = r#"
+[[list]]
+name = "shells"
+items = ["bash", "sh"]
+
+[[macro]]
+name = "shell"
+condition = "proc.exe_name in (shells)"
+
+[[rule]]
+id = "shell-socket"
+name = "Shell with a socket"
+severity = "high"
+condition = "shell and fd.num exists"
+message = "{proc.exe} holds {fd.num}"
+tags = ["mitre.T1059.004"]
+"#;
+
+#[test]
+fn the_embedded_pack_compiles_with_every_rule_enabled() {
+    let set = RuleSet::compile(RuleSource::embedded()).unwrap_or_else(|e| panic!("{e}"));
+    let ids: Vec<&str> = set.rules.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "stdio-outbound-socket",
+            "shell-holds-network-socket",
+            "shell-stdio-relayed-to-outbound-socket",
+            "bind-shell",
+            "interpreter-serves-shell-over-network",
+        ]
+    );
+    assert!(set.rules.iter().all(|r| r.enabled && r.tags.iter().any(|t| t == "mitre.T1059.004")));
+}
+
+#[test]
+fn later_files_append_to_lists_and_override_rules_partially() {
+    let local = r#"
+[[list]]
+name = "shells"
+items = ["zsh"]
+append = true
+
+[[rule]]
+id = "shell-socket"
+override = true
+enabled = false
+"#;
+    let set = RuleSet::compile(sources(&[("a.toml", BASE), ("b.toml", local)])).unwrap();
+    let rule = set.get("shell-socket").unwrap();
+    assert!(!rule.enabled);
+    assert_eq!(rule.name, "Shell with a socket", "keys the override leaves out are inherited");
+    assert_eq!(rule.defined_at, "b.toml:8");
+}
+
+#[test]
+fn toml_syntax_and_unknown_keys() {
+    insta::assert_snapshot!(errors(&[
+        ("syntax.toml", "[[rule]\nid = 1\n"),
+        (
+            "unknown.toml",
+            "[[rule]]\nid = \"x\"\nname = \"n\"\nseverity = \"high\"\ncondition = \"proc.pid = 1\"\nmessage = \"m\"\nsevrity = \"low\"\n"
+        ),
+        ("severity.toml", "[[rule]]\nid = \"y\"\nseverity = \"urgent\"\n"),
+    ]));
+}
+
+#[test]
+fn condition_errors_are_located_inside_the_string() {
+    let file = r#"
+[[rule]]
+id = "typos"
+name = "n"
+severity = "low"
+message = "{proc.pid}"
+condition = '''
+proc.exe_name = "bash"
+  and proc.nmae = "x" and sock.rport = "22"
+  and sock.raddr cidr "10.0.0.0/33" and proc.exe regex "("
+'''
+
+[[rule]]
+id = "undefined"
+name = "n"
+severity = "low"
+message = "{proc.pid} {nosuch.field}"
+condition = 'nomacro or proc.exe_name in (nolist)'
+"#;
+    insta::assert_snapshot!(errors(&[("conditions.toml", file)]));
+}
+
+#[test]
+fn duplicates_overrides_and_cycles() {
+    let again = r#"
+[[list]]
+name = "shells"
+items = ["zsh"]
+
+[[macro]]
+name = "loop_a"
+condition = "loop_b"
+
+[[macro]]
+name = "loop_b"
+condition = "loop_a and proc.pid = 1"
+
+[[rule]]
+id = "shell-socket"
+name = "again"
+severity = "low"
+condition = "loop_a"
+message = "m"
+
+[[rule]]
+id = "Not_Kebab"
+override = true
+"#;
+    insta::assert_snapshot!(errors(&[("base.toml", BASE), ("again.toml", again)]));
+}
+
+#[test]
+fn missing_keys_and_bad_templates() {
+    let file = r#"
+[[rule]]
+id = "incomplete"
+condition = "proc.pid = 1"
+
+[[rule]]
+id = "template"
+name = "n"
+severity = "low"
+condition = "proc.pid = 1"
+message = "unclosed {proc.pid"
+"#;
+    insta::assert_snapshot!(errors(&[("keys.toml", file)]));
+}
