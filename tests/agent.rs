@@ -1,7 +1,7 @@
 //! `sockwatch run`, the real binary, end to end: events for a connection's life, the baseline on
 //! restart, hostile command lines, exact per-sink accounting, clean shutdown on SIGTERM.
 
-use crate::util::{Netns, PRELUDE, Running, prerequisites, python_in};
+use crate::util::{Netns, PRELUDE, Running, ScratchDir, prerequisites, python_in};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
@@ -9,17 +9,32 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A running agent whose stdout is parsed line by line as it arrives.
-struct Agent {
+pub(crate) struct Agent {
     child: Child,
     events: Arc<Mutex<Vec<Value>>>,
     bad_lines: Arc<Mutex<Vec<String>>>,
     reader: Option<std::thread::JoinHandle<()>>,
+    _state: Option<ScratchDir>,
 }
 
 impl Agent {
-    fn start(extra: &[&str]) -> Agent {
+    /// `run --interval 200ms` with its own state directory, plus `extra`.
+    pub(crate) fn start(extra: &[&str]) -> Agent {
+        let state = ScratchDir::new("state");
+        let mut agent = Agent::start_in(&state.path, extra);
+        agent._state = Some(state);
+        agent
+    }
+
+    /// Like `start`, keeping incidents and rules in `state` (for restarts).
+    pub(crate) fn start_in(state: &std::path::Path, extra: &[&str]) -> Agent {
+        let interval: &[&str] =
+            if extra.contains(&"--interval") { &[] } else { &["--interval", "200ms"] };
         let mut child = Command::new(env!("CARGO_BIN_EXE_sockwatch"))
-            .args(["run", "--interval", "200ms"])
+            .arg("run")
+            .args(interval)
+            .arg("--state-dir")
+            .arg(state)
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -39,21 +54,21 @@ impl Agent {
                 }
             }
         });
-        let agent = Agent { child, events, bad_lines, reader: Some(reader) };
+        let agent = Agent { child, events, bad_lines, reader: Some(reader), _state: None };
         agent.wait_for("agent_started", |e| e["event"]["action"] == "agent_started");
         agent
     }
 
-    fn pid(&self) -> i32 {
+    pub(crate) fn pid(&self) -> i32 {
         self.child.id() as i32
     }
 
-    fn events(&self) -> Vec<Value> {
+    pub(crate) fn events(&self) -> Vec<Value> {
         self.events.lock().unwrap().clone()
     }
 
     /// The first event matching `predicate`, waiting up to 10 s.
-    fn wait_for(&self, what: &str, predicate: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) fn wait_for(&self, what: &str, predicate: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Some(e) = self.events.lock().unwrap().iter().find(|e| predicate(e)) {
@@ -68,7 +83,7 @@ impl Agent {
     }
 
     /// SIGTERM; returns the exit status, every event, and the final stderr line (JSON tally).
-    fn stop(mut self) -> (std::process::ExitStatus, Vec<Value>, Value) {
+    pub(crate) fn stop(mut self) -> (std::process::ExitStatus, Vec<Value>, Value) {
         let pid = rustix::process::Pid::from_raw(self.pid()).unwrap();
         rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
         let status = self.child.wait().unwrap();
@@ -273,7 +288,8 @@ fn systemd_notifications_follow_the_scans() {
     socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut agent = crate::util::KillOnDrop::new(
         Command::new(env!("CARGO_BIN_EXE_sockwatch"))
-            .args(["run", "--interval", "100ms", "--no-baseline"])
+            .args(["run", "--interval", "100ms", "--no-baseline", "--state-dir"])
+            .arg(dir.path.join("state"))
             .env("NOTIFY_SOCKET", &path)
             .env("WATCHDOG_USEC", "2000000")
             .stdout(Stdio::null())

@@ -38,7 +38,8 @@ fn file_sink_config(dir: &Path, events: &Path, interval: &str) -> std::path::Pat
     write_config(
         dir,
         &format!(
-            "[agent]\ninterval = \"{interval}\"\nheartbeat = \"1s\"\n[[sinks]]\ntype = \"file\"\npath = \"{}\"\nfsync_interval = \"200ms\"\n",
+            "[agent]\ninterval = \"{interval}\"\nheartbeat = \"1s\"\nstate_dir = \"{}\"\n[[sinks]]\ntype = \"file\"\npath = \"{}\"\nfsync_interval = \"200ms\"\n",
+            dir.join("state").display(),
             events.display()
         ),
     )

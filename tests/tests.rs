@@ -5,6 +5,7 @@
 mod agent;
 mod agent_files;
 mod boundaries;
+mod detect_shells;
 mod scan_cli;
 mod scan_holders;
 mod scan_privileges;

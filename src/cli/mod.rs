@@ -1,6 +1,7 @@
 //! The command line: argument definitions and dispatch. `main` stays thin: it calls `run` and maps
 //! the result to an exit code.
 
+mod rules;
 mod run;
 mod scan;
 
@@ -26,6 +27,9 @@ enum Command {
     Config(run::ConfigCommand),
     /// Take one snapshot of the host and print its sockets with every holder.
     Scan(scan::ScanArgs),
+    /// Detection rules: check files, run fixtures, list fields.
+    #[command(subcommand)]
+    Rules(rules::RulesCommand),
 }
 
 /// Exit status for a missing privilege (sysexits EX_NOPERM).
@@ -54,6 +58,12 @@ pub enum CliError {
     /// The agent could not start.
     #[error(transparent)]
     Run(#[from] crate::daemon::RunError),
+    /// Rule files have errors (or rule tests failed).
+    #[error("{0}")]
+    Rules(String),
+    /// Rule fixtures did not produce the expected alerts.
+    #[error("{0}")]
+    RuleTests(String),
     /// Writing the output failed.
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
@@ -63,8 +73,10 @@ impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
             CliError::MissingCapabilities(_) => EXIT_NO_PERMISSION,
-            CliError::Config(_) => EXIT_CONFIG,
+            CliError::Config(_) | CliError::Rules(_) => EXIT_CONFIG,
+            CliError::Run(crate::daemon::RunError::Rules(_)) => EXIT_CONFIG,
             CliError::Scan(_) | CliError::Run(_) | CliError::Output(_) => 1,
+            CliError::RuleTests(_) => 1,
         }
     }
 }
@@ -90,6 +102,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Config(command) => run::config(&command),
         Command::Scan(args) => scan::run(&args),
+        Command::Rules(command) => rules::run(&command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

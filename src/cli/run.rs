@@ -24,6 +24,12 @@ pub(super) struct RunArgs {
     /// Do not report the sockets already open at start (existing_socket state events).
     #[arg(long)]
     no_baseline: bool,
+    /// Rule file or directory (repeatable, read in order) instead of the config's `[rules] paths`.
+    #[arg(long = "rules", value_name = "PATH")]
+    rules: Vec<PathBuf>,
+    /// Where incidents and the last good rule set are kept. Overrides the config.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 pub(super) fn run(args: &RunArgs) -> Result<(), CliError> {
@@ -35,6 +41,8 @@ pub(super) fn run(args: &RunArgs) -> Result<(), CliError> {
         interval: args.interval,
         heartbeat: args.heartbeat,
         no_baseline: args.no_baseline,
+        rules: args.rules.clone(),
+        state_dir: args.state_dir.clone(),
     };
     overrides.apply(&mut config);
     run_agent(RunOptions { config, config_path: args.config.clone(), overrides })?;

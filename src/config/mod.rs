@@ -40,6 +40,8 @@ pub struct Config {
     pub socket_families: Vec<Family>,
     /// `[metrics] listen`: where to serve Prometheus metrics (off when absent).
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Detection rules.
+    pub rules: RulesConfig,
     /// Where events go.
     pub sinks: Vec<SinkConfig>,
 }
@@ -57,6 +59,17 @@ pub struct AgentConfig {
     pub queue_capacity: usize,
     /// Threads for reading processes (1 keeps the agent on one core).
     pub scan_threads: usize,
+    /// Where open incidents and the last good rule set are kept across restarts.
+    pub state_dir: PathBuf,
+}
+
+/// `[rules]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RulesConfig {
+    /// Rule files or directories, read in order; the built-in pack when empty.
+    pub paths: Vec<PathBuf>,
+    /// Reload when a rule file changes (as well as on SIGHUP).
+    pub watch: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -65,7 +78,15 @@ struct ConfigFile {
     agent: Option<AgentFile>,
     events: Option<EventsFile>,
     metrics: Option<MetricsFile>,
+    rules: Option<RulesFile>,
     sinks: Option<Vec<SinkConfig>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesFile {
+    paths: Option<Vec<PathBuf>>,
+    watch: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -106,6 +127,7 @@ struct AgentFile {
     baseline: Option<bool>,
     queue_capacity: Option<Bounded<1, 10_000_000>>,
     scan_threads: Option<Bounded<1, 64>>,
+    state_dir: Option<PathBuf>,
 }
 
 /// An integer setting within `MIN..=MAX`, checked while deserialising so the error points at it.
@@ -149,10 +171,12 @@ impl Config {
                 baseline: true,
                 queue_capacity: 65_536,
                 scan_threads: 1,
+                state_dir: PathBuf::from("/var/lib/sockwatch"),
             },
             redact_patterns: Vec::new(),
             socket_families: Vec::new(),
             metrics_listen: None,
+            rules: RulesConfig { paths: Vec::new(), watch: true },
             sinks: Vec::new(),
         };
         for (name, text) in files {
@@ -164,6 +188,11 @@ impl Config {
                 a.baseline = agent.baseline.unwrap_or(a.baseline);
                 a.queue_capacity = agent.queue_capacity.map_or(a.queue_capacity, |q| q.0);
                 a.scan_threads = agent.scan_threads.map_or(a.scan_threads, |t| t.0);
+                a.state_dir = agent.state_dir.unwrap_or(std::mem::take(&mut a.state_dir));
+            }
+            if let Some(rules) = file.rules {
+                config.rules.paths = rules.paths.unwrap_or(std::mem::take(&mut config.rules.paths));
+                config.rules.watch = rules.watch.unwrap_or(config.rules.watch);
             }
             if let Some(events) = file.events {
                 if let Some(patterns) = events.redact_patterns {

@@ -7,12 +7,13 @@
 //! A slow or failing sink never stalls scanning: the router never waits on a queue, and every
 //! refusal is counted. SIGTERM/SIGINT stop scanning, drain every queue and exit 0.
 
+mod detection;
 mod host;
 mod metrics;
 mod router;
 mod systemd;
 
-use crate::config::Config;
+use crate::config::{Config, RulesConfig};
 use crate::diff::Differ;
 use crate::event::{Directions, Encoded, Encoder, EventKind, Redactor, rfc3339};
 use crate::graph::{Graph, ListenerMemory};
@@ -21,7 +22,7 @@ use crate::scan::Scanner;
 use crate::sinks::{Sink, SinkConfig, SinkStats};
 use crossbeam_channel::{Receiver, bounded, select};
 use router::{Message, SinkPort};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -48,6 +49,10 @@ pub struct Overrides {
     pub heartbeat: Option<Duration>,
     /// `--no-baseline`.
     pub no_baseline: bool,
+    /// `--rules` (repeatable): rule files or directories instead of the config's.
+    pub rules: Vec<std::path::PathBuf>,
+    /// `--state-dir`.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl Overrides {
@@ -62,6 +67,12 @@ impl Overrides {
         if self.no_baseline {
             config.agent.baseline = false;
         }
+        if !self.rules.is_empty() {
+            config.rules.paths = self.rules.clone();
+        }
+        if let Some(dir) = &self.state_dir {
+            config.agent.state_dir = dir.clone();
+        }
     }
 }
 
@@ -74,6 +85,9 @@ pub enum RunError {
     /// A sink could not be opened.
     #[error(transparent)]
     Sink(#[from] crate::sinks::SinkError),
+    /// The rules have errors and no good set was kept to fall back on.
+    #[error(transparent)]
+    Rules(#[from] detection::RulesUnusable),
     /// Signal handlers or threads could not be set up.
     #[error("setting up the agent: {0}")]
     Setup(#[from] std::io::Error),
@@ -81,7 +95,10 @@ pub enum RunError {
 
 enum Control {
     Stop(&'static str),
+    /// SIGHUP: config and rules.
     Reload,
+    /// A rule file changed.
+    ReloadRules,
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
@@ -90,9 +107,11 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
     let mut scanner = Scanner::new()?;
     // A background agent stays on one core by default (DESIGN §9).
     scanner.set_threads(options.config.agent.scan_threads);
-    let control = signals()?;
-    let encoder =
-        Encoder::new(host::identity(), Redactor::with_patterns(&options.config.redact_patterns));
+    let (control_tx, control) = bounded(16);
+    signals(control_tx.clone())?;
+    let host = host::identity();
+    let (detection, notices) = detection::Detection::start(&options.config, &host)?;
+    let encoder = Encoder::new(host, Redactor::with_patterns(&options.config.redact_patterns));
 
     let reopen = Arc::new(AtomicU64::new(0));
     let running = Arc::new(RunningSinks::default());
@@ -118,12 +137,13 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
     let context = LoopContext {
         to_router: &to_router,
         control: &control,
+        control_tx: &control_tx,
         reopen: &reopen,
         systemd: &systemd,
         facts: &facts,
         running: &running,
     };
-    let stop_reason = scan_loop(&mut scanner, &options, &context);
+    let stop_reason = scan_loop(&mut scanner, &options, &context, detection, notices);
     systemd.stopping();
 
     let _ = to_router.send(Message::Lifecycle {
@@ -156,11 +176,10 @@ fn limit_malloc_arenas() {
     }
 }
 
-/// SIGTERM and SIGINT stop the agent; SIGHUP reopens file sinks and re-reads the config.
-fn signals() -> std::io::Result<Receiver<Control>> {
+/// SIGTERM and SIGINT stop the agent; SIGHUP reopens file sinks and re-reads config and rules.
+fn signals(tx: crossbeam_channel::Sender<Control>) -> std::io::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
-    let (tx, rx) = bounded(4);
     std::thread::Builder::new().name("signals".into()).spawn(move || {
         for signal in signals.forever() {
             let message = match signal {
@@ -174,7 +193,7 @@ fn signals() -> std::io::Result<Receiver<Control>> {
             }
         }
     })?;
-    Ok(rx)
+    Ok(())
 }
 
 fn now_ms() -> u64 {
@@ -188,14 +207,21 @@ fn now_ms() -> u64 {
 struct LoopContext<'a> {
     to_router: &'a crossbeam_channel::Sender<Message>,
     control: &'a Receiver<Control>,
+    control_tx: &'a crossbeam_channel::Sender<Control>,
     reopen: &'a Arc<AtomicU64>,
     systemd: &'a systemd::Systemd,
     facts: &'a std::sync::Mutex<metrics::ScanFacts>,
     running: &'a RunningSinks,
 }
 
-fn scan_loop(scanner: &mut Scanner, options: &RunOptions, cx: &LoopContext<'_>) -> &'static str {
-    let LoopContext { to_router, control, reopen, systemd, facts, running } = *cx;
+fn scan_loop(
+    scanner: &mut Scanner,
+    options: &RunOptions,
+    cx: &LoopContext<'_>,
+    mut detection: detection::Detection,
+    notices: Vec<detection::Notice>,
+) -> &'static str {
+    let LoopContext { to_router, control, control_tx, reopen, systemd, facts, running } = *cx;
     let mut agent = options.config.agent.clone();
     let mut sinks = options.config.sinks.clone();
     let own_pid = std::process::id() as i32;
@@ -217,19 +243,45 @@ fn scan_loop(scanner: &mut Scanner, options: &RunOptions, cx: &LoopContext<'_>) 
         }),
         with_sinks: false,
     });
+    for (action, fields) in notices {
+        notice(to_router, action, fields);
+    }
+    let mut rules = options.config.rules.clone();
+    let mut watcher = watch_rules(&rules, control_tx, to_router);
     let mut next_tick = Instant::now();
     let mut next_heartbeat = Instant::now() + agent.heartbeat;
     loop {
         select! {
             recv(control) -> message => match message {
-                Ok(Control::Stop(reason)) => return reason,
+                Ok(Control::Stop(reason)) => {
+                    // Alerts still waiting go out before agent_stopping; the router drains.
+                    let alerts = detection.take_pending();
+                    if !alerts.is_empty() {
+                        let _ = to_router.send(Message::Alerts(alerts));
+                    }
+                    return reason;
+                }
                 Ok(Control::Reload) => {
                     systemd.reloading();
                     reopen.fetch_add(1, Ordering::Relaxed);
-                    if let Some(message) = reload(options, &mut agent, &mut sinks, running, reopen) {
+                    let (message, new_rules) =
+                        reload(options, &mut agent, &mut sinks, running, reopen);
+                    if let Some(message) = message {
                         let _ = to_router.send(message);
                     }
+                    if let Some(new_rules) = new_rules.filter(|r| *r != rules) {
+                        rules = new_rules;
+                        drop(watcher.take());
+                        watcher = watch_rules(&rules, control_tx, to_router);
+                    }
+                    let (action, fields) = detection.reload(&rules.paths);
+                    notice(to_router, action, fields);
                     systemd.ready();
+                    continue;
+                }
+                Ok(Control::ReloadRules) => {
+                    let (action, fields) = detection.reload(&rules.paths);
+                    notice(to_router, action, fields);
                     continue;
                 }
                 Err(_) => return "control channel closed",
@@ -244,6 +296,7 @@ fn scan_loop(scanner: &mut Scanner, options: &RunOptions, cx: &LoopContext<'_>) 
         }
         systemd.scanned();
         let graph = Graph::build(&snapshot, Some(&listeners));
+        detection.evaluate(&graph);
         listeners.remember(&snapshot);
         let directions: Arc<Directions> = Arc::new(graph.directions.clone());
         drop(graph);
@@ -277,6 +330,17 @@ fn scan_loop(scanner: &mut Scanner, options: &RunOptions, cx: &LoopContext<'_>) 
             // ever held.
             batches_deferred += 1;
         }
+        let alerts = detection.take_pending();
+        if !alerts.is_empty() {
+            match to_router.try_send(Message::Alerts(alerts)) {
+                Ok(()) => {}
+                // Alerts are few and never dropped: they wait for the next scan.
+                Err(crossbeam_channel::TrySendError::Full(Message::Alerts(alerts))) => {
+                    detection.restore_pending(alerts)
+                }
+                Err(_) => return "router stopped",
+            }
+        }
         let took = began.elapsed();
         next_tick += agent.interval;
         if Instant::now() > next_tick {
@@ -294,8 +358,8 @@ fn scan_loop(scanner: &mut Scanner, options: &RunOptions, cx: &LoopContext<'_>) 
         }
         if Instant::now() >= next_heartbeat {
             next_heartbeat += agent.heartbeat;
-            let _ =
-                to_router.try_send(heartbeat(&snapshot, scans, overruns, batches_deferred, took));
+            let counts = ScanCounts { scans, overruns, batches_deferred, took };
+            let _ = to_router.try_send(heartbeat(&snapshot, counts, detection.facts()));
         }
     }
 }
@@ -310,8 +374,8 @@ fn reload(
     sinks: &mut Vec<SinkConfig>,
     running: &RunningSinks,
     reopen: &Arc<AtomicU64>,
-) -> Option<Message> {
-    let path = options.config_path.as_ref()?;
+) -> (Option<Message>, Option<RulesConfig>) {
+    let Some(path) = options.config_path.as_ref() else { return (None, None) };
     let file = path.display().to_string();
     let failed = |error: String| Message::Lifecycle {
         action: "reload_failed",
@@ -322,7 +386,7 @@ fn reload(
     };
     let mut config = match Config::load(path) {
         Ok(config) => config,
-        Err(error) => return Some(failed(error.to_string())),
+        Err(error) => return (Some(failed(error.to_string())), None),
     };
     options.overrides.apply(&mut config);
     let mut added = Vec::new();
@@ -330,13 +394,14 @@ fn reload(
         match running.spawn(sink, agent.queue_capacity, reopen) {
             Ok(port) => added.push(port),
             // Ports spawned so far are dropped with `added`: their queues close, threads end.
-            Err(error) => return Some(failed(error.to_string())),
+            Err(error) => return (Some(failed(error.to_string())), None),
         }
     }
     agent.interval = config.agent.interval;
     agent.heartbeat = config.agent.heartbeat;
     *sinks = config.sinks.clone();
-    Some(Message::Sinks {
+    let rules = config.rules.clone();
+    let message = Message::Sinks {
         keep: config.sinks,
         added,
         announce: json!({
@@ -344,7 +409,42 @@ fn reload(
             "interval_ms": agent.interval.as_millis() as u64,
             "sinks": sinks.iter().map(SinkConfig::name).collect::<Vec<_>>(),
         }),
-    })
+    };
+    (Some(message), Some(rules))
+}
+
+/// Sends a lifecycle event from the scan thread (rare: reloads, start-up notices).
+fn notice(to_router: &crossbeam_channel::Sender<Message>, action: &'static str, fields: Value) {
+    if matches!(action, "rules_degraded" | "reload_failed" | "state_unavailable") {
+        // Also on stderr, for the journal: these need a human.
+        eprintln!("{}", json!({"sockwatch": action, "details": fields}));
+    }
+    let _ = to_router.send(Message::Lifecycle {
+        action,
+        kind: EventKind::Event,
+        at_ms: now_ms(),
+        fields,
+        with_sinks: false,
+    });
+}
+
+/// Starts the rule-file watcher when asked for (there is nothing to watch for the built-in
+/// pack); a watcher that cannot start is reported, and SIGHUP still reloads.
+fn watch_rules(
+    rules: &RulesConfig,
+    control: &crossbeam_channel::Sender<Control>,
+    to_router: &crossbeam_channel::Sender<Message>,
+) -> Option<notify::RecommendedWatcher> {
+    if !rules.watch || rules.paths.is_empty() {
+        return None;
+    }
+    match detection::watch(&rules.paths, control.clone()) {
+        Ok(watcher) => Some(watcher),
+        Err(e) => {
+            notice(to_router, "rules_watch_failed", json!({"error": e.to_string()}));
+            None
+        }
+    }
 }
 
 /// Every sink thread started, with its metrics view, so the agent can join them at exit and
@@ -401,13 +501,16 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn heartbeat(
-    snapshot: &Snapshot,
+/// The scan loop's counters, for the heartbeat.
+struct ScanCounts {
     scans: u64,
     overruns: u64,
     batches_deferred: u64,
     took: Duration,
-) -> Message {
+}
+
+fn heartbeat(snapshot: &Snapshot, counts: ScanCounts, detection: serde_json::Value) -> Message {
+    let ScanCounts { scans, overruns, batches_deferred, took } = counts;
     Message::Lifecycle {
         action: "heartbeat",
         kind: EventKind::State,
@@ -421,6 +524,7 @@ fn heartbeat(
             "last_scan_at": rfc3339(snapshot.taken_at_ms),
             "processes": snapshot.processes.len(),
             "sockets": snapshot.sockets.len(),
+            "detection": detection,
         }),
         with_sinks: true,
     }

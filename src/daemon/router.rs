@@ -25,6 +25,8 @@ pub(crate) enum Message {
     /// A reload's sinks: keep the running ones whose config is in `keep`, add `added`, retire the
     /// rest (their queues close; they drain and stop). Then announce `config_reloaded`.
     Sinks { keep: Vec<SinkConfig>, added: Vec<SinkPort>, announce: Value },
+    /// Alerts from the rule engine.
+    Alerts(Vec<crate::model::Alert>),
     /// A lifecycle event; `with_sinks` adds every sink's counters (heartbeat, stopping).
     Lifecycle { action: &'static str, kind: EventKind, at_ms: u64, fields: Value, with_sinks: bool },
 }
@@ -115,6 +117,12 @@ pub(crate) fn route(
                         let event = Arc::new(event);
                         sinks.iter().for_each(|s| s.offer(&event));
                     }
+                }
+            }
+            Message::Alerts(alerts) => {
+                for alert in &alerts {
+                    let event = Arc::new(encoder.alert(alert));
+                    sinks.iter().for_each(|s| s.offer(&event));
                 }
             }
             Message::Sinks { keep, added, announce } => {

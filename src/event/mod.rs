@@ -3,6 +3,7 @@
 //! long fields capped (named in `sockwatch.truncated`), argv secrets redacted. A line never
 //! contains a raw newline, whatever a process put in its name or arguments.
 
+mod alert;
 mod community_id;
 mod redact;
 mod text;

@@ -69,6 +69,19 @@ pub struct RuleHit {
     pub message: String,
 }
 
+/// One process's way from its stdio to the socket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StdioPath {
+    /// Whose stdio.
+    pub process: super::ProcKey,
+    /// Its fds 0-2 leading to the socket.
+    pub stdio_fds: Vec<i32>,
+    /// How they lead there (first hops).
+    pub vias: Vec<Via>,
+    /// Relay processes in between, nearest first (none when the fds are the socket).
+    pub relays: Vec<Process>,
+}
+
 /// An alert about one incident.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Alert {
@@ -90,12 +103,9 @@ pub struct Alert {
     pub processes: Vec<Process>,
     /// Every process holding the socket.
     pub holders: Vec<Process>,
-    /// The subject's relays, nearest first: the path from its stdio to the socket.
-    pub relays: Vec<Process>,
-    /// The subject's fds 0-2 leading to the socket.
-    pub stdio_fds: Vec<i32>,
-    /// How they lead there (first hops).
-    pub vias: Vec<Via>,
+    /// How stdio reaches the socket: the path of the top-most matching process whose stdio is
+    /// relayed (the shell behind `python pty.spawn`), else the subject's own.
+    pub path: StdioPath,
     /// The subject's own fds on the socket.
     pub fds: Vec<i32>,
     /// Sequence number of the snapshot this alert comes from.

@@ -14,7 +14,7 @@ mod snapshot;
 mod socket;
 mod text;
 
-pub use alert::{Alert, AlertAction, RuleHit, Severity};
+pub use alert::{Alert, AlertAction, RuleHit, Severity, StdioPath};
 pub use change::Change;
 pub use fd::{AccessMode, Fd, FdTarget, PtyId};
 pub use interval::{Interval, MIN_INTERVAL, parse_interval};

@@ -7,7 +7,7 @@ use super::incident::{Found, Incident, Incidents};
 use super::ruleset::RuleSet;
 use super::subject::{Clock, Context, Subject, VIAS, subjects, via_bit};
 use crate::graph::Graph;
-use crate::model::{Alert, AlertAction, ProcKey, Process, RuleHit, Severity, SocketKey};
+use crate::model::{Alert, AlertAction, ProcKey, Process, RuleHit, Severity, SocketKey, StdioPath};
 use std::collections::HashMap;
 
 /// Evaluates rules and keeps incidents.
@@ -199,9 +199,7 @@ impl Engine {
             subject: Some(top.process.clone()),
             processes,
             holders,
-            relays: top.relays.iter().filter_map(|&k| cx.by_key(k)).cloned().collect(),
-            stdio_fds: (0..3).filter(|n| top.stdio_fds & (1 << n) != 0).collect(),
-            vias: VIAS.iter().copied().filter(|v| top.vias & via_bit(*v) != 0).collect(),
+            path: path(cx, subjects, pairs, top),
             fds: top.fds.clone(),
             snapshot_seq: seq,
             opened_seq: seq,
@@ -211,6 +209,34 @@ impl Engine {
             at_ms: cx.snapshot().taken_at_ms,
         };
         Found { alert, members }
+    }
+}
+
+/// The stdio path an alert shows: of the top-most matching process whose stdio is relayed, else
+/// the subject's.
+fn path(
+    cx: &Context<'_>,
+    subjects: &[Subject<'_>],
+    pairs: &[(usize, usize)],
+    top: &Subject<'_>,
+) -> StdioPath {
+    let relayed: Vec<ProcKey> = pairs
+        .iter()
+        .map(|p| &subjects[p.0])
+        .filter(|s| !s.relays.is_empty())
+        .map(|s| s.process.key)
+        .collect();
+    let chosen = if relayed.is_empty() {
+        top
+    } else {
+        let key = top_most(cx, &relayed);
+        pairs.iter().map(|p| &subjects[p.0]).find(|s| s.process.key == key).unwrap_or(top)
+    };
+    StdioPath {
+        process: chosen.process.key,
+        stdio_fds: (0..3).filter(|n| chosen.stdio_fds & (1 << n) != 0).collect(),
+        vias: VIAS.iter().copied().filter(|v| chosen.vias & via_bit(*v) != 0).collect(),
+        relays: chosen.relays.iter().filter_map(|&k| cx.by_key(k)).cloned().collect(),
     }
 }
 

@@ -1,0 +1,256 @@
+//! Detection inside the agent: loads the rule set (falling back to the last good one kept in the
+//! state directory when the configured one is broken), evaluates it on every scan's graph, keeps
+//! alerts until the router takes them (alerts are never dropped by the scan thread: when the
+//! router is behind they wait for the next scan), saves incidents when they change, and watches
+//! the rule paths for edits.
+
+use super::Control;
+use crate::config::Config;
+use crate::event::HostIdentity;
+use crate::graph::Graph;
+use crate::model::Alert;
+use crate::rules::{
+    Clock, Engine, EvaluationStats, RuleErrors, RuleSet, RuleSource, SavedIncidents, StateDir,
+};
+use crossbeam_channel::Sender;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Why detection could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("rules: {errors}")]
+pub struct RulesUnusable {
+    /// Every error of the configured set (there was no good set to fall back on).
+    pub errors: RuleErrors,
+}
+
+/// A lifecycle event detection wants sent (action, fields).
+pub(crate) type Notice = (&'static str, Value);
+
+/// The rule engine and what surrounds it in the agent.
+pub(crate) struct Detection {
+    engine: Engine,
+    state: Option<StateDir>,
+    boot_id: String,
+    /// Alerts the router has not taken yet.
+    pending: Vec<Alert>,
+    /// Set while running on the last good set because the configured one is broken.
+    degraded: bool,
+    last: EvaluationStats,
+    last_duration: Duration,
+}
+
+fn describe_paths(paths: &[PathBuf]) -> Value {
+    if paths.is_empty() {
+        json!(["<embedded>"])
+    } else {
+        json!(paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>())
+    }
+}
+
+fn error_lines(errors: &RuleErrors) -> Vec<String> {
+    errors.0.iter().map(ToString::to_string).collect()
+}
+
+/// Reads and compiles the rule files at `paths` (the built-in pack when empty).
+pub(crate) fn compile(paths: &[PathBuf]) -> Result<RuleSet, RuleErrors> {
+    let sources = if paths.is_empty() { RuleSource::embedded() } else { RuleSource::read(paths)? };
+    RuleSet::compile(sources)
+}
+
+impl Detection {
+    /// Starts detection; also returns notices for the sinks (degraded rules, state problems,
+    /// incidents resolved because the host rebooted).
+    pub(crate) fn start(
+        config: &Config,
+        host: &HostIdentity,
+    ) -> Result<(Detection, Vec<Notice>), RulesUnusable> {
+        let mut notices = Vec::new();
+        let state = match StateDir::open(&config.agent.state_dir) {
+            Ok(state) => Some(state),
+            Err(e) => {
+                let dir = config.agent.state_dir.display().to_string();
+                let error = format!("{dir}: {e}: incidents and the last good rules are not kept");
+                notices.push(("state_unavailable", json!({"state_dir": dir, "error": error})));
+                None
+            }
+        };
+        let paths = &config.rules.paths;
+        let (rules, degraded) = match compile(paths) {
+            Ok(rules) => {
+                if let Some(state) = &state {
+                    let _ = state.save_good_rules(&rules.sources);
+                }
+                (rules, false)
+            }
+            Err(errors) => {
+                let fallback = state.as_ref().and_then(|s| s.last_good_rules().ok().flatten());
+                let Some(Ok(rules)) = fallback.map(RuleSet::compile) else {
+                    return Err(RulesUnusable { errors });
+                };
+                notices.push((
+                    "rules_degraded",
+                    json!({
+                        "rules": describe_paths(paths),
+                        "errors": error_lines(&errors),
+                        "running": "the last rule set that compiled, from the state directory",
+                        "rules_loaded": rules.rules.len(),
+                    }),
+                ));
+                (rules, true)
+            }
+        };
+        let clock =
+            Clock { boot_time_ms: host.boot_time_ms, ticks_per_second: host.ticks_per_second };
+        let saved = match state.as_ref().map(StateDir::incidents) {
+            Some(Ok(saved)) => saved,
+            Some(Err(error)) => {
+                notices.push(("state_unreadable", json!({"error": error})));
+                None
+            }
+            None => None,
+        };
+        let mut pending = Vec::new();
+        let engine = match saved {
+            Some(saved) if saved.boot_id == host.boot_id => {
+                Engine::with_incidents(rules, clock, saved.incidents)
+            }
+            Some(saved) => {
+                // Socket inodes of another boot mean nothing now: those incidents are over.
+                let mut engine = Engine::with_incidents(rules, clock, saved.incidents);
+                pending = engine.resolve_all("host_rebooted", now_ms());
+                engine
+            }
+            None => Engine::new(rules, clock),
+        };
+        let detection = Detection {
+            engine,
+            state,
+            boot_id: host.boot_id.clone(),
+            pending,
+            degraded,
+            last: EvaluationStats::default(),
+            last_duration: Duration::ZERO,
+        };
+        Ok((detection, notices))
+    }
+
+    /// Evaluates the rules on one scan's graph.
+    pub(crate) fn evaluate(&mut self, graph: &Graph<'_>) {
+        let began = Instant::now();
+        let (alerts, stats) = self.engine.evaluate(graph);
+        self.last_duration = began.elapsed();
+        self.last = stats;
+        self.pending.extend(alerts);
+        self.save_incidents();
+    }
+
+    fn save_incidents(&mut self) {
+        if !self.engine.incidents_changed() {
+            return;
+        }
+        if let Some(state) = &self.state {
+            let saved = SavedIncidents {
+                boot_id: self.boot_id.clone(),
+                incidents: self.engine.incidents().cloned().collect(),
+            };
+            // A failed save only costs a re-alert after a restart; the next change retries.
+            let _ = state.save_incidents(&saved);
+        }
+    }
+
+    /// Alerts waiting for the router; the caller gives back what it could not hand over.
+    pub(crate) fn take_pending(&mut self) -> Vec<Alert> {
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Puts back alerts the router could not take, ahead of newer ones.
+    pub(crate) fn restore_pending(&mut self, mut alerts: Vec<Alert>) {
+        alerts.append(&mut self.pending);
+        self.pending = alerts;
+    }
+
+    /// Compiles the rules at `paths` and, only if every file is good, swaps them in. Open
+    /// incidents keep their state; those left with no rule resolve.
+    pub(crate) fn reload(&mut self, paths: &[PathBuf]) -> Notice {
+        match compile(paths) {
+            Ok(rules) => {
+                if let Some(state) = &self.state {
+                    let _ = state.save_good_rules(&rules.sources);
+                }
+                let count = rules.rules.len();
+                let resolved = self.engine.replace_rules(rules, now_ms());
+                let resolved_count = resolved.len();
+                self.pending.extend(resolved);
+                self.degraded = false;
+                self.save_incidents();
+                let fields = json!({
+                    "rules": describe_paths(paths),
+                    "rules_loaded": count,
+                    "incidents_resolved": resolved_count,
+                });
+                ("rules_reloaded", fields)
+            }
+            Err(errors) => (
+                "reload_failed",
+                json!({
+                    "rules": describe_paths(paths),
+                    "errors": error_lines(&errors),
+                    "kept": "the rule set in force",
+                }),
+            ),
+        }
+    }
+
+    /// Detection figures for the heartbeat.
+    pub(crate) fn facts(&self) -> Value {
+        json!({
+            "rules_enabled": self.engine.rules().enabled().count(),
+            "rules_degraded": self.degraded,
+            "open_incidents": self.engine.incidents().count(),
+            "alerts_waiting": self.pending.len(),
+            "subjects": self.last.subjects,
+            "matched_sockets": self.last.matched_sockets,
+            "last_evaluation_us": self.last_duration.as_micros() as u64,
+        })
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Quiet time after the last change before reloading: an editor's save is several events.
+const DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// Watches the directories holding the rule paths and asks for a reload after changes settle.
+/// The returned watcher must be kept alive.
+pub(crate) fn watch(
+    paths: &[PathBuf],
+    control: Sender<Control>,
+) -> notify::Result<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let (events, changes) = crossbeam_channel::unbounded::<()>();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| !e.kind.is_access()) {
+            let _ = events.send(());
+        }
+    })?;
+    for path in paths {
+        // Editors replace files by renaming over them: watch the directory, not the inode.
+        let dir: &Path = if path.is_dir() { path } else { path.parent().unwrap_or(Path::new("/")) };
+        watcher.watch(dir, notify::RecursiveMode::NonRecursive)?;
+    }
+    std::thread::Builder::new().name("rules-watch".into()).spawn(move || {
+        while changes.recv().is_ok() {
+            while changes.recv_timeout(DEBOUNCE).is_ok() {}
+            if control.send(Control::ReloadRules).is_err() {
+                return;
+            }
+        }
+    })?;
+    Ok(watcher)
+}

@@ -1,0 +1,157 @@
+//! Alerts in the event schema: the same envelope as every event with `event.kind = "alert"`,
+//! `rule.*` for every matching rule, `threat.*` from their MITRE tags, the top-most process as
+//! `process.*`, and the incident (members, relay path, scan latency) under `sockwatch.incident`.
+
+use super::text::{NAME_CAP, PATH_CAP, put_text};
+use super::{Encoded, Encoder, EventKind, Processes};
+use crate::model::{Alert, AlertAction, Process};
+use serde_json::{Map, Value, json};
+
+/// Processes listed by name in an incident (the total is always given).
+const MAX_MEMBERS_LISTED: usize = 64;
+
+impl Encoder {
+    /// The event for one alert.
+    pub fn alert(&mut self, alert: &Alert) -> Encoded {
+        let action = match alert.action {
+            AlertAction::Opened => "incident_opened",
+            AlertAction::Updated => "incident_updated",
+            AlertAction::Resolved => "incident_resolved",
+        };
+        let mut event = self.envelope(action, EventKind::Alert, alert.at_ms, alert.snapshot_seq);
+        event["event"]["category"] = json!(["intrusion_detection", "process", "network"]);
+        event["event"]["type"] = json!([match alert.action {
+            AlertAction::Opened => "start",
+            AlertAction::Updated => "change",
+            AlertAction::Resolved => "end",
+        }]);
+        event["event"]["severity"] = json!(alert.severity.id());
+        event["event"]["dataset"] = json!("sockwatch.alerts");
+        let mut truncated = Vec::new();
+        if let Some(first) = alert.rules.iter().max_by_key(|r| r.severity) {
+            event["message"] = json!(first.message);
+        }
+        event["rule"] = json!({
+            "id": alert.rules.iter().map(|r| &r.id).collect::<Vec<_>>(),
+            "name": alert.rules.iter().map(|r| &r.name).collect::<Vec<_>>(),
+            "version": alert.rules.iter().map(|r| r.version.to_string()).collect::<Vec<_>>(),
+            "ruleset": "sockwatch",
+        });
+        if let Some(threat) = threat(alert) {
+            event["threat"] = threat;
+        }
+        if let Some(subject) = &alert.subject {
+            event["process"] = self.process(subject, &mut truncated);
+            event["sockwatch"]["process"] = Self::process_extras(subject);
+        }
+        self.network(&mut event, &alert.socket, alert.direction.0);
+        let mut holders = alert.holders.clone();
+        holders.sort_by_key(|p| p.key);
+        let details = self.socket_details(
+            &alert.socket,
+            alert.direction,
+            &Processes(&holders),
+            &mut truncated,
+        );
+        event["sockwatch"]["socket"] = Value::Object(details);
+        event["sockwatch"]["incident"] = self.incident(alert, &mut truncated);
+        let mut encoded = self.finish(event, EventKind::Alert, action, truncated);
+        encoded.severity = alert.severity.id();
+        encoded
+    }
+
+    fn incident(&self, alert: &Alert, truncated: &mut Vec<String>) -> Value {
+        let brief = |p: &Process, truncated: &mut Vec<String>| {
+            let mut o = Map::new();
+            o.insert("pid".into(), json!(p.key.pid));
+            o.insert("entity_id".into(), json!(self.entity_id(p.key)));
+            put_text(
+                &mut o,
+                "name",
+                p.comm.as_bytes(),
+                NAME_CAP,
+                "sockwatch.incident.name",
+                truncated,
+            );
+            if let Some(exe) = &p.exe {
+                let what = "sockwatch.incident.executable";
+                put_text(&mut o, "executable", exe.path.as_bytes(), PATH_CAP, what, truncated);
+            }
+            Value::Object(o)
+        };
+        let processes: Vec<Value> =
+            alert.processes.iter().take(MAX_MEMBERS_LISTED).map(|p| brief(p, truncated)).collect();
+        let path = &alert.path;
+        let relays: Vec<Value> =
+            path.relays.iter().take(MAX_MEMBERS_LISTED).map(|p| brief(p, truncated)).collect();
+        let rules: Vec<Value> = alert
+            .rules
+            .iter()
+            .map(|r| {
+                json!({
+                    "id": r.id, "name": r.name, "version": r.version,
+                    "severity": r.severity.name(), "tags": r.tags, "message": r.message,
+                })
+            })
+            .collect();
+        let mut incident = json!({
+            "id": alert.incident_id,
+            "action": alert.action,
+            "severity": alert.severity.name(),
+            "rules": rules,
+            "opened_seq": alert.opened_seq,
+            "first_seen_seq": alert.first_seen_seq,
+            "latency_scans": alert.opened_seq.saturating_sub(alert.first_seen_seq),
+            "present_at_start": alert.present_at_start,
+            "processes_total": alert.processes.len(),
+            "processes": processes,
+            "relay": {
+                "pid": path.process.pid,
+                "entity_id": self.entity_id(path.process),
+                "stdio_fds": path.stdio_fds,
+                "via": path.vias,
+                "relays": relays,
+            },
+            "fds": alert.fds,
+        });
+        if let Some(reason) = &alert.reason {
+            incident["reason"] = json!(reason);
+        }
+        incident
+    }
+}
+
+/// `threat.*` from `mitre.T…` (techniques, sub-techniques) and `mitre.TA…` (tactics) tags.
+fn threat(alert: &Alert) -> Option<Value> {
+    let mut techniques = Vec::new();
+    let mut subtechniques = Vec::new();
+    let mut tactics = Vec::new();
+    for tag in alert.rules.iter().flat_map(|r| &r.tags) {
+        let Some(id) = tag.strip_prefix("mitre.") else { continue };
+        let list = if id.starts_with("TA") {
+            &mut tactics
+        } else if id.contains('.') {
+            let parent = id.split('.').next().unwrap_or(id).to_string();
+            if !techniques.contains(&parent) {
+                techniques.push(parent);
+            }
+            &mut subtechniques
+        } else {
+            &mut techniques
+        };
+        if !list.iter().any(|t| t == id) {
+            list.push(id.to_string());
+        }
+    }
+    if techniques.is_empty() && tactics.is_empty() {
+        return None;
+    }
+    let mut threat = json!({"framework": "MITRE ATT&CK", "technique": {"id": techniques}});
+    if !subtechniques.is_empty() {
+        threat["technique"]["subtechnique"] = json!({"id": subtechniques});
+    }
+    if !tactics.is_empty() {
+        threat["tactic"] = json!({"id": tactics});
+    }
+    Some(threat)
+}
