@@ -4,7 +4,7 @@
 //! ssh login, a shell in tmux, `curl | sh`, `echo | nc`, an inetd-style `cat`) must raise none.
 
 use crate::agent::Agent;
-use crate::util::{ScratchDir, prerequisites};
+use crate::util::{KillOnDrop, ScratchDir, prerequisites};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -15,14 +15,20 @@ use std::time::{Duration, Instant};
 const CATCHER: &str = include_str!("fixtures/catcher.py");
 
 /// The far end of a shell: tests/fixtures/catcher.py in some mode.
-struct Catcher {
+pub(crate) struct Catcher {
     child: Child,
     facts: Arc<Mutex<Vec<Value>>>,
 }
 
 impl Catcher {
-    fn start(args: &[&str]) -> Catcher {
+    pub(crate) fn start(args: &[&str]) -> Catcher {
+        Catcher::start_with(args, "")
+    }
+
+    /// With `command` run by the shell before it answers.
+    pub(crate) fn start_with(args: &[&str], command: &str) -> Catcher {
         let mut child = Command::new("python3")
+            .env("CATCHER_COMMAND", command)
             .args(["-c", CATCHER])
             .args(args)
             .stdin(Stdio::null())
@@ -42,7 +48,7 @@ impl Catcher {
         Catcher { child, facts }
     }
 
-    fn wait(&self, key: &str) -> Option<Value> {
+    pub(crate) fn wait(&self, key: &str) -> Option<Value> {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Some(v) = self.facts.lock().unwrap().iter().find(|v| v.get(key).is_some()) {
@@ -53,7 +59,7 @@ impl Catcher {
         None
     }
 
-    fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.wait("port").and_then(|p| p.as_u64()).expect("catcher port") as u16
     }
 }
@@ -66,10 +72,10 @@ impl Drop for Catcher {
 }
 
 /// A shell command line in its own process group, killed as a group when dropped.
-struct Group(Child);
+pub(crate) struct Group(Child);
 
 impl Group {
-    fn start(script: &str) -> Group {
+    pub(crate) fn start(script: &str) -> Group {
         Group(
             Command::new("bash")
                 .args(["-c", script])
@@ -234,7 +240,7 @@ const CASES: &[Case] = &[
 /// A loopback port nothing listens on now, below the ephemeral range like the ports bind shells
 /// use (4444, 31337): with the listener gone before any scan sees it (`nc -l -e` closes it on
 /// accept), direction rests on the port range alone.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     // Never the same port twice in one run: each case's events are told apart by port.
     static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
     let offset = NEXT.fetch_add(100, std::sync::atomic::Ordering::Relaxed);
@@ -244,7 +250,7 @@ fn free_port() -> u16 {
         .expect("a free port below 32000")
 }
 
-fn is_incident_for(e: &Value, port: u16) -> bool {
+pub(crate) fn is_incident_for(e: &Value, port: u16) -> bool {
     e["event"]["kind"] == "alert" && e["destination"]["port"] == port
 }
 
@@ -372,4 +378,190 @@ fn reverse_and_bind_shells_alert_in_the_first_scan_that_sees_them() {
         CASES.len(),
         failures.join("\n")
     );
+}
+
+/// An sshd on 127.0.0.1 with a key made by the test, and a root login to it through `ssh -tt`
+/// (a pty on the server side: an interactive login shell).
+struct SshLogin {
+    _dir: ScratchDir,
+    _server: KillOnDrop,
+    client: KillOnDrop,
+    output: Arc<Mutex<Vec<u8>>>,
+    port: u16,
+}
+
+impl SshLogin {
+    fn start() -> SshLogin {
+        let dir = ScratchDir::new("sshd");
+        let path = |name: &str| dir.path.join(name).display().to_string();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        for key in ["host_key", "client_key"] {
+            let status = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f", &path(key)])
+                .status()
+                .unwrap();
+            assert!(status.success(), "ssh-keygen");
+        }
+        std::fs::copy(path("client_key.pub"), path("authorized_keys")).unwrap();
+        let port = free_port();
+        let server = KillOnDrop::new(
+            Command::new("/usr/sbin/sshd")
+                .args(["-D", "-e", "-f", "/dev/null", "-p", &port.to_string()])
+                .args(["-o", "ListenAddress=127.0.0.1", "-o", "StrictModes=no", "-o", "UsePAM=no"])
+                .args(["-o", "PidFile=none", "-o", "PermitRootLogin=prohibit-password"])
+                .args(["-o", &format!("HostKey={}", path("host_key"))])
+                .args(["-o", &format!("AuthorizedKeysFile={}", path("authorized_keys"))])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start sshd"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "sshd did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut client = KillOnDrop::new(
+            Command::new("ssh")
+                .args(["-tt", "-i", &path("client_key"), "-p", &port.to_string()])
+                .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
+                .args(["-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "root@127.0.0.1"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start ssh"),
+        );
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let sink = output.clone();
+        let mut stdout = client.child().stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        use std::io::Write;
+        let stdin = client.child().stdin.as_mut().unwrap();
+        stdin.write_all(b"echo SOCKW\"\"ATCH-READY\n").unwrap();
+        stdin.flush().unwrap();
+        SshLogin { _dir: dir, _server: server, client, output, port }
+    }
+
+    fn ready(&self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            let seen = self.output.lock().unwrap().clone();
+            if seen.windows(15).any(|w| w == b"SOCKWATCH-READY") {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = &self.client;
+        false
+    }
+}
+
+/// A tmux server of its own with a shell that runs a network client, removed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(port: u16) -> Tmux {
+        let socket = format!("sockwatch-test-{}", std::process::id());
+        let tmux = |args: &[&str]| {
+            let status =
+                Command::new("tmux").args(["-L", &socket, "-f", "/dev/null"]).args(args).status();
+            assert!(status.is_ok_and(|s| s.success()), "tmux {args:?}");
+        };
+        tmux(&["new-session", "-d", "-s", "t", "-x", "80", "-y", "24", "bash --norc -i"]);
+        std::thread::sleep(Duration::from_millis(300));
+        tmux(&["send-keys", "-t", "t", &format!("nc 127.0.0.1 {port}"), "Enter"]);
+        std::thread::sleep(Duration::from_millis(300));
+        tmux(&["send-keys", "-t", "t", "hello", "Enter"]);
+        Tmux { socket }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").args(["-L", &self.socket, "kill-server"]).status();
+    }
+}
+
+#[test]
+fn legitimate_look_alikes_raise_no_alert() {
+    if !prerequisites(&[
+        "python3",
+        "nc",
+        "curl",
+        "tmux",
+        "sshd",
+        "ssh",
+        "ssh-keygen",
+        "systemd-socket-activate",
+    ]) {
+        return;
+    }
+    let agent = Agent::start(&["--interval", "250ms", "--no-baseline"]);
+    let mut watched: Vec<(&str, u16)> = Vec::new();
+    let mut broken = Vec::new();
+
+    let ssh = SshLogin::start();
+    watched.push(("interactive ssh login (key auth)", ssh.port));
+
+    let tmux_far = Catcher::start(&["quiet-listen"]);
+    let _tmux = Tmux::start(tmux_far.port());
+    watched.push(("a shell in tmux running nc", tmux_far.port()));
+
+    let script_server = Catcher::start(&["http-slow"]);
+    let curl_port = script_server.port();
+    let _curl = Group::start(&format!("curl -s http://127.0.0.1:{curl_port}/x | sh"));
+    watched.push(("curl | sh", curl_port));
+
+    let stats_server = Catcher::start(&["quiet-listen"]);
+    let stats_port = stats_server.port();
+    let _stats = Group::start(&format!("echo stats | nc 127.0.0.1 {stats_port}"));
+    watched.push(("echo stats | nc", stats_port));
+
+    let inetd_port = free_port();
+    let _inetd =
+        Group::start(&format!("systemd-socket-activate --inetd -a -l 127.0.0.1:{inetd_port} cat"));
+    let inetd_client = Catcher::start(&["echo-connect", &inetd_port.to_string()]);
+    watched.push(("systemd-socket-activate --inetd cat", inetd_port));
+
+    for (name, ready) in [
+        ("ssh login", ssh.ready()),
+        ("tmux nc", tmux_far.wait("ready").is_some()),
+        ("curl | sh", script_server.wait("ready").is_some()),
+        ("echo stats | nc", stats_server.wait("ready").is_some()),
+        ("inetd cat", inetd_client.wait("ready").is_some()),
+    ] {
+        if !ready {
+            broken.push(name);
+        }
+    }
+    assert!(broken.is_empty(), "scenarios that never came up: {broken:?}");
+    // Eight scans with everything in place.
+    std::thread::sleep(Duration::from_secs(2));
+    let events = agent.events();
+    let false_alarms: Vec<String> = watched
+        .iter()
+        .filter_map(|(name, port)| {
+            let hits: Vec<&Value> = events
+                .iter()
+                .filter(|e| e["event"]["kind"] == "alert")
+                .filter(|e| e["destination"]["port"] == *port || e["source"]["port"] == *port)
+                .collect();
+            (!hits.is_empty()).then(|| {
+                format!("{name}: {:?}", hits.iter().map(|e| &e["message"]).collect::<Vec<_>>())
+            })
+        })
+        .collect();
+    assert!(false_alarms.is_empty(), "false alarms:\n{}", false_alarms.join("\n"));
 }

@@ -5,6 +5,7 @@
 mod agent;
 mod agent_files;
 mod boundaries;
+mod detect_lifecycle;
 mod detect_shells;
 mod scan_cli;
 mod scan_holders;

@@ -52,7 +52,7 @@ pub(super) fn run(command: &RulesCommand) -> Result<(), CliError> {
         RulesCommand::Test { rules, fixtures } => test(rules, fixtures),
         RulesCommand::Fields { markdown } => {
             if *markdown {
-                print!("{}", fields_markdown());
+                print!("{}", crate::rules::fields_markdown());
             } else {
                 for field in FIELDS {
                     println!("{:<28} {:<16} {}", field.name, field.type_name(), field.doc);
@@ -70,15 +70,6 @@ fn compile(paths: &[PathBuf]) -> Result<RuleSet, CliError> {
         RuleSource::read(paths).map_err(|e| CliError::Rules(e.to_string()))?
     };
     RuleSet::compile(sources).map_err(|e| CliError::Rules(e.to_string()))
-}
-
-/// The field reference as Markdown: the table docs/rules.md carries (a test keeps them equal).
-pub fn fields_markdown() -> String {
-    let mut out = String::from("| field | type | meaning |\n|---|---|---|\n");
-    for field in FIELDS {
-        out.push_str(&format!("| `{}` | {} | {} |\n", field.name, field.type_name(), field.doc));
-    }
-    out
 }
 
 #[derive(Deserialize)]

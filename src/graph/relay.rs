@@ -85,7 +85,11 @@ pub(crate) fn resolve(graph: &Graph<'_>) -> (Vec<StdioEnd>, Vec<StdioReach>) {
 fn walk(graph: &Graph<'_>, start: Object, flow: Flow) -> StdioReach {
     let mut reach = StdioReach::default();
     let mut found: HashSet<SocketKey> = HashSet::new();
-    let mut visited: HashSet<Object> = HashSet::from([start]);
+    // Visited by channel, not by end: a relay never feeds a pty's or a socketpair's data back
+    // into the same pty or pair. Without this, a terminal's master holder (sshd, tmux, a
+    // terminal emulator) would seem to carry the output of a network client run in the terminal
+    // (`nc`, `ssh`, `curl`) into the input of the shell on the same terminal.
+    let mut visited: HashSet<Object> = HashSet::from([graph.channel(start)]);
     let mut expanded: HashSet<ProcKey> = HashSet::new();
     // (object, relays so far)
     let mut queue: VecDeque<(Object, Vec<ProcKey>)> = VecDeque::from([(start, Vec::new())]);
@@ -125,7 +129,7 @@ fn walk(graph: &Graph<'_>, start: Object, flow: Flow) -> StdioReach {
                     reach.truncated = true;
                     return reach;
                 }
-                if visited.insert(next) {
+                if visited.insert(graph.channel(next)) {
                     queue.push_back((next, relays.clone()));
                 }
             }
@@ -168,6 +172,19 @@ impl Graph<'_> {
         procs.sort();
         procs.dedup();
         procs
+    }
+
+    /// The channel an object is an end of: both ends of a pty, or of a unix socket pair, are one
+    /// channel.
+    fn channel(&self, object: Object) -> Object {
+        match object {
+            Object::PtyMaster(pty) => Object::PtySlave(pty),
+            Object::Unix(inode) => {
+                let peer = self.socket(inode).and_then(|s| s.unix.as_ref()).and_then(|u| u.peer);
+                Object::Unix(peer.map_or(inode, |p| p.min(inode)))
+            }
+            other => other,
+        }
     }
 
     fn relay_object(&self, target: &FdTarget) -> Option<Object> {
@@ -255,6 +272,25 @@ mod tests {
         assert_eq!(routes_of(&s, 10, 0), (vec![(vec![12], 500)], false));
         assert_eq!(routes_of(&s, 11, 0), (vec![(vec![12], 500)], false));
         assert_eq!(routes_of(&s, 21, 0), (vec![(vec![20], 501)], false));
+    }
+
+    #[test]
+    fn a_terminal_does_not_carry_a_clients_output_into_the_shell_beside_it() {
+        // An ssh or tmux session: bash and `nc host port` share the pty; sshd/tmux holds the
+        // master. nc's output goes to the screen, not into bash's stdin.
+        let mut b = Builder::new();
+        let (bash, nc, tmux) = (b.process(10, "bash"), b.process(11, "nc"), b.process(12, "tmux"));
+        let pty = crate::model::PtyId { devpts: Some(3), index: 0 };
+        for p in [bash, nc] {
+            for fd in 0..3 {
+                b.fd(p, fd, AccessMode::ReadWrite, FdTarget::PtySlave { pty });
+            }
+        }
+        b.fd(tmux, 5, AccessMode::ReadWrite, FdTarget::PtyMaster { pty });
+        b.connection(500, nc, 3);
+        let s = b.build();
+        assert_eq!(routes_of(&s, 10, 0), (vec![], false));
+        assert_eq!(routes_of(&s, 10, 1), (vec![], false));
     }
 
     #[test]

@@ -79,6 +79,16 @@ impl Field {
     }
 }
 
+/// The field reference as Markdown: the table docs/rules.md carries (a test keeps them equal).
+pub fn fields_markdown() -> String {
+    let mut out = String::from("| field | type | meaning |\n|---|---|---|\n");
+    for field in FIELDS {
+        let doc = field.doc.replace('|', "\\|");
+        out.push_str(&format!("| `{}` | {} | {doc} |\n", field.name, field.type_name()));
+    }
+    out
+}
+
 /// Looks a field up by name.
 pub fn field(name: &str) -> Option<&'static Field> {
     FIELDS.iter().find(|f| f.name == name)
@@ -695,6 +705,18 @@ mod tests {
             assert!(["proc", "fd", "sock", "stdio"].contains(&prefix), "{}", f.name);
             assert!(f.doc.ends_with('.') || f.doc.ends_with(')'), "{}: doc", f.name);
         }
+    }
+
+    #[test]
+    fn docs_rules_md_lists_every_field_as_the_catalogue_does() {
+        let docs = include_str!("../../docs/rules.md");
+        let start = docs.find("<!-- fields:start -->\n").expect("start marker") + 22;
+        let end = docs.find("<!-- fields:end -->").expect("end marker");
+        assert_eq!(
+            &docs[start..end],
+            fields_markdown(),
+            "docs/rules.md is stale: paste `sockwatch rules fields --markdown` between the markers"
+        );
     }
 
     #[test]

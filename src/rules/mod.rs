@@ -22,7 +22,7 @@ mod tests;
 
 pub use engine::{Engine, EvaluationStats};
 pub use error::{RuleError, RuleErrors};
-pub use fields::{FIELDS, Field, Kind};
+pub use fields::{FIELDS, Field, Kind, fields_markdown};
 pub use incident::{Incident, MISSES_TO_RESOLVE};
 pub use ruleset::{EMBEDDED_PACK, Rule, RuleSet, RuleSource};
 pub use store::{SavedIncidents, StateDir};
