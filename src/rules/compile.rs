@@ -8,7 +8,8 @@ use super::fields::{self, Field, Kind, Value};
 use super::subject::{Context, Subject};
 use super::syntax::{Expr, Item, Literal, Op, Span};
 use ipnet::IpNet;
-use std::collections::{HashMap, HashSet};
+use rustc_hash::FxHashSet as HashSet;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -33,6 +34,15 @@ pub struct Scope<'a> {
     pub lists: &'a HashMap<String, ListItems>,
     /// Compiled macros by name; `None` for a macro that failed to compile (already reported).
     pub macros: &'a HashMap<String, Option<Predicate>>,
+}
+
+/// Wraps a macro so that one subject evaluates it once, however many rules use it (`shell` is in
+/// most of the default pack's rules).
+pub fn memoized(index: usize, predicate: Predicate) -> Predicate {
+    if index >= Subject::MEMO_SLOTS {
+        return predicate;
+    }
+    Arc::new(move |s, cx| s.memo(index, || predicate(s, cx)))
 }
 
 /// Compiles a condition, or returns every error in it.
@@ -250,7 +260,7 @@ fn comparison(
     }
     let test = match (field.kind, value) {
         (Kind::Str, Literal::Str(s)) => Test::Str(match op {
-            Op::Eq | Op::Ne => StrTest::In(HashSet::from([s.clone()])),
+            Op::Eq | Op::Ne => StrTest::In(HashSet::from_iter([s.clone()])),
             Op::Contains => StrTest::Contains(s.clone()),
             Op::StartsWith => StrTest::StartsWith(s.clone()),
             Op::EndsWith => StrTest::EndsWith(s.clone()),
@@ -354,8 +364,8 @@ fn membership(
             },
         }
     }
-    let mut strs = HashSet::new();
-    let mut ints = HashSet::new();
+    let mut strs = HashSet::default();
+    let mut ints = HashSet::default();
     let mut nets = Vec::new();
     for (literal, span) in values {
         match (field.kind, literal) {

@@ -22,7 +22,7 @@ pub struct Engine {
     socket_seen: HashMap<SocketKey, u64>,
 }
 
-/// What one scan's evaluation found, for the heartbeat and benchmarks.
+/// What one scan's evaluation found and cost, for the heartbeat and benchmarks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EvaluationStats {
     /// Subjects evaluated.
@@ -31,6 +31,50 @@ pub struct EvaluationStats {
     pub rules: usize,
     /// Sockets matched by at least one rule.
     pub matched_sockets: usize,
+    /// Time spent building subjects from the graph.
+    pub subjects_time: std::time::Duration,
+    /// Time spent evaluating rules on them.
+    pub rules_time: std::time::Duration,
+}
+
+/// One graph's subjects, built once: rule evaluation measured on its own.
+pub struct Prepared<'g> {
+    cx: Context<'g>,
+    subjects: Vec<Subject<'g>>,
+}
+
+impl<'g> Prepared<'g> {
+    /// Builds the subjects of a graph.
+    pub fn new(graph: &'g Graph<'g>, clock: Clock) -> Self {
+        let cx = Context::new(graph, clock);
+        let subjects = subjects(&cx);
+        Prepared { cx, subjects }
+    }
+
+    /// Number of subjects.
+    pub fn len(&self) -> usize {
+        self.subjects.len()
+    }
+
+    /// No subjects.
+    pub fn is_empty(&self) -> bool {
+        self.subjects.is_empty()
+    }
+}
+
+impl RuleSet {
+    /// How many (subject, enabled rule) pairs match.
+    pub fn count_matches(&self, prepared: &Prepared<'_>) -> usize {
+        let rules: Vec<_> = self.enabled().collect();
+        let mut matches = 0;
+        for subject in &prepared.subjects {
+            subject.forget();
+            for rule in &rules {
+                matches += usize::from((rule.predicate)(subject, &prepared.cx));
+            }
+        }
+        matches
+    }
 }
 
 impl Engine {
@@ -88,12 +132,19 @@ impl Engine {
         self.scans += 1;
         let snapshot = graph.snapshot;
         let seq = snapshot.seq;
+        let began = std::time::Instant::now();
         let cx = Context::new(graph, self.clock);
         let subjects = subjects(&cx);
+        let subjects_time = began.elapsed();
         self.remember_first_sightings(graph, &subjects, seq);
         let rules: Vec<_> = self.rules.enabled().collect();
-        let mut stats =
-            EvaluationStats { subjects: subjects.len(), rules: rules.len(), matched_sockets: 0 };
+        let mut stats = EvaluationStats {
+            subjects: subjects.len(),
+            rules: rules.len(),
+            subjects_time,
+            ..EvaluationStats::default()
+        };
+        let began = std::time::Instant::now();
 
         // socket -> (subject index, rule index) pairs, in subject order.
         let mut matches: HashMap<SocketKey, Vec<(usize, usize)>> = HashMap::new();
@@ -104,6 +155,7 @@ impl Engine {
                 }
             }
         }
+        stats.rules_time = began.elapsed();
         stats.matched_sockets = matches.len();
         let mut found = Vec::with_capacity(matches.len());
         let mut keys: Vec<SocketKey> = matches.keys().copied().collect();

@@ -20,7 +20,7 @@ mod template;
 #[cfg(test)]
 mod tests;
 
-pub use engine::{Engine, EvaluationStats};
+pub use engine::{Engine, EvaluationStats, Prepared};
 pub use error::{RuleError, RuleErrors};
 pub use fields::{FIELDS, Field, Kind, fields_markdown};
 pub use incident::{Incident, MISSES_TO_RESOLVE};

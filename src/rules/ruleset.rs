@@ -7,7 +7,7 @@
 //! error. Every error of every file is collected before the set is refused; nothing is half
 //! loaded.
 
-use super::compile::{CompileError, ListItems, Predicate, Scope, compile};
+use super::compile::{CompileError, ListItems, Predicate, Scope, compile, memoized};
 use super::error::{RuleError, RuleErrors, line_column};
 use super::syntax::{self, Expr, Literal, Span};
 use super::template::Template;
@@ -432,56 +432,71 @@ fn compile_macros(
     // Macros may use macros defined anywhere: compile in dependency order, refusing cycles.
     let mut compiled: HashMap<String, Option<Predicate>> = HashMap::new();
     let mut visiting: HashSet<String> = HashSet::new();
+    let macros = Macros { entries: &entries, order: &order, lists };
     for name in &order {
-        compile_macro(name, &entries, lists, &mut compiled, &mut visiting, errors);
+        macros.compile(name, &mut compiled, &mut visiting, errors);
     }
     compiled
 }
 
-fn compile_macro(
-    name: &str,
-    entries: &HashMap<String, MacroEntry>,
-    lists: &HashMap<String, ListItems>,
-    compiled: &mut HashMap<String, Option<Predicate>>,
-    visiting: &mut HashSet<String>,
-    errors: &mut Errors<'_>,
-) {
-    if compiled.contains_key(name) {
-        return;
-    }
-    let entry = &entries[name];
-    let context = format!("macro `{name}`");
-    let Some(expr) = &entry.parsed else {
-        compiled.insert(name.to_string(), None);
-        return;
-    };
-    visiting.insert(name.to_string());
-    let mut references = Vec::new();
-    referenced_names(expr, &mut references);
-    for reference in references.iter().filter(|r| entries.contains_key(*r)) {
-        if visiting.contains(reference) {
-            let origin = Origin { file: entry.file, span: entry.def.name.span() };
-            errors.at(
-                &origin,
-                Some(context.clone()),
-                format!("refers to itself through `{reference}`"),
-            );
-            visiting.remove(name);
-            compiled.insert(name.to_string(), None);
+/// Every macro definition, for compiling them in dependency order.
+struct Macros<'a> {
+    entries: &'a HashMap<String, MacroEntry>,
+    /// Definition order: a macro's index here is its memo slot.
+    order: &'a [String],
+    lists: &'a HashMap<String, ListItems>,
+}
+
+impl Macros<'_> {
+    fn compile(
+        &self,
+        name: &str,
+        compiled: &mut HashMap<String, Option<Predicate>>,
+        visiting: &mut HashSet<String>,
+        errors: &mut Errors<'_>,
+    ) {
+        let (entries, lists) = (self.entries, self.lists);
+        if compiled.contains_key(name) {
             return;
         }
-        compile_macro(reference, entries, lists, compiled, visiting, errors);
-    }
-    visiting.remove(name);
-    let result = compile(expr, &Scope { lists, macros: compiled });
-    let predicate = match result {
-        Ok(p) => Some(p),
-        Err(found) => {
-            errors.in_condition(&entry.def.condition, entry.file, &context, found);
-            None
+        let entry = &entries[name];
+        let context = format!("macro `{name}`");
+        let Some(expr) = &entry.parsed else {
+            compiled.insert(name.to_string(), None);
+            return;
+        };
+        visiting.insert(name.to_string());
+        let mut references = Vec::new();
+        referenced_names(expr, &mut references);
+        for reference in references.iter().filter(|r| entries.contains_key(*r)) {
+            if visiting.contains(reference) {
+                let origin = Origin { file: entry.file, span: entry.def.name.span() };
+                errors.at(
+                    &origin,
+                    Some(context.clone()),
+                    format!("refers to itself through `{reference}`"),
+                );
+                visiting.remove(name);
+                compiled.insert(name.to_string(), None);
+                return;
+            }
+            self.compile(reference, compiled, visiting, errors);
         }
-    };
-    compiled.insert(name.to_string(), predicate);
+        visiting.remove(name);
+        let result = compile(expr, &Scope { lists, macros: compiled });
+        let predicate = match result {
+            // Remembered per subject: `shell` is in most rules of the default pack.
+            Ok(p) => {
+                let slot = self.order.iter().position(|n| n == name).unwrap_or(usize::MAX);
+                Some(memoized(slot, p))
+            }
+            Err(found) => {
+                errors.in_condition(&entry.def.condition, entry.file, &context, found);
+                None
+            }
+        };
+        compiled.insert(name.to_string(), predicate);
+    }
 }
 
 fn compile_rules(

@@ -7,6 +7,7 @@ use crate::graph::Graph;
 use crate::model::{
     Direction, DirectionSource, ProcKey, Process, Snapshot, Socket, SocketKey, Via,
 };
+use std::cell::Cell;
 use std::collections::HashMap;
 
 /// Ancestors followed at most (pid loops cannot occur, but a bound keeps a forged tree cheap).
@@ -119,6 +120,33 @@ pub struct Subject<'g> {
     pub holder_is_ancestor: bool,
     /// Some stdio walk of this process hit a bound: more may be reached than is listed.
     pub truncated: bool,
+    /// Macro results already computed for this subject: (known bits, value bits).
+    memo: (Cell<u64>, Cell<u64>),
+}
+
+impl Subject<'_> {
+    /// Macros whose results a subject remembers.
+    pub const MEMO_SLOTS: usize = 64;
+
+    /// The result of macro `slot`, computed once per subject.
+    pub fn memo(&self, slot: usize, compute: impl FnOnce() -> bool) -> bool {
+        let bit = 1u64 << slot;
+        if self.memo.0.get() & bit != 0 {
+            return self.memo.1.get() & bit != 0;
+        }
+        let value = compute();
+        self.memo.0.set(self.memo.0.get() | bit);
+        if value {
+            self.memo.1.set(self.memo.1.get() | bit);
+        }
+        value
+    }
+
+    /// Forgets remembered macro results (before evaluating a changed rule set again).
+    pub fn forget(&self) {
+        self.memo.0.set(0);
+        self.memo.1.set(0);
+    }
 }
 
 /// The bit of a `Via` in `Subject::vias`.
@@ -154,6 +182,7 @@ pub fn subjects<'g>(cx: &Context<'g>) -> Vec<Subject<'g>> {
                 relays: Vec::new(),
                 holder_is_ancestor: false,
                 truncated: false,
+                memo: (Cell::new(0), Cell::new(0)),
             });
             index.insert(socket_key, out.len() - 1);
             Some(out.len() - 1)
