@@ -183,3 +183,42 @@ fn rules_check_reports_every_error_and_the_shipped_fixtures_pass() {
         assert!(expected.contains(&format!("\"{}\"", rule.id)), "no fixture shows {}", rule.id);
     }
 }
+
+#[test]
+fn sighup_reloads_rules_when_the_watcher_is_off() {
+    if !prerequisites(&["python3"]) {
+        return;
+    }
+    let dir = ScratchDir::new("rules-hup");
+    let rules = dir.path.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    for (name, text) in sockwatch::rules::EMBEDDED_PACK {
+        std::fs::write(rules.join(name), text).unwrap();
+    }
+    let config = dir.path.join("sockwatch.toml");
+    let body = format!("[rules]\npaths = [\"{}\"]\nwatch = false\n", rules.display());
+    std::fs::write(&config, body).unwrap();
+    let agent = Agent::start(&[
+        "--interval",
+        "250ms",
+        "--no-baseline",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let disable =
+        "[[rule]]\nid = \"shell-holds-network-socket\"\noverride = true\nenabled = false\n";
+    std::fs::write(rules.join("zz-local.toml"), disable).unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(
+        !agent.events().iter().any(|e| action(e) == "rules_reloaded"),
+        "reloaded without being asked (watch = false)"
+    );
+    let pid = rustix::process::Pid::from_raw(agent.pid()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
+    let reloaded = agent.wait_for("rules_reloaded", |e| action(e) == "rules_reloaded");
+    assert_eq!(reloaded["sockwatch"]["rules_loaded"], 5);
+    let (_catcher, _shell, port) = reverse_shell("");
+    wait_until("an alert from the reloaded rules", || !incidents(&agent, port).is_empty());
+    let rule_ids = incidents(&agent, port)[0]["rule"]["id"].to_string();
+    assert!(!rule_ids.contains("shell-holds-network-socket"), "{rule_ids}");
+}

@@ -169,3 +169,106 @@ impl Incidents {
         alert
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{
+        Direction, DirectionSource, Family, Protocol, RuleHit, Severity, Socket, SocketState,
+        StdioPath, TableSource,
+    };
+
+    fn found(inode: u64, rules: &[&str], members: &[i32]) -> Found {
+        let key = SocketKey { netns: 1, inode };
+        let socket = Socket::new(
+            key,
+            Family::Inet,
+            Protocol::Tcp,
+            SocketState::Established,
+            TableSource::SockDiag,
+        );
+        let hit = |id: &&str| RuleHit {
+            id: id.to_string(),
+            version: 1,
+            name: id.to_string(),
+            severity: Severity::High,
+            tags: Vec::new(),
+            message: String::new(),
+        };
+        let members: Vec<ProcKey> =
+            members.iter().map(|&pid| ProcKey { pid, start_ticks: 1 }).collect();
+        let alert = Alert {
+            action: AlertAction::Opened,
+            incident_id: String::new(),
+            socket,
+            direction: (Direction::Outbound, DirectionSource::PortRange),
+            severity: Severity::High,
+            rules: rules.iter().map(hit).collect(),
+            subject: None,
+            processes: Vec::new(),
+            holders: Vec::new(),
+            path: StdioPath {
+                process: members[0],
+                stdio_fds: vec![0],
+                vias: Vec::new(),
+                relays: Vec::new(),
+            },
+            fds: Vec::new(),
+            snapshot_seq: 0,
+            opened_seq: 0,
+            first_seen_seq: 0,
+            present_at_start: false,
+            reason: None,
+            at_ms: 0,
+        };
+        Found { alert, members }
+    }
+
+    fn actions(alerts: &[Alert]) -> Vec<(AlertAction, Option<&str>)> {
+        alerts.iter().map(|a| (a.action, a.reason.as_deref())).collect()
+    }
+
+    #[test]
+    fn opens_once_updates_on_news_and_resolves_after_two_quiet_scans() {
+        let mut incidents = Incidents::default();
+        let alive = |_| true;
+        let opened = incidents.update(vec![found(7, &["a"], &[10])], alive, (1, 0), true);
+        assert_eq!(actions(&opened), [(AlertAction::Opened, None)]);
+        assert!(opened[0].present_at_start);
+        let id = opened[0].incident_id.clone();
+        // Same match: nothing to say.
+        assert!(incidents.update(vec![found(7, &["a"], &[10])], alive, (2, 0), false).is_empty());
+        // A child joins, then a rule: two updates of the same incident.
+        let child = incidents.update(vec![found(7, &["a"], &[10, 11])], alive, (3, 0), false);
+        let rule = incidents.update(vec![found(7, &["b"], &[10])], alive, (4, 0), false);
+        assert_eq!(actions(&child), [(AlertAction::Updated, None)]);
+        assert_eq!(actions(&rule), [(AlertAction::Updated, None)]);
+        assert_eq!(rule[0].incident_id, id);
+        let ids: Vec<&str> = rule[0].rules.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["b", "a"], "rules that matched once stay listed");
+        // A child leaving is not news; one quiet scan is not the end; the second is.
+        assert!(incidents.update(vec![found(7, &["b"], &[10])], alive, (5, 0), false).is_empty());
+        assert!(incidents.update(vec![], alive, (6, 0), false).is_empty());
+        let resolved = incidents.update(vec![], alive, (7, 0), false);
+        assert_eq!(actions(&resolved), [(AlertAction::Resolved, Some("no_longer_matching"))]);
+        assert_eq!((resolved[0].incident_id.as_str(), resolved[0].snapshot_seq), (id.as_str(), 7));
+        assert_eq!(incidents.open().count(), 0);
+    }
+
+    #[test]
+    fn a_closed_socket_resolves_at_once_and_removed_rules_resolve_their_incidents() {
+        let mut incidents = Incidents::default();
+        let both = vec![found(1, &["a"], &[10]), found(2, &["a", "b"], &[20])];
+        assert_eq!(incidents.update(both, |_| true, (1, 0), false).len(), 2);
+        let closed =
+            incidents.update(vec![found(2, &["a", "b"], &[20])], |k| k.inode != 1, (2, 0), false);
+        assert_eq!(actions(&closed), [(AlertAction::Resolved, Some("socket_closed"))]);
+        assert!(incidents.take_changed());
+        // Rule `a` removed: incident 2 keeps `b` and stays open.
+        assert!(incidents.retain_rules(|id| id != "a", 2, 0).is_empty());
+        let gone = incidents.retain_rules(|_| false, 2, 0);
+        assert_eq!(actions(&gone), [(AlertAction::Resolved, Some("rule_removed"))]);
+        assert!(incidents.take_changed());
+        assert!(!incidents.take_changed(), "taken once");
+    }
+}
