@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Steady-state cost of `sockwatch run` (1 s interval) on a host state from bench/load.py, static
 and with connection churn, next to the least a tick can cost on the same state (the syscalls of
-examples/tick_floor.rs) and to running `ss -tuanp` once per second.
+examples/tick_floor.rs: readlink of every fd plus the one stat per pipe or path fd that the graph
+needs, and readlinks only) and to running `ss -tuanp` once per second.
 
 For each P/S: starts the load, optionally a churn process (CHURN loopback connections opened and
 closed per second), lets the agent run WARMUP seconds, then measures its CPU time (utime+stime from
@@ -84,6 +85,7 @@ def measure(size, window, warmup, churn_rate):
                                               check=True).stdout)
         return {"size": size, "churn_per_s": churn_rate, "agent_cpu_pct": 100 * (c1 - c0) / (t1 - t0),
                 "floor_cpu_pct": 100 * floor["cpu_seconds_per_tick"],
+                "links_floor_cpu_pct": 100 * floor["cpu_seconds_per_tick_links"],
                 "agent_peak_rss_mib": rss, "ss_once_per_s_cpu_pct": 100 * ss_cpu / window}
     finally:
         stop.set()
@@ -100,15 +102,17 @@ def main():
     args = parser.parse_args()
     subprocess.run(["cargo", "build", "--release", "--quiet", "--bins", "--examples"], cwd=ROOT,
                    check=True)
-    print("| P/S | churn/s | sockwatch run CPU % | tick floor CPU % | ratio | peak RSS MiB | "
-          "ss -tuanp 1/s CPU % |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| P/S | churn/s | sockwatch run CPU % | floor: fd reads CPU % | ratio | "
+          "floor: readlinks only CPU % | ratio | peak RSS MiB | ss -tuanp 1/s CPU % |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for size in args.sizes:
         for rate in (0, args.churn):
             r = measure(size, args.window, args.warmup, rate)
             ratio = r["agent_cpu_pct"] / r["floor_cpu_pct"]
+            links_ratio = r["agent_cpu_pct"] / r["links_floor_cpu_pct"]
             print(f"| {size} | {rate} | {r['agent_cpu_pct']:.1f} | {r['floor_cpu_pct']:.1f} | "
-                  f"{ratio:.2f} | {r['agent_peak_rss_mib']:.1f} | {r['ss_once_per_s_cpu_pct']:.1f} |",
+                  f"{ratio:.2f} | {r['links_floor_cpu_pct']:.1f} | {links_ratio:.2f} | "
+                  f"{r['agent_peak_rss_mib']:.1f} | {r['ss_once_per_s_cpu_pct']:.1f} |",
                   flush=True)
 
 

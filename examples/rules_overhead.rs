@@ -3,8 +3,9 @@
 //! scan+graph time and of evaluation time (subjects built, rules run), their ratio, and the cost
 //! per subject per rule.
 //!
-//! `cargo run --release --example rules_overhead -- ROUNDS` (root; start `bench/load.py` first
-//! for the 1000 processes / 20k sockets state).
+//! `cargo run --release --example rules_overhead -- ROUNDS [INTERVAL_MS]` (root; start
+//! `bench/load.py` first for the 1000 processes / 20k sockets state). With an interval, rounds are
+//! paced like the agent's ticks.
 
 use sockwatch::graph::Graph;
 use sockwatch::rules::{Clock, Engine, RuleSet, RuleSource};
@@ -18,6 +19,7 @@ fn median(mut values: Vec<Duration>) -> Duration {
 
 fn main() {
     let rounds: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(11);
+    let pace: u64 = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(0);
     let mut scanner = Scanner::new().expect("scanner");
     scanner.set_threads(1);
     let rules = RuleSet::compile(RuleSource::embedded()).expect("the built-in pack compiles");
@@ -26,6 +28,7 @@ fn main() {
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut subjects, mut rule_count, mut processes, mut sockets) = (0, 0, 0, 0);
     for round in 0..rounds {
+        std::thread::sleep(Duration::from_millis(pace));
         let began = Instant::now();
         let mut snapshot = scanner.scan();
         snapshot.seq = round as u64 + 1;

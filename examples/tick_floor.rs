@@ -3,8 +3,15 @@
 //! read `ns/net`, list `fd/` and readlink every fd; dump the own namespace's tcp, udp, udplite and
 //! raw (v4 and v6) and unix (with peers) tables through sock_diag, counting bytes.
 //!
-//! `cargo run --release --example tick_floor -- TICKS` prints CPU seconds (user + system) per
-//! tick, the yardstick for `sockwatch run`'s steady-state CPU (bench/steady.py).
+//! Two floors: `links` readlinks every fd and stops there; `fd_reads` also makes the one stat per
+//! fd the graph cannot do without: which end of a pipe an fd is (lstat of the link: its mode
+//! bits), and whether a path is a FIFO, a pty or a tty (stat through the link). Those are the
+//! "fd reads" of a tick; nothing else per fd is needed.
+//!
+//! `cargo run --release --example tick_floor -- TICKS [INTERVAL_MS]` prints CPU seconds (user +
+//! system) per tick for both, the yardstick for `sockwatch run`'s steady-state CPU
+//! (bench/steady.py). With an interval the ticks are paced like the agent's (caches go cold
+//! between them as they do for the agent); without one they run back to back.
 
 use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage};
 use netlink_packet_sock_diag::SockDiagMessage;
@@ -12,12 +19,17 @@ use netlink_packet_sock_diag::constants::*;
 use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
 use netlink_packet_sock_diag::unix::{self, ShowFlags, UnixRequest};
 use rustix::fd::AsFd;
-use rustix::fs::{Mode, OFlags, RawDir};
+use rustix::fs::{AtFlags, Mode, OFlags, RawDir};
 use std::mem::MaybeUninit;
 
 const NLMSG_DONE: u16 = 3;
 
-fn walk(dirents: &mut [MaybeUninit<u8>], inner: &mut [MaybeUninit<u8>], link: &mut [u8]) -> u64 {
+fn walk(
+    dirents: &mut [MaybeUninit<u8>],
+    inner: &mut [MaybeUninit<u8>],
+    link: &mut [u8],
+    kinds: bool,
+) -> u64 {
     fn dir(
         at: rustix::fd::BorrowedFd<'_>,
         path: &std::ffi::CStr,
@@ -43,8 +55,17 @@ fn walk(dirents: &mut [MaybeUninit<u8>], inner: &mut [MaybeUninit<u8>], link: &m
         let mut fd_entries = RawDir::new(fd_dir.as_fd(), &mut inner[..]);
         while let Some(Ok(fd)) = fd_entries.next() {
             if fd.file_name().to_bytes()[0] != b'.' {
-                let _ = rustix::fs::readlinkat_raw(fd_dir.as_fd(), fd.file_name(), &mut link[..]);
+                let name = fd.file_name();
+                let Ok(n) = rustix::fs::readlinkat_raw(fd_dir.as_fd(), name, &mut link[..]) else {
+                    continue;
+                };
+                let text = &link[..n.min(link.len())];
                 fds += 1;
+                if kinds && text.starts_with(b"pipe:") {
+                    let _ = rustix::fs::statat(fd_dir.as_fd(), name, AtFlags::SYMLINK_NOFOLLOW);
+                } else if kinds && text.first() == Some(&b'/') {
+                    let _ = rustix::fs::statat(fd_dir.as_fd(), name, AtFlags::empty());
+                }
             }
         }
     }
@@ -116,18 +137,27 @@ fn cpu_seconds() -> f64 {
 
 fn main() {
     let ticks: u32 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(10);
+    let interval: u64 = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(0);
     let mut dirents = vec![MaybeUninit::uninit(); 64 * 1024];
     let mut inner = vec![MaybeUninit::uninit(); 64 * 1024];
     let mut link = [0u8; 4096];
     let mut buf = vec![0u8; 64 * 1024];
     let (mut fds, mut bytes) = (0, 0);
-    let start = cpu_seconds();
-    for _ in 0..ticks {
-        fds = walk(&mut dirents, &mut inner, &mut link);
-        bytes = tables(&mut buf);
+    let mut per_tick = [0.0; 2];
+    for (i, kinds) in [false, true].into_iter().enumerate() {
+        let start = cpu_seconds();
+        for _ in 0..ticks {
+            let began = std::time::Instant::now();
+            fds = walk(&mut dirents, &mut inner, &mut link, kinds);
+            bytes = tables(&mut buf);
+            let pace = std::time::Duration::from_millis(interval);
+            std::thread::sleep(pace.saturating_sub(began.elapsed()));
+        }
+        per_tick[i] = (cpu_seconds() - start) / f64::from(ticks);
     }
-    let per_tick = (cpu_seconds() - start) / f64::from(ticks);
     println!(
-        "{{\"cpu_seconds_per_tick\": {per_tick:.6}, \"fds\": {fds}, \"table_bytes\": {bytes}}}"
+        "{{\"cpu_seconds_per_tick_links\": {:.6}, \"cpu_seconds_per_tick\": {:.6}, \"fds\": {fds}, \
+         \"table_bytes\": {bytes}}}",
+        per_tick[0], per_tick[1]
     );
 }

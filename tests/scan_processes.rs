@@ -126,3 +126,81 @@ sys.stdin.read()
     assert_eq!(holder.fd, facts["fd"].as_i64().unwrap() as i32);
     assert!(doc.snapshot.coverage.threads_with_private_fds >= 1);
 }
+
+/// Working directory and cgroup are remembered between scans and read again within 16 scans;
+/// argv is read every scan.
+#[test]
+fn a_known_process_has_its_argv_every_scan_and_its_cwd_within_sixteen() {
+    if !prerequisites(&["bash"]) {
+        return;
+    }
+    let dir = ScratchDir::new("cwd");
+    let mut command = Command::new("bash");
+    command.args([
+        "-c",
+        "echo ready; read line; cd \"$0\"; exec -a renamed bash -c 'read line; true'",
+    ]);
+    command.arg(&dir.path);
+    let (mut shell, _) = Running::spawn_with_line(command);
+    let pid = shell.pid();
+    let mut scanner = Scanner::new().unwrap();
+    let find = |s: &sockwatch::model::Snapshot| {
+        s.processes.iter().find(|p| p.key.pid == pid).cloned().expect("shell in snapshot")
+    };
+    let before = find(&scanner.scan());
+    assert_ne!(
+        before.cwd.as_ref().map(|c| c.as_bytes().to_vec()),
+        Some(dir.path.as_os_str().as_encoded_bytes().to_vec())
+    );
+    shell.write_line("go");
+    // The exec proves the cd happened; argv changes with it, in the very next scan that sees it.
+    let mut renamed = before.clone();
+    for _ in 0..200 {
+        renamed = find(&scanner.scan());
+        if renamed.argv.first().is_some_and(|a| a.as_bytes() == b"renamed") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(renamed.argv.first().map(|a| a.as_bytes().to_vec()), Some(b"renamed".to_vec()));
+    let cwd_of = |p: &sockwatch::model::Process| p.cwd.as_ref().map(|c| c.as_bytes().to_vec());
+    let wanted = Some(dir.path.as_os_str().as_encoded_bytes().to_vec());
+    let scans_until_cwd = (0..17).position(|_| cwd_of(&find(&scanner.scan())) == wanted);
+    assert!(scans_until_cwd.is_some(), "cwd not read again within 16 scans");
+    assert_eq!(find(&scanner.scan()).pidns, before.pidns);
+}
+
+/// Credentials are remembered between scans, but a gain of root without exec (what a kernel
+/// exploit's commit_creds does) shows in the very next scan.
+#[test]
+fn a_gain_of_root_without_exec_shows_in_the_next_scan() {
+    if !prerequisites(&["python3"]) {
+        return;
+    }
+    let program = format!(
+        "{PRELUDE}
+os.setresuid(1000, 1000, 0)
+libc.prctl(4, 1)  # PR_SET_DUMPABLE: as an ordinary user process is
+print(json.dumps({{'dropped': True}}), flush=True)
+sys.stdin.readline()
+os.setresuid(0, 0, 0)
+print(json.dumps({{'root': True}}), flush=True)
+sys.stdin.read()
+"
+    );
+    let mut command = Command::new("python3");
+    command.args(["-c", &program]);
+    let (mut process, _) = Running::spawn_with_line(command);
+    let pid = process.pid();
+    let mut scanner = Scanner::new().unwrap();
+    let ids = |s: &sockwatch::model::Snapshot| {
+        let p = s.processes.iter().find(|p| p.key.pid == pid).expect("process in snapshot");
+        (p.uid, p.euid)
+    };
+    for _ in 0..3 {
+        assert_eq!(ids(&scanner.scan()), (1000, 1000));
+    }
+    process.write_line("escalate");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(ids(&scanner.scan()), (0, 0), "root gained without exec, seen at once");
+}

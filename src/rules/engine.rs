@@ -4,11 +4,15 @@
 //! the first scan that sees it" hold without any bookkeeping of what changed.
 
 use super::incident::{Found, Incident, Incidents};
+use super::ruleset::Rule;
 use super::ruleset::RuleSet;
-use super::subject::{Clock, Context, Subject, VIAS, subjects, via_bit};
+use super::subject::{Clock, Context, Subject, Subjects, VIAS, subjects, via_bit};
 use crate::graph::Graph;
 use crate::model::{Alert, AlertAction, ProcKey, Process, RuleHit, Severity, SocketKey, StdioPath};
 use std::collections::HashMap;
+
+/// (first snapshot seen with this executable, last snapshot seen, the executable's (dev, inode)).
+type ProcessSeen = (u64, u64, Option<(u64, u64)>);
 
 /// Evaluates rules and keeps incidents.
 pub struct Engine {
@@ -16,10 +20,11 @@ pub struct Engine {
     incidents: Incidents,
     clock: Clock,
     scans: u64,
-    /// First snapshot each process was seen in with its current executable (dev, inode).
-    process_seen: HashMap<ProcKey, (u64, Option<(u64, u64)>)>,
-    /// First snapshot each subject socket was seen in.
-    socket_seen: HashMap<SocketKey, u64>,
+    /// Each process: (first snapshot seen with its current executable, last snapshot seen,
+    /// that executable's (dev, inode)). Updated in place, pruned of what was not seen.
+    process_seen: HashMap<ProcKey, ProcessSeen>,
+    /// Each subject socket: (first snapshot seen, last snapshot seen).
+    socket_seen: HashMap<SocketKey, (u64, u64)>,
 }
 
 /// What one scan's evaluation found and cost, for the heartbeat and benchmarks.
@@ -127,112 +132,86 @@ impl Engine {
         )
     }
 
-    /// Evaluates one snapshot's graph; returns the alerts it raises.
+    /// Evaluates one snapshot's graph; returns the alerts it raises. Subjects are built and
+    /// evaluated one process at a time; only matches are kept.
     pub fn evaluate(&mut self, graph: &Graph<'_>) -> (Vec<Alert>, EvaluationStats) {
         self.scans += 1;
         let snapshot = graph.snapshot;
         let seq = snapshot.seq;
-        let began = std::time::Instant::now();
         let cx = Context::new(graph, self.clock);
-        let subjects = subjects(&cx);
-        let subjects_time = began.elapsed();
-        self.remember_first_sightings(graph, &subjects, seq);
         let rules: Vec<_> = self.rules.enabled().collect();
-        let mut stats = EvaluationStats {
-            subjects: subjects.len(),
-            rules: rules.len(),
-            subjects_time,
-            ..EvaluationStats::default()
-        };
-        let began = std::time::Instant::now();
-
-        // socket -> (subject index, rule index) pairs, in subject order.
-        let mut matches: HashMap<SocketKey, Vec<(usize, usize)>> = HashMap::new();
-        for (i, subject) in subjects.iter().enumerate() {
-            for (r, rule) in rules.iter().enumerate() {
-                if (rule.predicate)(subject, &cx) {
-                    matches.entry(subject.socket.key).or_default().push((i, r));
+        let mut stats = EvaluationStats { rules: rules.len(), ..EvaluationStats::default() };
+        let mut builder = Subjects::default();
+        let mut batch: Vec<Subject<'_>> = Vec::new();
+        let mut hits: HashMap<SocketKey, Vec<Hit<'_>>> = HashMap::new();
+        for process in &snapshot.processes {
+            let began = std::time::Instant::now();
+            batch.clear();
+            builder.of(&cx, process, &mut batch);
+            let built = std::time::Instant::now();
+            stats.subjects_time += built - began;
+            stats.subjects += batch.len();
+            note_process(&mut self.process_seen, process, seq);
+            for subject in &batch {
+                let first_seen = *self
+                    .socket_seen
+                    .entry(subject.socket.key)
+                    .and_modify(|seen| seen.1 = seq)
+                    .or_insert((seq, seq));
+                for (r, rule) in rules.iter().enumerate() {
+                    if (rule.predicate)(subject, &cx) {
+                        let hit =
+                            Hit::new(subject, r, rule.message.render(subject, &cx), first_seen.0);
+                        hits.entry(subject.socket.key).or_default().push(hit);
+                    }
                 }
             }
+            stats.rules_time += built.elapsed();
         }
-        stats.rules_time = began.elapsed();
-        stats.matched_sockets = matches.len();
-        let mut found = Vec::with_capacity(matches.len());
-        let mut keys: Vec<SocketKey> = matches.keys().copied().collect();
+        self.socket_seen.retain(|_, seen| seen.1 == seq);
+        self.process_seen.retain(|_, seen| seen.1 == seq);
+        stats.matched_sockets = hits.len();
+        let mut keys: Vec<SocketKey> = hits.keys().copied().collect();
         keys.sort_unstable();
-        for key in keys {
-            let pairs = &matches[&key];
-            found.push(self.found(&cx, &subjects, pairs, &rules, seq));
-        }
+        let found =
+            keys.iter().map(|key| self.found(&cx, &hits[key], &rules, seq)).collect::<Vec<_>>();
         let alive = |key: SocketKey| snapshot.sockets.binary_search_by_key(&key, |s| s.key).is_ok();
         let first_scan = self.scans == 1;
         let alerts = self.incidents.update(found, alive, (seq, snapshot.taken_at_ms), first_scan);
         (alerts, stats)
     }
 
-    fn remember_first_sightings(&mut self, graph: &Graph<'_>, subjects: &[Subject<'_>], seq: u64) {
-        let mut processes = HashMap::with_capacity(graph.snapshot.processes.len());
-        for process in &graph.snapshot.processes {
-            let exe = process.exe.as_ref().map(|e| (e.dev, e.ino));
-            let first = match self.process_seen.get(&process.key) {
-                Some(&(first, seen_exe)) if seen_exe == exe => first,
-                _ => seq,
-            };
-            processes.insert(process.key, (first, exe));
-        }
-        self.process_seen = processes;
-        let mut sockets = HashMap::with_capacity(subjects.len());
-        for subject in subjects {
-            let key = subject.socket.key;
-            sockets.insert(key, self.socket_seen.get(&key).copied().unwrap_or(seq));
-        }
-        self.socket_seen = sockets;
-    }
-
     /// The alert one socket's matches raise.
-    fn found(
-        &self,
-        cx: &Context<'_>,
-        subjects: &[Subject<'_>],
-        pairs: &[(usize, usize)],
-        rules: &[&super::ruleset::Rule],
-        seq: u64,
-    ) -> Found {
+    fn found(&self, cx: &Context<'_>, hits: &[Hit<'_>], rules: &[&Rule], seq: u64) -> Found {
         let mut members: Vec<ProcKey> = Vec::new();
-        for &(i, _) in pairs {
-            if !members.contains(&subjects[i].process.key) {
-                members.push(subjects[i].process.key);
+        for hit in hits {
+            if !members.contains(&hit.process.key) {
+                members.push(hit.process.key);
             }
         }
         let top_key = top_most(cx, &members);
-        let top_index = pairs.iter().map(|p| p.0).find(|&i| subjects[i].process.key == top_key);
-        let top = &subjects[top_index.unwrap_or(pairs[0].0)];
-        let mut hits: Vec<RuleHit> = Vec::new();
-        for &(_, r) in pairs {
-            let rule = rules[r];
-            if hits.iter().any(|h| h.id == rule.id) {
+        let top = hits.iter().find(|h| h.process.key == top_key).unwrap_or(&hits[0]);
+        let mut rule_hits: Vec<RuleHit> = Vec::new();
+        for hit in hits {
+            let rule = rules[hit.rule];
+            if rule_hits.iter().any(|h| h.id == rule.id) {
                 continue;
             }
             // The message speaks of the top-most process when it matched this rule itself.
-            let speaker = pairs
-                .iter()
-                .filter(|p| p.1 == r)
-                .map(|p| &subjects[p.0])
-                .find(|s| s.process.key == top_key)
-                .unwrap_or(&subjects[pairs.iter().find(|p| p.1 == r).expect("matched").0]);
-            hits.push(RuleHit {
+            let speaker =
+                hits.iter().find(|h| h.rule == hit.rule && h.process.key == top_key).unwrap_or(hit);
+            rule_hits.push(RuleHit {
                 id: rule.id.clone(),
                 version: rule.version,
                 name: rule.name.clone(),
                 severity: rule.severity,
                 tags: rule.tags.clone(),
-                message: rule.message.render(speaker, cx),
+                message: speaker.message.clone(),
             });
         }
-        let severity = hits.iter().map(|h| h.severity).max().unwrap_or(Severity::Informational);
-        let key = top.socket.key;
+        let severity =
+            rule_hits.iter().map(|h| h.severity).max().unwrap_or(Severity::Informational);
         let process_first = self.process_seen.get(&top_key).map_or(seq, |s| s.0);
-        let socket_first = self.socket_seen.get(&key).copied().unwrap_or(seq);
         let processes: Vec<Process> =
             members.iter().filter_map(|&k| cx.by_key(k)).cloned().collect();
         let mut holders: Vec<Process> = Vec::new();
@@ -247,15 +226,15 @@ impl Engine {
             socket: top.socket.clone(),
             direction: top.direction,
             severity,
-            rules: hits,
+            rules: rule_hits,
             subject: Some(top.process.clone()),
             processes,
             holders,
-            path: path(cx, subjects, pairs, top),
+            path: path(cx, hits, top),
             fds: top.fds.clone(),
             snapshot_seq: seq,
             opened_seq: seq,
-            first_seen_seq: process_first.max(socket_first),
+            first_seen_seq: process_first.max(top.socket_first_seen),
             present_at_start: false,
             reason: None,
             at_ms: cx.snapshot().taken_at_ms,
@@ -264,25 +243,58 @@ impl Engine {
     }
 }
 
+/// Records a process sighting; its first-seen scan restarts when its executable changes.
+fn note_process(seen: &mut HashMap<ProcKey, ProcessSeen>, process: &Process, seq: u64) {
+    let exe = process.exe.as_ref().map(|e| (e.dev, e.ino));
+    let entry = seen.entry(process.key).or_insert((seq, seq, exe));
+    if entry.2 != exe {
+        *entry = (seq, seq, exe);
+    }
+    entry.1 = seq;
+}
+
+/// One (subject, rule) match, with what the alert needs from the subject (which is gone by the
+/// time alerts are built).
+struct Hit<'g> {
+    process: &'g Process,
+    socket: &'g crate::model::Socket,
+    direction: (crate::model::Direction, crate::model::DirectionSource),
+    rule: usize,
+    message: String,
+    stdio_fds: u8,
+    vias: u8,
+    relays: Vec<ProcKey>,
+    fds: Vec<i32>,
+    socket_first_seen: u64,
+}
+
+impl<'g> Hit<'g> {
+    fn new(subject: &Subject<'g>, rule: usize, message: String, socket_first_seen: u64) -> Self {
+        Hit {
+            process: subject.process,
+            socket: subject.socket,
+            direction: subject.direction,
+            rule,
+            message,
+            stdio_fds: subject.stdio_fds,
+            vias: subject.vias,
+            relays: subject.relays.clone(),
+            fds: subject.fds.clone(),
+            socket_first_seen,
+        }
+    }
+}
+
 /// The stdio path an alert shows: of the top-most matching process whose stdio is relayed, else
 /// the subject's.
-fn path(
-    cx: &Context<'_>,
-    subjects: &[Subject<'_>],
-    pairs: &[(usize, usize)],
-    top: &Subject<'_>,
-) -> StdioPath {
-    let relayed: Vec<ProcKey> = pairs
-        .iter()
-        .map(|p| &subjects[p.0])
-        .filter(|s| !s.relays.is_empty())
-        .map(|s| s.process.key)
-        .collect();
+fn path(cx: &Context<'_>, hits: &[Hit<'_>], top: &Hit<'_>) -> StdioPath {
+    let relayed: Vec<ProcKey> =
+        hits.iter().filter(|h| !h.relays.is_empty()).map(|h| h.process.key).collect();
     let chosen = if relayed.is_empty() {
         top
     } else {
         let key = top_most(cx, &relayed);
-        pairs.iter().map(|p| &subjects[p.0]).find(|s| s.process.key == key).unwrap_or(top)
+        hits.iter().find(|h| h.process.key == key && !h.relays.is_empty()).unwrap_or(top)
     };
     StdioPath {
         process: chosen.process.key,

@@ -157,14 +157,18 @@ pub fn via_bit(via: Via) -> u8 {
 /// Every `Via`, in bit order.
 pub const VIAS: [Via; 5] = [Via::Direct, Via::Pipe, Via::Fifo, Via::Pty, Via::Unix];
 
-/// Every subject of a snapshot, grouped by process in process order, then by socket.
-pub fn subjects<'g>(cx: &Context<'g>) -> Vec<Subject<'g>> {
-    let graph = cx.graph;
-    let snapshot = graph.snapshot;
-    let mut out: Vec<Subject<'g>> = Vec::new();
-    let mut index: HashMap<SocketKey, usize> = HashMap::new();
-    let mut stdio = graph.stdio.iter().peekable();
-    for process in &snapshot.processes {
+/// Builds subjects process by process, reusing its lookup table: the engine evaluates one
+/// process's subjects and lets them go, so memory follows the matches, not the sockets.
+#[derive(Default)]
+pub struct Subjects {
+    index: HashMap<SocketKey, usize>,
+}
+
+impl Subjects {
+    /// Appends the subjects of one process to `out`, by socket.
+    pub fn of<'g>(&mut self, cx: &Context<'g>, process: &'g Process, out: &mut Vec<Subject<'g>>) {
+        let graph = cx.graph;
+        let index = &mut self.index;
         index.clear();
         let first = out.len();
         let mut entry = |socket_key: SocketKey, out: &mut Vec<Subject<'g>>| -> Option<usize> {
@@ -189,20 +193,18 @@ pub fn subjects<'g>(cx: &Context<'g>) -> Vec<Subject<'g>> {
         };
         for fd in graph.fds_of(process.key) {
             let Some(key) = graph.network_socket(&fd.target) else { continue };
-            let Some(i) = entry(key, &mut out) else { continue };
+            let Some(i) = entry(key, out) else { continue };
             let subject = &mut out[i];
             if !subject.fds.contains(&fd.num) {
                 subject.fds.push(fd.num);
             }
         }
-        while stdio.peek().is_some_and(|end| end.proc < process.key) {
-            stdio.next();
-        }
+        let ends = &graph.stdio[graph.stdio.partition_point(|e| e.proc < process.key)..];
         let mut truncated = false;
-        while let Some(end) = stdio.next_if(|end| end.proc == process.key) {
+        for end in ends.iter().take_while(|e| e.proc == process.key) {
             truncated |= graph.truncated(end);
             for link in graph.links(end) {
-                let Some(i) = entry(link.socket, &mut out) else { continue };
+                let Some(i) = entry(link.socket, out) else { continue };
                 let holder_is_ancestor =
                     link.relays.last().is_some_and(|&holder| cx.is_ancestor(holder, process));
                 let subject = &mut out[i];
@@ -220,6 +222,15 @@ pub fn subjects<'g>(cx: &Context<'g>) -> Vec<Subject<'g>> {
             subject.fds.sort_unstable();
             subject.truncated = truncated;
         }
+    }
+}
+
+/// Every subject of a snapshot, grouped by process in process order, then by socket.
+pub fn subjects<'g>(cx: &Context<'g>) -> Vec<Subject<'g>> {
+    let mut builder = Subjects::default();
+    let mut out = Vec::new();
+    for process in &cx.graph.snapshot.processes {
+        builder.of(cx, process, &mut out);
     }
     out
 }

@@ -183,6 +183,7 @@ fn read_processes(
         }
     };
     let threads = if pids.len() >= PARALLEL_MIN_PROCESSES { readers.len() } else { 1 };
+    readers.iter_mut().for_each(ProcessReader::begin_scan);
     let (first, rest) = readers.split_first_mut().expect("at least one reader");
     let mut results = std::thread::scope(|scope| {
         let helpers: Vec<_> =
@@ -191,6 +192,7 @@ fn read_processes(
         results.extend(helpers.into_iter().map(|h| h.join().expect("reader thread")));
         results
     });
+    readers.iter_mut().for_each(ProcessReader::end_scan);
     let (mut coverage, mut processes, mut fds) = results.remove(0);
     for (more_coverage, more_processes, more_fds) in results {
         coverage.add_process_counts(&more_coverage);

@@ -1,8 +1,8 @@
 //! Reads one process: identity, credentials, exe, argv, namespaces, and its fd table(s).
 
 use super::parse::{
-    FdLink, fdinfo_field, parse_cgroup, parse_dec, parse_fd_link, parse_stat, parse_status_ids,
-    split_cmdline,
+    FdLink, StatusIds, fdinfo_field, parse_cgroup, parse_dec, parse_fd_link, parse_stat,
+    parse_status_ids, split_cmdline,
 };
 use super::procfs::{
     Failure, NumName, namespace_inode, open_dir, read_file, read_link, read_record, stat_follow,
@@ -23,6 +23,35 @@ const PTMX_MINOR: u32 = 2;
 /// `PF_KTHREAD` in /proc/pid/stat flags (include/linux/sched.h).
 const PF_KTHREAD: u32 = 0x0020_0000;
 
+/// Scans after which remembered facts about a process are read again.
+const REFRESH_SCANS: u64 = 16;
+
+/// Facts about a known process that are not re-read every scan. Its pid namespace never changes
+/// (`setns` only moves its future children); its cgroup and working directory change rarely and
+/// feed output and the container id, never the fd graph, so they are re-read every
+/// `REFRESH_SCANS` scans. Its credentials (/proc/pid/status, costly for the kernel to format) are
+/// re-read whenever the owner of /proc/pid changes and every `REFRESH_SCANS` scans otherwise. The
+/// owner is the effective uid/gid of a dumpable process and root for one that is not; a change of
+/// credentials resets dumpability, so a gain of root (uid 1000 -> 0) shows at once, while a drop
+/// from root (which leaves /proc/pid owned by root) shows within the refresh. Everything the graph
+/// and the rules' trust decisions rest on (stat, argv, exe and its inode, mount and network
+/// namespaces, every fd) is read every scan.
+#[derive(Default)]
+struct Remembered {
+    /// (scan read at, pid namespace, cgroup, cwd).
+    slow: Option<(u64, SlowFacts)>,
+    /// (scan read at, owner of /proc/pid then, the ids).
+    ids: Option<(u64, (u32, u32), StatusIds)>,
+    seen_at_scan: u64,
+}
+
+#[derive(Clone)]
+struct SlowFacts {
+    pidns: Option<u64>,
+    cgroup: Option<RawText>,
+    cwd: Option<RawText>,
+}
+
 /// What reading a process gave.
 pub(crate) enum ProcOutcome {
     Read(Box<Process>),
@@ -39,6 +68,10 @@ pub(crate) struct ProcessReader {
     devpts_by_mntns: HashMap<u64, Option<u64>>,
     /// kcmp is compiled out on some kernels; then every thread's fd table is walked.
     kcmp_works: bool,
+    /// Facts about processes seen in earlier scans (see `Remembered`).
+    remembered: HashMap<ProcKey, Remembered>,
+    /// Scans begun.
+    scan: u64,
 }
 
 impl ProcessReader {
@@ -49,7 +82,79 @@ impl ProcessReader {
             dirents: vec![MaybeUninit::uninit(); 32 * 1024],
             devpts_by_mntns: HashMap::new(),
             kcmp_works: true,
+            remembered: HashMap::new(),
+            scan: 0,
         }
+    }
+
+    /// Marks the start of a scan.
+    pub fn begin_scan(&mut self) {
+        self.scan += 1;
+    }
+
+    /// Forgets processes this reader did not see in the scan just ended.
+    pub fn end_scan(&mut self) {
+        let scan = self.scan;
+        self.remembered.retain(|_, r| r.seen_at_scan == scan);
+    }
+
+    /// The pid namespace, cgroup and cwd of a process: remembered when fresh enough, else read.
+    fn slow_facts(
+        &mut self,
+        pid_dir: BorrowedFd<'_>,
+        key: ProcKey,
+        kernel_thread: bool,
+    ) -> SlowFacts {
+        let scan = self.scan;
+        let remembered = self.remembered.entry(key).or_default();
+        remembered.seen_at_scan = scan;
+        if let Some((read_at, facts)) = &remembered.slow
+            && scan - read_at < REFRESH_SCANS
+        {
+            return facts.clone();
+        }
+        let earlier_pidns = remembered.slow.as_ref().and_then(|(_, f)| f.pidns);
+        let cgroup = read_record(pid_dir, "cgroup", &mut self.file, 16 * 1024)
+            .ok()
+            .and_then(|_| parse_cgroup(&self.file));
+        let (pidns, cwd) = if kernel_thread {
+            (None, None)
+        } else {
+            let cwd = read_link(pid_dir, "cwd", &mut self.link).ok().map(RawText::from);
+            // Immutable for the process's life: a read that failed now (a race) keeps the old.
+            (namespace_inode(pid_dir, "ns/pid").or(earlier_pidns), cwd)
+        };
+        let facts = SlowFacts { pidns, cgroup, cwd };
+        if let Some(remembered) = self.remembered.get_mut(&key) {
+            remembered.slow = Some((scan, facts.clone()));
+        }
+        facts
+    }
+
+    /// Real and effective ids: re-read when the owner of /proc/pid (the effective ids) moved or
+    /// the remembered ones are old. `Err` when the process vanished.
+    fn ids(&mut self, pid_dir: BorrowedFd<'_>, key: ProcKey) -> Result<Option<StatusIds>, ()> {
+        let scan = self.scan;
+        let owner = rustix::fs::fstat(pid_dir).ok().map(|st| (st.st_uid, st.st_gid));
+        let remembered = self.remembered.entry(key).or_default();
+        remembered.seen_at_scan = scan;
+        if let (Some((read_at, seen_owner, ids)), Some(owner)) = (remembered.ids, owner)
+            && seen_owner == owner
+            && scan - read_at < REFRESH_SCANS
+        {
+            return Ok(Some(ids));
+        }
+        let ids = match read_record(pid_dir, "status", &mut self.file, 16 * 1024) {
+            Ok(_) => parse_status_ids(&self.file).ok(),
+            Err(e) if Failure::of(e) == Failure::Vanished => return Err(()),
+            Err(_) => None,
+        };
+        if let (Some(ids), Some(owner), Some(remembered)) =
+            (ids, owner, self.remembered.get_mut(&key))
+        {
+            remembered.ids = Some((scan, owner, ids));
+        }
+        Ok(ids)
     }
 
     /// Reads the process behind `pid_dir` (a dirfd of /proc/<pid>), appending its fds to `fds`.
@@ -68,22 +173,18 @@ impl ProcessReader {
         };
         let key = ProcKey { pid: stat.pid, start_ticks: stat.start_ticks };
         let kernel_thread = stat.flags & PF_KTHREAD != 0;
-        let ids = match read_record(pid_dir, "status", &mut self.file, 16 * 1024) {
-            Ok(_) => parse_status_ids(&self.file).ok(),
-            Err(e) if Failure::of(e) == Failure::Vanished => return ProcOutcome::Vanished,
-            Err(_) => None,
-        };
-        let (argv, argv_truncated) = match read_file(pid_dir, "cmdline", &mut self.file, ARGV_LIMIT)
-        {
-            Ok(truncated) => (split_cmdline(&self.file), truncated),
-            Err(_) => (Vec::new(), false),
-        };
-        let cgroup = read_record(pid_dir, "cgroup", &mut self.file, 16 * 1024)
-            .ok()
-            .and_then(|_| parse_cgroup(&self.file));
+        let Ok(ids) = self.ids(pid_dir, key) else { return ProcOutcome::Vanished };
+        // cmdline is produced whole by one read when the buffer is larger (the kernel copies
+        // the argument area in a loop), so the read that would only confirm EOF is skipped.
+        let (argv, argv_truncated) =
+            match read_record(pid_dir, "cmdline", &mut self.file, ARGV_LIMIT) {
+                Ok(truncated) => (split_cmdline(&self.file), truncated),
+                Err(_) => (Vec::new(), false),
+            };
+        let SlowFacts { pidns, cgroup, cwd } = self.slow_facts(pid_dir, key, kernel_thread);
         let mut denied = false;
-        let (exe, cwd, mntns) = if kernel_thread {
-            (None, None, None)
+        let (exe, mntns) = if kernel_thread {
+            (None, None)
         } else {
             let exe = match self.read_exe(pid_dir) {
                 Ok(exe) => Some(exe),
@@ -92,8 +193,7 @@ impl ProcessReader {
                     None
                 }
             };
-            let cwd = read_link(pid_dir, "cwd", &mut self.link).ok().map(RawText::from);
-            (exe, cwd, namespace_inode(pid_dir, "ns/mnt"))
+            (exe, namespace_inode(pid_dir, "ns/mnt"))
         };
         let ids = ids.unwrap_or(super::parse::StatusIds { uid: 0, euid: 0, gid: 0, egid: 0 });
         let mut process = Process {
@@ -112,7 +212,7 @@ impl ProcessReader {
             sid: stat.sid,
             pgid: stat.pgid,
             netns: if kernel_thread { None } else { namespace_inode(pid_dir, "ns/net") },
-            pidns: if kernel_thread { None } else { namespace_inode(pid_dir, "ns/pid") },
+            pidns,
             mntns,
             cgroup,
             threads: stat.threads,
