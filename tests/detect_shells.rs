@@ -263,8 +263,23 @@ fn names(list: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Incidents already reported: a port can come round again (the kernel reuses ephemeral ports),
+/// and an earlier case's incident must not be taken for this one's.
+fn known_incidents(agent: &Agent) -> std::collections::HashSet<String> {
+    agent
+        .events()
+        .iter()
+        .filter(|e| e["event"]["kind"] == "alert")
+        .filter_map(|e| e["sockwatch"]["incident"]["id"].as_str().map(str::to_string))
+        .collect()
+}
+
 /// Runs one case; returns what went wrong, if anything.
 fn check(agent: &Agent, case: &Case) -> Result<(), String> {
+    let earlier = known_incidents(agent);
+    let is_new = |e: &Value| {
+        e["sockwatch"]["incident"]["id"].as_str().is_some_and(|id| !earlier.contains(id))
+    };
     let (catcher, port, _shell);
     match case.far {
         Far::Tcp | Far::Udp => {
@@ -287,10 +302,9 @@ fn check(agent: &Agent, case: &Case) -> Result<(), String> {
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     let opened = loop {
-        let found = agent
-            .events()
-            .into_iter()
-            .find(|e| is_incident_for(e, port) && e["event"]["action"] == "incident_opened");
+        let found = agent.events().into_iter().find(|e| {
+            is_incident_for(e, port) && is_new(e) && e["event"]["action"] == "incident_opened"
+        });
         match found {
             Some(e) => break e,
             None if Instant::now() > deadline => {
@@ -302,7 +316,7 @@ fn check(agent: &Agent, case: &Case) -> Result<(), String> {
     // Let the incident settle (rules and processes joining), then read all of it.
     std::thread::sleep(Duration::from_millis(800));
     let events: Vec<Value> =
-        agent.events().into_iter().filter(|e| is_incident_for(e, port)).collect();
+        agent.events().into_iter().filter(|e| is_incident_for(e, port) && is_new(e)).collect();
     let id = &opened["sockwatch"]["incident"]["id"];
     let mut problems = Vec::new();
     let opened_count = events.iter().filter(|e| e["event"]["action"] == "incident_opened").count();
