@@ -348,6 +348,12 @@ fn heartbeats_carry_coverage_scan_and_sink_counters() {
     for field in ["scan_overruns", "batches_deferred", "last_scan_duration_ms"] {
         assert!(s[field].is_u64(), "{field} in {s}");
     }
+    let detection = &s["detection"];
+    assert_eq!(detection["rules_enabled"], 5, "the built-in pack: {detection}");
+    assert_eq!(detection["rules_degraded"], false);
+    for field in ["open_incidents", "alerts_waiting", "subjects", "stdio_walks_truncated"] {
+        assert!(detection[field].is_u64(), "detection.{field} in {s}");
+    }
     let sink = &s["sinks"][0];
     assert_eq!(sink["sink"], "stdout");
     for field in ["generated", "delivered", "dropped_queue_full", "dropped_write_error", "queued"] {

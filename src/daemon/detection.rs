@@ -39,6 +39,8 @@ pub(crate) struct Detection {
     degraded: bool,
     last: EvaluationStats,
     last_duration: Duration,
+    /// Stdio ends whose relay walk hit a bound in the last scan: what they reach is unknown.
+    truncated_walks: usize,
 }
 
 fn describe_paths(paths: &[PathBuf]) -> Value {
@@ -132,6 +134,7 @@ impl Detection {
             degraded,
             last: EvaluationStats::default(),
             last_duration: Duration::ZERO,
+            truncated_walks: 0,
         };
         Ok((detection, notices))
     }
@@ -142,6 +145,7 @@ impl Detection {
         let (alerts, stats) = self.engine.evaluate(graph);
         self.last_duration = began.elapsed();
         self.last = stats;
+        self.truncated_walks = graph.stdio.iter().filter(|end| graph.truncated(end)).count();
         self.pending.extend(alerts);
         self.save_incidents();
     }
@@ -213,6 +217,7 @@ impl Detection {
             "subjects": self.last.subjects,
             "matched_sockets": self.last.matched_sockets,
             "last_evaluation_us": self.last_duration.as_micros() as u64,
+            "stdio_walks_truncated": self.truncated_walks,
         })
     }
 }
