@@ -1,7 +1,8 @@
 //! The least one agent tick can cost on this host: only the syscalls that cannot be avoided, no
 //! parsing, no allocation per fd, no output. List /proc; for each process open its directory,
 //! read `ns/net`, list `fd/` and readlink every fd; dump the own namespace's tcp, udp, udplite and
-//! raw (v4 and v6) and unix (with peers) tables through sock_diag, counting bytes.
+//! raw (v4 and v6, without TIME_WAIT rows, whose count comes from net/sockstat as in the agent)
+//! and unix (with peers) tables through sock_diag, counting bytes.
 //!
 //! Two floors: `links` readlinks every fd and stops there; `fd_reads` also makes the one stat per
 //! fd the graph cannot do without: which end of a pipe an fd is (lstat of the link: its mode
@@ -109,7 +110,8 @@ fn tables(buf: &mut [u8]) -> usize {
                 family,
                 protocol,
                 extensions: ExtensionFlags::empty(),
-                states: StateFlags::all(),
+                // As the agent: TIME_WAIT rows are counted from net/sockstat, not dumped.
+                states: StateFlags::all() - StateFlags::TIME_WAIT,
                 socket_id,
             });
             bytes += dump(&socket, request, buf);
@@ -121,7 +123,8 @@ fn tables(buf: &mut [u8]) -> usize {
         show_flags: ShowFlags::NAME | ShowFlags::PEER,
         cookie: [0; 8],
     });
-    bytes + dump(&socket, request, buf)
+    let sockstat = std::fs::read("/proc/thread-self/net/sockstat").map_or(0, |s| s.len());
+    bytes + dump(&socket, request, buf) + sockstat
 }
 
 fn cpu_seconds() -> f64 {

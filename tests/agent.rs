@@ -339,6 +339,7 @@ fn heartbeats_carry_coverage_scan_and_sink_counters() {
         "sockets_unresolved",
         "sockets_unowned",
         "inode0_rows",
+        "time_wait",
         "namespaces_unreadable",
     ] {
         assert!(s["coverage"][counter].is_u64(), "coverage.{counter} in {s}");

@@ -23,6 +23,7 @@ impl Builder {
             processes: 0,
             pinned: false,
             ephemeral_ports: Some((32768, 60999)),
+            time_wait: 0,
         });
         b
     }

@@ -29,6 +29,9 @@ pub struct NetnsInfo {
     pub pinned: bool,
     /// `net.ipv4.ip_local_port_range` of this namespace, used to judge direction.
     pub ephemeral_ports: Option<(u16, u16)>,
+    /// TCP connections in TIME_WAIT in this namespace.
+    #[serde(default)]
+    pub time_wait: u64,
 }
 
 /// Which privileges the scan ran with. Judged by capabilities, never by uid.
@@ -71,8 +74,13 @@ pub struct Coverage {
     /// Table rows with an inode but no holder the scan could see (in flight via SCM_RIGHTS, held
     /// by a process the scan could not read, or a kernel socket).
     pub sockets_unowned: u64,
-    /// Rows with inode 0 (TIME_WAIT, request sockets): counted, never keyed.
+    /// Rows with inode 0 other than TIME_WAIT (request sockets): counted, never keyed.
     pub inode0_rows: u64,
+    /// TCP connections in TIME_WAIT (no inode, no holder). With sock_diag they are not dumped
+    /// (on a busy server they are most of the rows) but counted from the namespace's
+    /// `net/sockstat`; from /proc text they are counted row by row.
+    #[serde(default)]
+    pub time_wait: u64,
     /// Network namespaces found.
     pub namespaces_seen: u64,
     /// Namespaces whose tables came through sock_diag.

@@ -43,6 +43,7 @@ pub(crate) fn join_sockets(
     let mut resolved: Vec<u64> = Vec::new();
     for (netns, mut table) in tables {
         coverage.inode0_rows += table.inode0_rows;
+        coverage.time_wait += table.time_wait;
         coverage.duplicate_rows += table.duplicate_rows;
         coverage.table_errors += table.errors;
         coverage.dumps_interrupted += table.interrupted;

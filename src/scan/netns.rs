@@ -7,7 +7,7 @@
 //! - Other namespaces, without it: /proc/<member pid>/net text (no unix peers).
 //! - Namespaces with no member process and no privilege to enter: counted as unreadable.
 
-use super::procfs::{NumName, open_dir, open_file, read_all};
+use super::procfs::{NumName, open_dir, open_file, read_all, read_record};
 use super::sockdiag::{DumpEnd, INET_TABLES, SockDiag};
 use super::table::NetnsTable;
 use super::text_tables::{DIAG_COVERED, TEXT_ONLY, read_text_table};
@@ -97,7 +97,7 @@ pub(crate) fn read_all_namespaces(
 
     let own_handle = handles.get(&own).cloned().unwrap_or_default();
     let (table, read, ports) = own_tables.0;
-    infos.push(info(own, &own_handle, read, ports));
+    infos.push(info(own, &own_handle, read, ports, table.time_wait));
     tables.insert(own, table);
 
     let others: Vec<(u64, NamespaceHandle)> =
@@ -111,7 +111,7 @@ pub(crate) fn read_all_namespaces(
             Some(done) => done,
             None => read_through_member(proc_dir, handle, &mut buf),
         };
-        infos.push(info(*ns, handle, read, ports));
+        infos.push(info(*ns, handle, read, ports, table.time_wait));
         tables.insert(*ns, table);
     }
     infos.sort_by_key(|i| i.inode);
@@ -125,6 +125,7 @@ fn info(
     handle: &NamespaceHandle,
     tables: TableRead,
     ports: Option<(u16, u16)>,
+    time_wait: u64,
 ) -> NetnsInfo {
     NetnsInfo {
         inode,
@@ -132,6 +133,7 @@ fn info(
         processes: handle.processes,
         pinned: handle.pinned(),
         ephemeral_ports: ports,
+        time_wait,
     }
 }
 
@@ -190,10 +192,20 @@ fn dump_diag_tables(
     buf: &mut Vec<u8>,
     table: &mut NetnsTable,
 ) {
+    let mut tcp_by_diag = true;
     for (index, (family, number, protocol)) in INET_TABLES.iter().enumerate() {
         let dumped = dump_with_retry(table, |t| diag.dump_inet(*family, *number, protocol, t));
         if !dumped {
+            tcp_by_diag &= *protocol != crate::model::Protocol::Tcp;
             text_fallback(net_dir, DIAG_COVERED[index], buf, table);
+        }
+    }
+    // The dumps leave TIME_WAIT out; count it from sockstat (v4 and v6 together), unless a TCP
+    // table came from text, whose TIME_WAIT rows were counted one by one.
+    if tcp_by_diag && let Some(dir) = net_dir {
+        match read_record(dir.as_fd(), "sockstat", buf, 4096) {
+            Ok(_) => table.time_wait += parse_sockstat_time_wait(buf).unwrap_or(0),
+            Err(_) => table.errors += 1,
         }
     }
     if !dump_with_retry(table, |t| diag.dump_unix(t)) {
@@ -231,6 +243,19 @@ fn text_fallback(
         Some(dir) if read_text_table(dir.as_fd(), kind, buf, table).is_ok() => {}
         _ => table.errors += 1,
     }
+}
+
+/// The `tw` count of /proc/net/sockstat's `TCP:` line.
+fn parse_sockstat_time_wait(text: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(text).ok()?;
+    let tcp = text.lines().find_map(|l| l.strip_prefix("TCP:"))?;
+    let mut words = tcp.split_whitespace();
+    while let Some(word) = words.next() {
+        if word == "tw" {
+            return words.next()?.parse().ok();
+        }
+    }
+    None
 }
 
 /// Enters each namespace from a worker thread and dumps it there.
@@ -294,6 +319,18 @@ fn parse_port_range(buf: &[u8]) -> Option<(u16, u16)> {
     let low = super::parse::parse_dec(" port", fields.next()?).ok()?;
     let high = super::parse::parse_dec("port", fields.next()?).ok()?;
     Some((u16::try_from(low).ok()?, u16::try_from(high).ok()?))
+}
+
+#[cfg(test)]
+mod sockstat_tests {
+    #[test]
+    fn time_wait_comes_from_the_tcp_line() {
+        let text =
+            b"sockets: used 123\nTCP: inuse 5 orphan 0 tw 17 alloc 9 mem 2\nUDP: inuse 1 mem 0\n";
+        assert_eq!(super::parse_sockstat_time_wait(text), Some(17));
+        assert_eq!(super::parse_sockstat_time_wait(b"UDP: inuse 1\n"), None);
+        assert_eq!(super::parse_sockstat_time_wait(b"TCP: inuse 5 tw"), None);
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub(crate) struct NetnsTable {
     pub rows: Vec<Socket>,
     seen: HashSet<u64>,
     pub inode0_rows: u64,
+    pub time_wait: u64,
     pub duplicate_rows: u64,
     pub errors: u64,
     pub interrupted: u64,
@@ -21,7 +22,9 @@ impl NetnsTable {
     /// repeated inode keeps the first row (text tables can be forged by a unix name holding a
     /// newline, and the genuine row comes first).
     pub fn insert(&mut self, inode: u64, mut row: Socket) {
-        if inode == 0 {
+        if inode == 0 && row.state == crate::model::SocketState::TimeWait {
+            self.time_wait += 1;
+        } else if inode == 0 {
             self.inode0_rows += 1;
         } else if !self.seen.insert(inode) {
             self.duplicate_rows += 1;
@@ -42,6 +45,7 @@ impl NetnsTable {
             }
         }
         self.inode0_rows += other.inode0_rows;
+        self.time_wait += other.time_wait;
         self.duplicate_rows += other.duplicate_rows;
         self.errors += other.errors;
         self.interrupted += other.interrupted;
