@@ -118,10 +118,6 @@ def main():
     print("| P/S | churn/s | sockwatch run CPU % | floor: fd reads CPU % | ratio | "
           "floor: readlinks only CPU % | ratio | peak RSS MiB | ss -tuanp 1/s CPU % |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    # The first measurement of a run came out 25-30 % above the same state measured again
-    # (1.91 then 1.49 for 500/5000 static, in one invocation): kernel caches are cold after the
-    # build. One discarded round warms them.
-    measure(args.sizes[0], 5, 2, 0)
     for size in args.sizes:
         for rate in (0, args.churn):
             r = measure(size, args.window, args.warmup, rate)
