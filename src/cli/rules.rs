@@ -7,7 +7,7 @@
 use super::CliError;
 use crate::graph::Graph;
 use crate::model::{AlertAction, Snapshot};
-use crate::rules::{Clock, Engine, FIELDS, RuleSet, RuleSource};
+use crate::rules::{Clock, Engine, FIELDS, RuleSet};
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -64,12 +64,7 @@ pub(super) fn run(command: &RulesCommand) -> Result<(), CliError> {
 }
 
 fn compile(paths: &[PathBuf]) -> Result<RuleSet, CliError> {
-    let sources = if paths.is_empty() {
-        RuleSource::embedded()
-    } else {
-        RuleSource::read(paths).map_err(|e| CliError::Rules(e.to_string()))?
-    };
-    RuleSet::compile(sources).map_err(|e| CliError::Rules(e.to_string()))
+    RuleSet::load(paths).map_err(|e| CliError::Rules(e.to_string()))
 }
 
 #[derive(Deserialize)]
@@ -116,9 +111,10 @@ fn fixture_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
 
 fn test(rules: &[PathBuf], fixtures: &[PathBuf]) -> Result<(), CliError> {
     let files = fixture_files(fixtures)?;
+    let set = compile(rules)?;
     let mut failures = Vec::new();
     for file in &files {
-        match run_fixture(rules, file) {
+        match run_fixture(&set, file) {
             Ok(()) => println!("ok   {}", file.display()),
             Err(why) => {
                 println!("FAIL {}: {why}", file.display());
@@ -134,17 +130,18 @@ fn test(rules: &[PathBuf], fixtures: &[PathBuf]) -> Result<(), CliError> {
     }
 }
 
-fn run_fixture(rules: &[PathBuf], file: &Path) -> Result<(), String> {
+fn run_fixture(set: &RuleSet, file: &Path) -> Result<(), String> {
     let text = std::fs::read_to_string(file).map_err(|e| e.to_string())?;
     let fixture: Fixture = toml::from_str(&text).map_err(|e| e.to_string())?;
-    let _ = &fixture.description;
     let snapshot_path = file.parent().unwrap_or(Path::new(".")).join(&fixture.snapshot);
     let document =
         std::fs::read(&snapshot_path).map_err(|e| format!("{}: {e}", snapshot_path.display()))?;
     let document: SnapshotDocument = serde_json::from_slice(&document)
         .map_err(|e| format!("{}: {e}", snapshot_path.display()))?;
-    let set = compile(rules).map_err(|e| e.to_string())?;
-    let mut engine = Engine::new(set, Clock::default());
+    // Each fixture gets an engine of its own (incidents must not carry over between snapshots);
+    // the files were read and checked once, by the caller.
+    let rules = RuleSet::compile(set.sources.clone()).map_err(|e| e.to_string())?;
+    let mut engine = Engine::new(rules, Clock::default());
     let graph = Graph::build(&document.snapshot, None);
     let (alerts, _) = engine.evaluate(&graph);
     let mut raised: Vec<ExpectedAlert> = alerts
@@ -161,6 +158,6 @@ fn run_fixture(rules: &[PathBuf], file: &Path) -> Result<(), String> {
     if raised == expected {
         Ok(())
     } else {
-        Err(format!("expected {expected:?}, raised {raised:?}"))
+        Err(format!("{}: expected {expected:?}, raised {raised:?}", fixture.description))
     }
 }

@@ -9,9 +9,7 @@ use crate::config::Config;
 use crate::event::HostIdentity;
 use crate::graph::Graph;
 use crate::model::Alert;
-use crate::rules::{
-    Clock, Engine, EvaluationStats, RuleErrors, RuleSet, RuleSource, SavedIncidents, StateDir,
-};
+use crate::rules::{Clock, Engine, EvaluationStats, RuleErrors, RuleSet, SavedIncidents, StateDir};
 use crossbeam_channel::Sender;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -55,12 +53,6 @@ fn error_lines(errors: &RuleErrors) -> Vec<String> {
     errors.0.iter().map(ToString::to_string).collect()
 }
 
-/// Reads and compiles the rule files at `paths` (the built-in pack when empty).
-pub(crate) fn compile(paths: &[PathBuf]) -> Result<RuleSet, RuleErrors> {
-    let sources = if paths.is_empty() { RuleSource::embedded() } else { RuleSource::read(paths)? };
-    RuleSet::compile(sources)
-}
-
 impl Detection {
     /// Starts detection; also returns notices for the sinks (degraded rules, state problems,
     /// incidents resolved because the host rebooted).
@@ -79,7 +71,7 @@ impl Detection {
             }
         };
         let paths = &config.rules.paths;
-        let (rules, degraded) = match compile(paths) {
+        let (rules, degraded) = match RuleSet::load(paths) {
             Ok(rules) => {
                 if let Some(state) = &state {
                     let _ = state.save_good_rules(&rules.sources);
@@ -178,7 +170,7 @@ impl Detection {
     /// Compiles the rules at `paths` and, only if every file is good, swaps them in. Open
     /// incidents keep their state; those left with no rule resolve.
     pub(crate) fn reload(&mut self, paths: &[PathBuf]) -> Notice {
-        match compile(paths) {
+        match RuleSet::load(paths) {
             Ok(rules) => {
                 if let Some(state) = &self.state {
                     let _ = state.save_good_rules(&rules.sources);

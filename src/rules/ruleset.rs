@@ -320,6 +320,14 @@ impl RuleSet {
         if found.is_empty() { Ok(RuleSet { rules, sources }) } else { Err(RuleErrors(found)) }
     }
 
+    /// Reads and compiles the rule files at `paths` (files, or directories of `*.toml`), or the
+    /// built-in pack when there are none.
+    pub fn load(paths: &[PathBuf]) -> Result<RuleSet, RuleErrors> {
+        let sources =
+            if paths.is_empty() { RuleSource::embedded() } else { RuleSource::read(paths)? };
+        RuleSet::compile(sources)
+    }
+
     /// The enabled rules.
     pub fn enabled(&self) -> impl Iterator<Item = &Rule> {
         self.rules.iter().filter(|r| r.enabled)
