@@ -12,7 +12,7 @@ use crate::model::{
     Direction, DirectionSource, Fd, FdTarget, ProcKey, PtyId, Snapshot, Socket, SocketKey,
     StdioEnd, StdioLink, StdioReach, TableSource, Via,
 };
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 /// A snapshot with its derived relations.
 pub struct Graph<'s> {
@@ -41,12 +41,15 @@ impl<'s> Graph<'s> {
             directions: directions(snapshot, memory),
             stdio: Vec::new(),
             reaches: Vec::new(),
-            socket_by_inode: HashMap::with_capacity(snapshot.sockets.len()),
-            fd_ranges: HashMap::new(),
-            pipes: HashMap::new(),
-            fifos: HashMap::new(),
-            masters: HashMap::new(),
-            slaves: HashMap::new(),
+            socket_by_inode: HashMap::with_capacity_and_hasher(
+                snapshot.sockets.len(),
+                Default::default(),
+            ),
+            fd_ranges: HashMap::default(),
+            pipes: HashMap::default(),
+            fifos: HashMap::default(),
+            masters: HashMap::default(),
+            slaves: HashMap::default(),
         };
         for (i, socket) in snapshot.sockets.iter().enumerate() {
             graph.socket_by_inode.insert(socket.key.inode, i);
@@ -78,20 +81,29 @@ impl<'s> Graph<'s> {
 
     /// The links of one stdio end, one per network socket it reaches.
     pub fn links(&self, end: &StdioEnd) -> Vec<StdioLink> {
-        let link = |relays: &[ProcKey], socket: SocketKey| StdioLink {
-            proc: end.proc,
-            fd: end.fd,
-            via: end.via,
-            relays: relays.to_vec(),
-            socket,
+        self.routes(end)
+            .map(|(relays, socket)| StdioLink {
+                proc: end.proc,
+                fd: end.fd,
+                via: end.via,
+                relays: relays.to_vec(),
+                socket,
+            })
+            .collect()
+    }
+
+    /// The (relays, socket) routes of one stdio end, borrowed: many processes share one reach,
+    /// so its routes are read in place rather than copied per process.
+    pub fn routes<'a>(
+        &'a self,
+        end: &StdioEnd,
+    ) -> impl Iterator<Item = (&'a [ProcKey], SocketKey)> + 'a {
+        let direct = match (end.via, end.socket) {
+            (Via::Direct, Some(socket)) => Some((&[][..], socket)),
+            _ => None,
         };
-        match (end.via, end.socket, end.reach) {
-            (Via::Direct, Some(socket), _) => vec![link(&[], socket)],
-            (_, _, Some(i)) => {
-                self.reaches[i].routes.iter().map(|r| link(&r.relays, r.socket)).collect()
-            }
-            _ => Vec::new(),
-        }
+        let relayed = end.reach.map(|i| &self.reaches[i].routes[..]).unwrap_or_default();
+        direct.into_iter().chain(relayed.iter().map(|r| (&r.relays[..], r.socket)))
     }
 
     /// Every stdio link of one process.

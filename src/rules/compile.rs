@@ -36,13 +36,25 @@ pub struct Scope<'a> {
     pub macros: &'a HashMap<String, Option<Predicate>>,
 }
 
-/// Wraps a macro so that one subject evaluates it once, however many rules use it (`shell` is in
-/// most of the default pack's rules).
-pub fn memoized(index: usize, predicate: Predicate) -> Predicate {
+/// Whose result a macro's value is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoScope {
+    /// It reads the socket or the stdio routes: one value per subject.
+    Subject,
+    /// It reads only the process: one value for all of a process's subjects.
+    Process,
+}
+
+/// Wraps a macro so that one subject (or one process) evaluates it once, however many rules use
+/// it (`shell` is in most of the default pack's rules).
+pub fn memoized(index: usize, scope: MemoScope, predicate: Predicate) -> Predicate {
     if index >= Subject::MEMO_SLOTS {
         return predicate;
     }
-    Arc::new(move |s, cx| s.memo(index, || predicate(s, cx)))
+    match scope {
+        MemoScope::Subject => Arc::new(move |s, cx| s.memo(index, || predicate(s, cx))),
+        MemoScope::Process => Arc::new(move |s, cx| s.process_memo(index, || predicate(s, cx))),
+    }
 }
 
 /// Compiles a condition, or returns every error in it.

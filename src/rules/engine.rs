@@ -9,6 +9,7 @@ use super::ruleset::RuleSet;
 use super::subject::{Clock, Context, Subject, Subjects, VIAS, subjects, via_bit};
 use crate::graph::Graph;
 use crate::model::{Alert, AlertAction, ProcKey, Process, RuleHit, Severity, SocketKey, StdioPath};
+use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 
 /// (first snapshot seen with this executable, last snapshot seen, the executable's (dev, inode)).
@@ -24,7 +25,7 @@ pub struct Engine {
     /// that executable's (dev, inode)). Updated in place, pruned of what was not seen.
     process_seen: HashMap<ProcKey, ProcessSeen>,
     /// Each subject socket: (first snapshot seen, last snapshot seen).
-    socket_seen: HashMap<SocketKey, (u64, u64)>,
+    socket_seen: FxHashMap<SocketKey, (u64, u64)>,
 }
 
 /// What one scan's evaluation found and cost, for the heartbeat and benchmarks.
@@ -71,9 +72,10 @@ impl RuleSet {
     /// How many (subject, enabled rule) pairs match.
     pub fn count_matches(&self, prepared: &Prepared<'_>) -> usize {
         let rules: Vec<_> = self.enabled().collect();
+        // Forgotten all before any is evaluated: a process's subjects share what they remember.
+        prepared.subjects.iter().for_each(Subject::forget);
         let mut matches = 0;
         for subject in &prepared.subjects {
-            subject.forget();
             for rule in &rules {
                 matches += usize::from((rule.predicate)(subject, &prepared.cx));
             }
@@ -96,7 +98,7 @@ impl Engine {
             clock,
             scans: 0,
             process_seen: HashMap::new(),
-            socket_seen: HashMap::new(),
+            socket_seen: FxHashMap::default(),
         }
     }
 

@@ -7,7 +7,7 @@
 //! error. Every error of every file is collected before the set is refused; nothing is half
 //! loaded.
 
-use super::compile::{CompileError, ListItems, Predicate, Scope, compile, memoized};
+use super::compile::{CompileError, ListItems, MemoScope, Predicate, Scope, compile, memoized};
 use super::error::{RuleError, RuleErrors, line_column};
 use super::syntax::{self, Expr, Literal, Span};
 use super::template::Template;
@@ -282,6 +282,23 @@ fn referenced_names(expr: &Expr, out: &mut Vec<String>) {
     }
 }
 
+/// True when an expression reads only `proc.*` fields and macros that do: its value is the same
+/// for every subject of one process.
+fn reads_only_the_process(expr: &Expr, per_process_macros: &HashSet<String>) -> bool {
+    let field = |name: &str| name.starts_with("proc.");
+    match expr {
+        Expr::And(a, b) | Expr::Or(a, b) => {
+            reads_only_the_process(a, per_process_macros)
+                && reads_only_the_process(b, per_process_macros)
+        }
+        Expr::Not(a) => reads_only_the_process(a, per_process_macros),
+        Expr::Name(name, _) => per_process_macros.contains(name) || field(name),
+        Expr::Compare { field: name, .. }
+        | Expr::In { field: name, .. }
+        | Expr::Exists { field: name, .. } => field(name),
+    }
+}
+
 struct MacroEntry {
     def: MacroDef,
     file: usize,
@@ -440,9 +457,10 @@ fn compile_macros(
     // Macros may use macros defined anywhere: compile in dependency order, refusing cycles.
     let mut compiled: HashMap<String, Option<Predicate>> = HashMap::new();
     let mut visiting: HashSet<String> = HashSet::new();
+    let mut per_process: HashSet<String> = HashSet::new();
     let macros = Macros { entries: &entries, order: &order, lists };
     for name in &order {
-        macros.compile(name, &mut compiled, &mut visiting, errors);
+        macros.compile(name, &mut compiled, &mut visiting, &mut per_process, errors);
     }
     compiled
 }
@@ -461,6 +479,7 @@ impl Macros<'_> {
         name: &str,
         compiled: &mut HashMap<String, Option<Predicate>>,
         visiting: &mut HashSet<String>,
+        per_process: &mut HashSet<String>,
         errors: &mut Errors<'_>,
     ) {
         let (entries, lists) = (self.entries, self.lists);
@@ -488,15 +507,22 @@ impl Macros<'_> {
                 compiled.insert(name.to_string(), None);
                 return;
             }
-            self.compile(reference, compiled, visiting, errors);
+            self.compile(reference, compiled, visiting, per_process, errors);
         }
         visiting.remove(name);
         let result = compile(expr, &Scope { lists, macros: compiled });
         let predicate = match result {
-            // Remembered per subject: `shell` is in most rules of the default pack.
+            // Remembered per subject, or per process when only the process decides: `shell` is
+            // in most rules of the default pack, and a process can have dozens of subjects.
             Ok(p) => {
                 let slot = self.order.iter().position(|n| n == name).unwrap_or(usize::MAX);
-                Some(memoized(slot, p))
+                let scope = if reads_only_the_process(expr, per_process) {
+                    per_process.insert(name.to_string());
+                    MemoScope::Process
+                } else {
+                    MemoScope::Subject
+                };
+                Some(memoized(slot, scope, p))
             }
             Err(found) => {
                 errors.in_condition(&entry.def.condition, entry.file, &context, found);

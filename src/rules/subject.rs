@@ -7,8 +7,10 @@ use crate::graph::Graph;
 use crate::model::{
     Direction, DirectionSource, ProcKey, Process, Snapshot, Socket, SocketKey, Via,
 };
+use rustc_hash::FxHashMap;
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 /// Ancestors followed at most (pid loops cannot occur, but a bound keeps a forged tree cheap).
 const MAX_ANCESTORS: usize = 64;
@@ -120,8 +122,34 @@ pub struct Subject<'g> {
     pub holder_is_ancestor: bool,
     /// Some stdio walk of this process hit a bound: more may be reached than is listed.
     pub truncated: bool,
-    /// Macro results already computed for this subject: (known bits, value bits).
-    memo: (Cell<u64>, Cell<u64>),
+    /// Macro results already computed for this subject.
+    memo: Memo,
+    /// Results of macros that read only the process, shared by all of its subjects.
+    process_memo: Rc<Memo>,
+}
+
+/// Remembered macro results: (known bits, value bits), one bit per macro slot.
+#[derive(Default)]
+struct Memo(Cell<u64>, Cell<u64>);
+
+impl Memo {
+    fn get_or(&self, slot: usize, compute: impl FnOnce() -> bool) -> bool {
+        let bit = 1u64 << slot;
+        if self.0.get() & bit != 0 {
+            return self.1.get() & bit != 0;
+        }
+        let value = compute();
+        self.0.set(self.0.get() | bit);
+        if value {
+            self.1.set(self.1.get() | bit);
+        }
+        value
+    }
+
+    fn clear(&self) {
+        self.0.set(0);
+        self.1.set(0);
+    }
 }
 
 impl Subject<'_> {
@@ -130,22 +158,18 @@ impl Subject<'_> {
 
     /// The result of macro `slot`, computed once per subject.
     pub fn memo(&self, slot: usize, compute: impl FnOnce() -> bool) -> bool {
-        let bit = 1u64 << slot;
-        if self.memo.0.get() & bit != 0 {
-            return self.memo.1.get() & bit != 0;
-        }
-        let value = compute();
-        self.memo.0.set(self.memo.0.get() | bit);
-        if value {
-            self.memo.1.set(self.memo.1.get() | bit);
-        }
-        value
+        self.memo.get_or(slot, compute)
+    }
+
+    /// The result of macro `slot`, which reads only the process: computed once per process.
+    pub fn process_memo(&self, slot: usize, compute: impl FnOnce() -> bool) -> bool {
+        self.process_memo.get_or(slot, compute)
     }
 
     /// Forgets remembered macro results (before evaluating a changed rule set again).
     pub fn forget(&self) {
-        self.memo.0.set(0);
-        self.memo.1.set(0);
+        self.memo.clear();
+        self.process_memo.clear();
     }
 }
 
@@ -161,7 +185,9 @@ pub const VIAS: [Via; 5] = [Via::Direct, Via::Pipe, Via::Fifo, Via::Pty, Via::Un
 /// process's subjects and lets them go, so memory follows the matches, not the sockets.
 #[derive(Default)]
 pub struct Subjects {
-    index: HashMap<SocketKey, usize>,
+    index: FxHashMap<SocketKey, usize>,
+    /// The current process's ancestors, looked up once it has a relayed route.
+    ancestors: Vec<ProcKey>,
 }
 
 impl Subjects {
@@ -171,6 +197,7 @@ impl Subjects {
         let index = &mut self.index;
         index.clear();
         let first = out.len();
+        let process_memo = Rc::new(Memo::default());
         let mut entry = |socket_key: SocketKey, out: &mut Vec<Subject<'g>>| -> Option<usize> {
             if let Some(&i) = index.get(&socket_key) {
                 return Some(i);
@@ -186,7 +213,8 @@ impl Subjects {
                 relays: Vec::new(),
                 holder_is_ancestor: false,
                 truncated: false,
-                memo: (Cell::new(0), Cell::new(0)),
+                memo: Memo::default(),
+                process_memo: Rc::clone(&process_memo),
             });
             index.insert(socket_key, out.len() - 1);
             Some(out.len() - 1)
@@ -201,19 +229,23 @@ impl Subjects {
         }
         let ends = &graph.stdio[graph.stdio.partition_point(|e| e.proc < process.key)..];
         let mut truncated = false;
+        let ancestors = &mut self.ancestors;
+        ancestors.clear();
         for end in ends.iter().take_while(|e| e.proc == process.key) {
             truncated |= graph.truncated(end);
-            for link in graph.links(end) {
-                let Some(i) = entry(link.socket, out) else { continue };
-                let holder_is_ancestor =
-                    link.relays.last().is_some_and(|&holder| cx.is_ancestor(holder, process));
+            for (relays, socket) in graph.routes(end) {
+                let Some(i) = entry(socket, out) else { continue };
+                if ancestors.is_empty() {
+                    ancestors.extend(cx.ancestors(process).map(|p| p.key));
+                }
+                let holder_is_ancestor = relays.last().is_some_and(|h| ancestors.contains(h));
                 let subject = &mut out[i];
                 subject.stdio_fds |= 1 << end.fd;
                 subject.vias |= via_bit(end.via);
                 subject.holder_is_ancestor |= holder_is_ancestor;
-                for relay in link.relays {
-                    if !subject.relays.contains(&relay) {
-                        subject.relays.push(relay);
+                for relay in relays {
+                    if !subject.relays.contains(relay) {
+                        subject.relays.push(*relay);
                     }
                 }
             }

@@ -154,3 +154,68 @@ message = "unclosed {proc.pid"
 "#;
     insta::assert_snapshot!(errors(&[("keys.toml", file)]));
 }
+
+/// A macro that reads only the process is remembered for all of a process's subjects; one that
+/// reads the socket is remembered per subject. Neither result may leak to another subject or
+/// process.
+#[test]
+fn macro_results_are_remembered_per_process_or_per_subject_as_they_read() {
+    use crate::graph::Graph;
+    use crate::model::fixture::Builder;
+    use crate::model::{Protocol, SocketState};
+    use crate::rules::engine::Prepared;
+    use crate::rules::subject::Clock;
+
+    let rules = RuleSet::compile(sources(&[(
+        "memo.toml",
+        r#"
+[[macro]]
+name = "is_first"
+condition = "proc.pid = 10"
+
+[[macro]]
+name = "to_4444"
+condition = "sock.rport = 4444"
+
+[[macro]]
+name = "not_first"
+condition = "not is_first"
+
+[[rule]]
+id = "first-to-4444"
+name = "pid 10 to port 4444"
+severity = "high"
+condition = "is_first and to_4444"
+message = "{proc.pid}"
+
+[[rule]]
+id = "others-to-4444"
+name = "other pids to port 4444"
+severity = "high"
+condition = "not_first and to_4444"
+message = "{proc.pid}"
+"#,
+    )]))
+    .expect("compiles");
+    let mut b = Builder::new();
+    let first = b.process(10, "first");
+    let second = b.process(11, "second");
+    let established = SocketState::Established;
+    // pid 10: port 4444 first (true is remembered first), then port 80.
+    b.inet(1, Protocol::Tcp, "127.0.0.1:40001", "127.0.0.1:4444", established);
+    b.inet(2, Protocol::Tcp, "127.0.0.1:40002", "127.0.0.1:80", established);
+    b.inet(3, Protocol::Tcp, "127.0.0.1:40003", "127.0.0.1:4444", established);
+    b.inet(4, Protocol::Tcp, "127.0.0.1:40004", "127.0.0.1:80", established);
+    let socket = |inode| crate::model::FdTarget::Socket { inode };
+    let unknown = crate::model::AccessMode::Unknown;
+    b.fd(first, 3, unknown, socket(1));
+    b.fd(first, 4, unknown, socket(2));
+    b.fd(second, 3, unknown, socket(3));
+    b.fd(second, 4, unknown, socket(4));
+    let snapshot = b.build();
+    let graph = Graph::build(&snapshot, None);
+    let prepared = Prepared::new(&graph, Clock::default());
+    assert_eq!(prepared.len(), 4);
+    // Exactly (10, socket 1) for the first rule and (11, socket 3) for the second.
+    assert_eq!(rules.count_matches(&prepared), 2);
+}
