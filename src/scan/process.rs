@@ -45,6 +45,16 @@ struct Remembered {
     seen_at_scan: u64,
 }
 
+/// What the stat of a binary tells.
+#[derive(Clone, Copy)]
+struct Binary {
+    deleted: bool,
+    dev: u64,
+    ino: u64,
+    owner_uid: u32,
+    mode: u32,
+}
+
 #[derive(Clone)]
 struct SlowFacts {
     pidns: Option<u64>,
@@ -70,6 +80,8 @@ pub(crate) struct ProcessReader {
     kcmp_works: bool,
     /// Facts about processes seen in earlier scans (see `Remembered`).
     remembered: HashMap<ProcKey, Remembered>,
+    /// This scan's binaries by mount namespace and linked path (see `read_exe`).
+    binaries: HashMap<u64, HashMap<Box<[u8]>, Binary>>,
     /// Scans begun.
     scan: u64,
 }
@@ -83,6 +95,7 @@ impl ProcessReader {
             devpts_by_mntns: HashMap::new(),
             kcmp_works: true,
             remembered: HashMap::new(),
+            binaries: HashMap::new(),
             scan: 0,
         }
     }
@@ -90,6 +103,7 @@ impl ProcessReader {
     /// Marks the start of a scan.
     pub fn begin_scan(&mut self) {
         self.scan += 1;
+        self.binaries.clear();
     }
 
     /// Forgets processes this reader did not see in the scan just ended.
@@ -186,14 +200,15 @@ impl ProcessReader {
         let (exe, mntns) = if kernel_thread {
             (None, None)
         } else {
-            let exe = match self.read_exe(pid_dir) {
+            let mntns = namespace_inode(pid_dir, "ns/mnt");
+            let exe = match self.read_exe(pid_dir, mntns) {
                 Ok(exe) => Some(exe),
                 Err(e) => {
                     denied |= Failure::of(e) == Failure::Denied;
                     None
                 }
             };
-            (exe, namespace_inode(pid_dir, "ns/mnt"))
+            (exe, mntns)
         };
         let ids = ids.unwrap_or(super::parse::StatusIds { uid: 0, euid: 0, gid: 0, egid: 0 });
         let mut process = Process {
@@ -242,18 +257,49 @@ impl ProcessReader {
         ProcOutcome::Read(Box::new(process))
     }
 
-    fn read_exe(&mut self, pid_dir: BorrowedFd<'_>) -> Result<Exe, rustix::io::Errno> {
-        let path = RawText::from(read_link(pid_dir, "exe", &mut self.link)?);
-        // Through the magic link: the binary itself, even deleted or outside our mount namespace.
-        let st = stat_follow(pid_dir, "exe")?;
-        let deleted = st.st_nlink == 0;
+    /// The binary a process runs. Its stat is shared by the processes that run the same linked
+    /// path in the same mount namespace during one scan (hundreds of workers run one binary): a
+    /// path without the kernel's " (deleted)" suffix names a linked file, and within a scan that
+    /// file is the one each of them runs. Only a binary replaced *and* executed again between
+    /// two reads of one scan is described by its predecessor, for that scan.
+    fn read_exe(
+        &mut self,
+        pid_dir: BorrowedFd<'_>,
+        mntns: Option<u64>,
+    ) -> Result<Exe, rustix::io::Errno> {
+        let link = read_link(pid_dir, "exe", &mut self.link)?;
+        let shareable = link.starts_with(b"/") && !link.ends_with(b" (deleted)");
+        let known = mntns
+            .filter(|_| shareable)
+            .and_then(|ns| self.binaries.get(&ns))
+            .and_then(|paths| paths.get(link).copied());
+        let binary = match known {
+            Some(binary) => binary,
+            None => {
+                // Through the magic link: the binary itself, even deleted or outside our mount
+                // namespace.
+                let st = stat_follow(pid_dir, "exe")?;
+                let binary = Binary {
+                    deleted: st.st_nlink == 0,
+                    dev: st.st_dev,
+                    ino: st.st_ino,
+                    owner_uid: st.st_uid,
+                    mode: st.st_mode & 0o7777,
+                };
+                if let (Some(ns), true) = (mntns, shareable) {
+                    self.binaries.entry(ns).or_default().insert(link.into(), binary);
+                }
+                binary
+            }
+        };
+        let path = RawText::from(link);
         Ok(Exe {
-            memfd: deleted && path.as_bytes().starts_with(b"/memfd:"),
-            deleted,
-            dev: st.st_dev,
-            ino: st.st_ino,
-            owner_uid: st.st_uid,
-            mode: st.st_mode & 0o7777,
+            memfd: binary.deleted && path.as_bytes().starts_with(b"/memfd:"),
+            deleted: binary.deleted,
+            dev: binary.dev,
+            ino: binary.ino,
+            owner_uid: binary.owner_uid,
+            mode: binary.mode,
             path,
         })
     }
