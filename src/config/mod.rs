@@ -5,7 +5,7 @@
 //! Components own their config types (`sinks::SinkConfig`); this module assembles them.
 
 use crate::event::ArgPattern;
-use crate::model::{Family, Interval};
+use crate::model::{Bounded, Family, Interval};
 use crate::sinks::SinkConfig;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -130,20 +130,6 @@ struct AgentFile {
     state_dir: Option<PathBuf>,
 }
 
-/// An integer setting within `MIN..=MAX`, checked while deserialising so the error points at it.
-#[derive(Debug, Clone, Copy)]
-struct Bounded<const MIN: u64, const MAX: u64>(usize);
-
-impl<'de, const MIN: u64, const MAX: u64> Deserialize<'de> for Bounded<MIN, MAX> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let n = u64::deserialize(d)?;
-        match usize::try_from(n) {
-            Ok(v) if (MIN..=MAX).contains(&n) => Ok(Bounded(v)),
-            _ => Err(serde::de::Error::custom(format!("{n} is not between {MIN} and {MAX}"))),
-        }
-    }
-}
-
 impl Config {
     /// The embedded defaults.
     pub fn embedded() -> Result<Config, ConfigError> {
@@ -246,9 +232,23 @@ fn drop_ins(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     Ok(files)
 }
 
-/// Turns a TOML error's byte span into line and column.
+/// Turns a TOML error's byte span into line and column. Errors inside a `[[sinks]]` table come
+/// from a tagged enum, which serde reads without positions: the span is the whole table. An
+/// unknown key is then found by name inside that span.
 fn located(file: &str, text: &str, error: &toml::de::Error) -> ConfigError {
-    let offset = error.span().map_or(0, |s| s.start).min(text.len());
+    let span = error.span().unwrap_or(0..0);
+    let (start, end) = (span.start.min(text.len()), span.end.min(text.len()));
+    let unknown_key = error
+        .message()
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(key, _)| key);
+    // The table runs from its header to the next header line.
+    let table_end =
+        text[end..].match_indices("\n[").next().map_or(text.len(), |(at, _)| end + at + 1);
+    let offset = unknown_key
+        .and_then(|key| key_offset(&text[start..table_end], key))
+        .map_or(start, |at| start + at);
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
@@ -258,6 +258,21 @@ fn located(file: &str, text: &str, error: &toml::de::Error) -> ConfigError {
         column,
         message: error.message().trim().to_string(),
     }
+}
+
+/// Where a line of `table` sets `key` (`key =` at the start of a line).
+fn key_offset(table: &str, key: &str) -> Option<usize> {
+    let mut at = 0;
+    for line in table.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if let Some(rest) = trimmed.strip_prefix(key)
+            && rest.trim_start().starts_with('=')
+        {
+            return Some(at + (line.len() - trimmed.len()));
+        }
+        at += line.len();
+    }
+    None
 }
 
 #[cfg(test)]

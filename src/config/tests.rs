@@ -44,7 +44,7 @@ fn errors_name_file_line_and_column() {
 
     let e = files(&[("e.toml", "[[sinks]]\ntype = \"file\"\npath = \"/x\"\ncolour = 1\n")])
         .unwrap_err();
-    assert_eq!(e.line, 1, "sink errors point into the sink table: {e}");
+    assert_eq!((e.line, e.column), (4, 1), "an unknown sink key is found by name: {e}");
     assert!(e.message.contains("colour"), "{e}");
 
     let e = files(&[("f.toml", "[[sinks]]\ntype = \"carrier-pigeon\"\n")]).unwrap_err();

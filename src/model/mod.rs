@@ -3,6 +3,7 @@
 //! snapshot is also the rule-test fixture format.
 
 mod alert;
+mod bounded;
 mod change;
 mod fd;
 #[cfg(test)]
@@ -15,6 +16,7 @@ mod socket;
 mod text;
 
 pub use alert::{Alert, AlertAction, RuleHit, Severity, StdioPath};
+pub use bounded::Bounded;
 pub use change::Change;
 pub use fd::{AccessMode, Fd, FdTarget, PtyId};
 pub use interval::{Interval, MIN_INTERVAL, parse_interval};
