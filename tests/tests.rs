@@ -7,6 +7,7 @@ mod agent_files;
 mod boundaries;
 mod detect_lifecycle;
 mod detect_shells;
+mod http_sink;
 mod scan_cli;
 mod scan_holders;
 mod scan_privileges;

@@ -102,3 +102,26 @@ fn drop_ins_are_read_in_name_order_from_conf_d() {
     let bad = bad.unwrap_err();
     assert!(bad.file.ends_with("conf.d/30-bad.toml") && bad.line == 2, "{bad}");
 }
+
+#[test]
+fn the_documented_http_sink_parses_with_every_key() {
+    let example = EMBEDDED_DEFAULT.split("# type = \"http\"").nth(1).expect("an http example");
+    let body: String = example
+        .lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let text = format!("[[sinks]]\ntype = \"http\"\n{body}");
+    let config = files(&[("http.toml", &text)]).unwrap();
+    let SinkConfig::Http(http) = &config.sinks[0] else { panic!("{:?}", config.sinks) };
+    assert_eq!(http.format, crate::sinks::HttpFormat::SplunkHec);
+    assert_eq!(http.batch_max_events.map(|b| b.0), Some(500));
+    assert!(http.auth.is_some() && http.tls.is_some() && http.splunk.is_some());
+    let lanes = config.sinks[0].lanes();
+    assert_eq!(lanes.len(), 2, "an alert lane and a telemetry lane");
+
+    let bad = text.replace("gzip = true", "gzip = true\ncompression = \"zstd\"");
+    let e = files(&[("http.toml", &bad)]).unwrap_err();
+    assert_eq!((e.line, e.column), (9, 1), "{e}");
+}

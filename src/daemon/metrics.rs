@@ -93,6 +93,7 @@ impl Collector for AgentCollector {
                 ("delivered", c.delivered),
                 ("dropped_queue_full", c.dropped_queue_full),
                 ("dropped_write_error", c.dropped_write_error),
+                ("dropped_rejected", c.dropped_rejected),
             ] {
                 let labels = vec![
                     ("sink".to_string(), sink.name.clone()),

@@ -19,7 +19,7 @@ use crate::event::{Directions, Encoded, Encoder, EventKind, Redactor, rfc3339};
 use crate::graph::{Graph, ListenerMemory};
 use crate::model::{Change, Family, Snapshot, Socket};
 use crate::scan::Scanner;
-use crate::sinks::{Sink, SinkConfig, SinkStats};
+use crate::sinks::{Sink, SinkConfig, SinkContext, SinkStats};
 use crossbeam_channel::{Receiver, bounded, select};
 use router::{Message, SinkPort};
 use serde_json::{Value, json};
@@ -111,13 +111,18 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
     signals(control_tx.clone())?;
     let host = host::identity();
     let (detection, notices) = detection::Detection::start(&options.config, &host)?;
+    let host_name = host.name.clone();
     let encoder = Encoder::new(host, Redactor::with_patterns(&options.config.redact_patterns));
 
-    let reopen = Arc::new(AtomicU64::new(0));
+    let sink_context = SinkContext {
+        reopen: Arc::new(AtomicU64::new(0)),
+        stopping: Arc::new(std::sync::OnceLock::new()),
+        host_name,
+    };
     let running = Arc::new(RunningSinks::default());
     let mut ports = Vec::new();
     for config in &options.config.sinks {
-        ports.push(running.spawn(config, options.config.agent.queue_capacity, &reopen)?);
+        ports.extend(running.spawn(config, options.config.agent.queue_capacity, &sink_context)?);
     }
     // Each message pins two snapshots: keep the hand-over short (see the scan loop).
     let (to_router, messages) = bounded::<Message>(2);
@@ -138,13 +143,15 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
         to_router: &to_router,
         control: &control,
         control_tx: &control_tx,
-        reopen: &reopen,
+        sinks: &sink_context,
         systemd: &systemd,
         facts: &facts,
         running: &running,
     };
     let stop_reason = scan_loop(&mut scanner, &options, &context, detection, notices);
     systemd.stopping();
+    // Sinks that retry a dead receiver get their grace from now on, not forever.
+    let _ = sink_context.stopping.set(std::time::Instant::now());
 
     let _ = to_router.send(Message::Lifecycle {
         action: "agent_stopping",
@@ -208,7 +215,7 @@ struct LoopContext<'a> {
     to_router: &'a crossbeam_channel::Sender<Message>,
     control: &'a Receiver<Control>,
     control_tx: &'a crossbeam_channel::Sender<Control>,
-    reopen: &'a Arc<AtomicU64>,
+    sinks: &'a SinkContext,
     systemd: &'a systemd::Systemd,
     facts: &'a std::sync::Mutex<metrics::ScanFacts>,
     running: &'a RunningSinks,
@@ -221,7 +228,15 @@ fn scan_loop(
     mut detection: detection::Detection,
     notices: Vec<detection::Notice>,
 ) -> &'static str {
-    let LoopContext { to_router, control, control_tx, reopen, systemd, facts, running } = *cx;
+    let LoopContext {
+        to_router,
+        control,
+        control_tx,
+        sinks: sink_context,
+        systemd,
+        facts,
+        running,
+    } = *cx;
     let mut agent = options.config.agent.clone();
     let mut sinks = options.config.sinks.clone();
     let own_pid = std::process::id() as i32;
@@ -263,9 +278,9 @@ fn scan_loop(
                 }
                 Ok(Control::Reload) => {
                     systemd.reloading();
-                    reopen.fetch_add(1, Ordering::Relaxed);
+                    sink_context.reopen.fetch_add(1, Ordering::Relaxed);
                     let (message, new_rules) =
-                        reload(options, &mut agent, &mut sinks, running, reopen);
+                        reload(options, &mut agent, &mut sinks, running, sink_context);
                     if let Some(message) = message {
                         let _ = to_router.send(message);
                     }
@@ -373,7 +388,7 @@ fn reload(
     agent: &mut crate::config::AgentConfig,
     sinks: &mut Vec<SinkConfig>,
     running: &RunningSinks,
-    reopen: &Arc<AtomicU64>,
+    sink_context: &SinkContext,
 ) -> (Option<Message>, Option<RulesConfig>) {
     let Some(path) = options.config_path.as_ref() else { return (None, None) };
     let file = path.display().to_string();
@@ -391,8 +406,8 @@ fn reload(
     options.overrides.apply(&mut config);
     let mut added = Vec::new();
     for sink in config.sinks.iter().filter(|s| !sinks.contains(s)) {
-        match running.spawn(sink, agent.queue_capacity, reopen) {
-            Ok(port) => added.push(port),
+        match running.spawn(sink, agent.queue_capacity, sink_context) {
+            Ok(ports) => added.extend(ports),
             // Ports spawned so far are dropped with `added`: their queues close, threads end.
             Err(error) => return (Some(failed(error.to_string())), None),
         }
@@ -456,33 +471,43 @@ pub(crate) struct RunningSinks {
 }
 
 impl RunningSinks {
-    /// Opens a sink and starts its thread; returns the router's end.
+    /// Opens a sink's lanes (every one, or none) and starts a thread for each; returns the
+    /// router's ends.
     fn spawn(
         &self,
         config: &SinkConfig,
         capacity: usize,
-        reopen: &Arc<AtomicU64>,
-    ) -> Result<SinkPort, RunError> {
-        let sink = config.build(reopen)?;
-        let name = config.name();
-        let (queue, queued) = bounded::<Arc<Encoded>>(capacity);
-        let stats = Arc::new(SinkStats::default());
-        let thread_stats = stats.clone();
-        let view =
-            metrics::SinkView { name: name.clone(), stats: stats.clone(), queue: queued.clone() };
-        let thread = std::thread::Builder::new()
-            .name(format!("sink-{name}"))
-            .spawn(move || drive_sink(sink, queued, &thread_stats))?;
-        lock(&self.threads).push(thread);
-        lock(&self.views).push(view);
-        Ok(SinkPort {
-            name,
-            config: config.clone(),
-            route: config.route(),
-            queue,
-            stats,
-            stalled: false,
-        })
+        context: &SinkContext,
+    ) -> Result<Vec<SinkPort>, RunError> {
+        let lanes = config.lanes();
+        let sinks =
+            lanes.iter().map(|lane| config.build(lane, context)).collect::<Result<Vec<_>, _>>()?;
+        let mut ports = Vec::new();
+        for (lane, sink) in lanes.into_iter().zip(sinks) {
+            let name = lane.name;
+            let (queue, queued) = bounded::<Arc<Encoded>>(capacity);
+            let stats = Arc::new(SinkStats::default());
+            let thread_stats = stats.clone();
+            let view = metrics::SinkView {
+                name: name.clone(),
+                stats: stats.clone(),
+                queue: queued.clone(),
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("sink-{name}"))
+                .spawn(move || drive_sink(sink, queued, &thread_stats))?;
+            lock(&self.threads).push(thread);
+            lock(&self.views).push(view);
+            ports.push(SinkPort {
+                name,
+                config: config.clone(),
+                route: lane.route,
+                queue,
+                stats,
+                stalled: false,
+            });
+        }
+        Ok(ports)
     }
 
     /// Sinks for metrics (retired ones included: their counters are final).
@@ -569,18 +594,20 @@ fn wanted_family(
     families.is_empty() || subject(change, prev, next).is_none_or(|s| families.contains(&s.family))
 }
 
-/// A sink's thread: takes whatever is queued, writes it as one batch, counts the outcome; after
-/// the router hangs up, drains the queue and flushes.
+/// A sink's thread: takes whatever is queued (waiting for more as long as the sink's batching
+/// allows), delivers it as one batch, counts how each event ended; after the router hangs up,
+/// drains the queue and flushes.
 fn drive_sink(mut sink: Box<dyn Sink>, queue: Receiver<Arc<Encoded>>, stats: &SinkStats) {
-    const BATCH: usize = 512;
-    let mut batch = Vec::with_capacity(BATCH);
-    while stats.take(&queue, &mut batch, BATCH, Duration::from_secs(1)) {
+    let (max, linger) = sink.batching();
+    let mut batch = Vec::with_capacity(max);
+    while stats.take(&queue, &mut batch, max, Duration::from_secs(1)) {
         if batch.is_empty() {
             sink.tick();
             continue;
         }
-        let delivered = sink.write_batch(&batch).is_ok();
-        stats.settle(batch.len() as u64, delivered);
+        stats.take_more(&queue, &mut batch, max, linger);
+        let settled = sink.deliver(&batch);
+        stats.settle(settled);
         batch.clear();
     }
     let _ = sink.flush();

@@ -55,7 +55,7 @@ impl Encoder {
         );
         event["sockwatch"]["socket"] = Value::Object(details);
         event["sockwatch"]["incident"] = self.incident(alert, &mut truncated);
-        let mut encoded = self.finish(event, EventKind::Alert, action, truncated);
+        let mut encoded = self.finish(event, EventKind::Alert, action, alert.at_ms, truncated);
         encoded.severity = alert.severity.id();
         encoded
     }

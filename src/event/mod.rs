@@ -48,6 +48,10 @@ pub struct Encoded {
     pub action: &'static str,
     /// The NDJSON line, newline included.
     pub line: Vec<u8>,
+    /// `event.id` (a UUIDv7): the Elasticsearch `_id` that makes a resent batch idempotent.
+    pub id: String,
+    /// When it happened, ms since the epoch (`@timestamp`; Splunk's `time`).
+    pub at_ms: u64,
 }
 
 /// Who is reporting: fixed for the agent's lifetime.
@@ -127,7 +131,7 @@ impl Encoder {
                     );
                 }
                 event["sockwatch"]["process"] = Value::Object(previous);
-                return Some(self.finish(event, EventKind::Event, "process_exec", truncated));
+                return Some(self.finish(event, EventKind::Event, "process_exec", at, truncated));
             }
         };
         let (snapshot, directions) = match change {
@@ -174,7 +178,7 @@ impl Encoder {
         if matches!(change, Change::ExistingSocket { .. }) {
             event["sockwatch"]["baseline"] = json!(true);
         }
-        Some(self.finish(event, kind, action, truncated))
+        Some(self.finish(event, kind, action, at, truncated))
     }
 
     /// A lifecycle event (`agent_started`, `heartbeat`, …) with extra `sockwatch` fields.
@@ -189,7 +193,7 @@ impl Encoder {
         event["event"]["category"] = json!(["host"]);
         event["event"]["type"] = json!(["info"]);
         event["sockwatch"] = fields;
-        self.finish(event, kind, action, Vec::new())
+        self.finish(event, kind, action, at_ms, Vec::new())
     }
 
     fn envelope(&mut self, action: &str, kind: EventKind, at_ms: u64, snapshot_seq: u64) -> Value {
@@ -217,6 +221,7 @@ impl Encoder {
         mut event: Value,
         kind: EventKind,
         action: &'static str,
+        at_ms: u64,
         truncated: Vec<String>,
     ) -> Encoded {
         if !truncated.is_empty() {
@@ -224,7 +229,8 @@ impl Encoder {
         }
         let mut line = serde_json::to_vec(&event).expect("a JSON value always serialises");
         line.push(b'\n');
-        Encoded { kind, severity: 0, action, line }
+        let id = event["event"]["id"].as_str().unwrap_or_default().to_string();
+        Encoded { kind, severity: 0, action, line, id, at_ms }
     }
 
     /// `process.entity_id`: stable for one process on one boot of one host, across agent restarts.

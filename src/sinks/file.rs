@@ -192,7 +192,14 @@ mod tests {
 
     fn line(n: usize) -> Arc<Encoded> {
         let line = format!("{{\"n\":{n}}}\n").into_bytes();
-        Arc::new(Encoded { kind: EventKind::Event, severity: 0, action: "t", line })
+        Arc::new(Encoded {
+            kind: EventKind::Event,
+            severity: 0,
+            action: "t",
+            line,
+            id: String::new(),
+            at_ms: 0,
+        })
     }
 
     struct Dir(PathBuf);

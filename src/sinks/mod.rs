@@ -3,16 +3,19 @@
 //! the accounting identity `generated = delivered + dropped + queued`.
 
 mod file;
+mod http;
 mod stdout;
 
 pub use file::{FileSink, FileSinkConfig};
+pub use http::{Format as HttpFormat, HttpSink, HttpSinkConfig, Lane};
 pub use stdout::{StdoutSink, StdoutSinkConfig};
 
 use crate::event::{Encoded, EventKind};
 use crossbeam_channel::{Receiver, Sender};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// One `[[sinks]]` entry of the config file, by `type`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -22,6 +25,30 @@ pub enum SinkConfig {
     Stdout(StdoutSinkConfig),
     /// NDJSON appended to a file.
     File(FileSinkConfig),
+    /// Batches POSTed to a SIEM.
+    Http(Box<HttpSinkConfig>),
+}
+
+/// What every sink may need from the agent.
+#[derive(Clone, Debug, Default)]
+pub struct SinkContext {
+    /// Bumped on SIGHUP: file sinks reopen their path.
+    pub reopen: Arc<AtomicU64>,
+    /// Set once, when the agent starts stopping: sinks that retry get a bounded grace.
+    pub stopping: Arc<OnceLock<Instant>>,
+    /// `host.name`, for envelopes that carry it outside the event (Splunk HEC).
+    pub host_name: String,
+}
+
+/// One queue and thread of a sink: a lane's name and which events it takes.
+#[derive(Clone, Debug)]
+pub struct LaneSpec {
+    /// Name for counters and errors.
+    pub name: String,
+    /// Its route filter.
+    pub route: Route,
+    /// The HTTP lane it is, for HTTP sinks.
+    pub lane: Option<Lane>,
 }
 
 impl SinkConfig {
@@ -30,6 +57,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Stdout(_) => "stdout".into(),
             SinkConfig::File(f) => format!("file:{}", f.path.display()),
+            SinkConfig::Http(h) => h.name(),
         }
     }
 
@@ -38,17 +66,60 @@ impl SinkConfig {
         let (kinds, min_severity) = match self {
             SinkConfig::Stdout(c) => (&c.kinds, c.min_severity),
             SinkConfig::File(c) => (&c.kinds, c.min_severity),
+            SinkConfig::Http(c) => (&c.kinds, c.min_severity),
         };
         Route { kinds: kinds.clone().unwrap_or_default(), min_severity: min_severity.unwrap_or(0) }
     }
 
-    /// Opens the sink. `reopen` is bumped on SIGHUP: file sinks reopen their path.
-    pub fn build(&self, reopen: &Arc<AtomicU64>) -> Result<Box<dyn Sink>, SinkError> {
+    /// The queues this sink runs: one, or for HTTP an alert lane and a telemetry lane (so an
+    /// alert never waits behind a telemetry backlog). A lane whose kinds the route excludes is
+    /// not run.
+    pub fn lanes(&self) -> Vec<LaneSpec> {
+        let route = self.route();
+        let SinkConfig::Http(_) = self else {
+            return vec![LaneSpec { name: self.name(), route, lane: None }];
+        };
+        let all = [EventKind::Event, EventKind::State, EventKind::Alert];
+        let wanted: Vec<EventKind> =
+            all.into_iter().filter(|k| route.kinds.is_empty() || route.kinds.contains(k)).collect();
+        let (alerts, telemetry): (Vec<_>, Vec<_>) =
+            wanted.into_iter().partition(|k| *k == EventKind::Alert);
+        [(Lane::Alerts, alerts, "alerts"), (Lane::Telemetry, telemetry, "telemetry")]
+            .into_iter()
+            .filter(|(_, kinds, _)| !kinds.is_empty())
+            .map(|(lane, kinds, label)| LaneSpec {
+                name: format!("{}#{label}", self.name()),
+                route: Route { kinds, min_severity: route.min_severity },
+                lane: Some(lane),
+            })
+            .collect()
+    }
+
+    /// Opens the sink for one of its lanes.
+    pub fn build(
+        &self,
+        lane: &LaneSpec,
+        context: &SinkContext,
+    ) -> Result<Box<dyn Sink>, SinkError> {
         Ok(match self {
             SinkConfig::Stdout(_) => Box::new(StdoutSink::new()),
-            SinkConfig::File(c) => Box::new(FileSink::open(c, reopen.clone())?),
+            SinkConfig::File(c) => Box::new(FileSink::open(c, context.reopen.clone())?),
+            SinkConfig::Http(c) => {
+                Box::new(HttpSink::open(c, lane.lane.unwrap_or(Lane::Telemetry), context.clone())?)
+            }
         })
     }
+}
+
+/// How a delivered batch ended, event by event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settled {
+    /// Accepted by the destination.
+    pub delivered: u64,
+    /// Refused for good by the destination (it said so: a 4xx, a bulk item error).
+    pub rejected: u64,
+    /// Lost to write errors, or not delivered before the agent stopped.
+    pub failed: u64,
 }
 
 /// A destination for encoded events, driven by its own thread.
@@ -59,6 +130,19 @@ pub trait Sink: Send {
     fn flush(&mut self) -> Result<(), SinkError>;
     /// Called about once a second when idle, for time-based work (a due fdatasync).
     fn tick(&mut self) {}
+    /// Delivers a batch and says how each event ended. By default the batch is written whole,
+    /// or lost whole.
+    fn deliver(&mut self, batch: &[Arc<Encoded>]) -> Settled {
+        let n = batch.len() as u64;
+        match self.write_batch(batch) {
+            Ok(()) => Settled { delivered: n, ..Settled::default() },
+            Err(_) => Settled { failed: n, ..Settled::default() },
+        }
+    }
+    /// (most events in a batch, how long a batch may wait to fill after its first event).
+    fn batching(&self) -> (usize, Duration) {
+        (512, Duration::ZERO)
+    }
 }
 
 /// A sink's failure.
@@ -71,6 +155,14 @@ pub enum SinkError {
         sink: String,
         /// Why.
         source: std::io::Error,
+    },
+    /// The sink's settings cannot work (a missing secret file, a bad URL or certificate).
+    #[error("{sink}: {message}")]
+    Config {
+        /// Which sink.
+        sink: String,
+        /// Why.
+        message: String,
     },
 }
 
@@ -106,6 +198,7 @@ struct Counters {
     delivered: u64,
     dropped_queue_full: u64,
     dropped_write_error: u64,
+    dropped_rejected: u64,
 }
 
 impl Counters {
@@ -117,7 +210,9 @@ impl Counters {
             delivered: self.delivered,
             dropped_queue_full: self.dropped_queue_full,
             dropped_write_error: self.dropped_write_error,
-            queued: waiting + (self.taken - self.delivered - self.dropped_write_error),
+            dropped_rejected: self.dropped_rejected,
+            queued: waiting
+                + (self.taken - self.delivered - self.dropped_write_error - self.dropped_rejected),
         }
     }
 }
@@ -163,19 +258,50 @@ impl SinkStats {
         true
     }
 
+    /// Keeps taking queued events into `batch` until it holds `max` or `linger` has passed since
+    /// this call; counts them as taken. A batch waits for more only if it may (telemetry to an
+    /// HTTP receiver), so that one request carries many events.
+    pub fn take_more(
+        &self,
+        queue: &Receiver<Arc<Encoded>>,
+        batch: &mut Vec<Arc<Encoded>>,
+        max: usize,
+        linger: Duration,
+    ) {
+        let until = Instant::now() + linger;
+        while batch.len() < max {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            let Ok(event) = queue.recv_timeout(left) else { return };
+            let mut c = self.lock();
+            batch.push(event);
+            let mut took = 1;
+            while batch.len() < max {
+                match queue.try_recv() {
+                    Ok(event) => {
+                        batch.push(event);
+                        took += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            c.taken += took;
+        }
+    }
+
     /// Events taken off the queue so far (progress, for pacing).
     pub fn taken(&self) -> u64 {
         self.lock().taken
     }
 
     /// Records how a taken batch ended.
-    pub fn settle(&self, n: u64, delivered: bool) {
+    pub fn settle(&self, settled: Settled) {
         let mut c = self.lock();
-        if delivered {
-            c.delivered += n;
-        } else {
-            c.dropped_write_error += n;
-        }
+        c.delivered += settled.delivered;
+        c.dropped_rejected += settled.rejected;
+        c.dropped_write_error += settled.failed;
     }
 
     /// The counters after the sink's queue closed and its thread finished.
@@ -202,8 +328,10 @@ pub struct SinkCounts {
     pub delivered: u64,
     /// Events dropped, by reason.
     pub dropped_queue_full: u64,
-    /// Events lost to write errors.
+    /// Events lost to write errors (or not delivered before the agent stopped).
     pub dropped_write_error: u64,
+    /// Events the destination refused for good.
+    pub dropped_rejected: u64,
     /// Events waiting in its queue.
     pub queued: u64,
 }
@@ -213,7 +341,14 @@ mod tests {
     use super::*;
 
     fn event(kind: EventKind, severity: u8) -> Arc<Encoded> {
-        Arc::new(Encoded { kind, severity, action: "x", line: b"{}\n".to_vec() })
+        Arc::new(Encoded {
+            kind,
+            severity,
+            action: "x",
+            line: b"{}\n".to_vec(),
+            id: String::new(),
+            at_ms: 0,
+        })
     }
 
     #[test]
@@ -231,7 +366,12 @@ mod tests {
         let stats = SinkStats::default();
         let (tx, rx) = crossbeam_channel::bounded(3);
         let identity = |c: &SinkCounts| {
-            c.generated == c.delivered + c.dropped_queue_full + c.dropped_write_error + c.queued
+            c.generated
+                == c.delivered
+                    + c.dropped_queue_full
+                    + c.dropped_write_error
+                    + c.dropped_rejected
+                    + c.queued
         };
         for _ in 0..5 {
             stats.offer(&tx, &event(EventKind::Event, 0));
@@ -244,10 +384,10 @@ mod tests {
         let c = stats.counts("t", &tx);
         assert_eq!(c.queued, 3, "taken but not yet written still counts as queued");
         assert!(identity(&c));
-        stats.settle(2, false);
+        stats.settle(Settled { failed: 2, ..Settled::default() });
         batch.clear();
         assert!(stats.take(&rx, &mut batch, 10, wait));
-        stats.settle(1, true);
+        stats.settle(Settled { delivered: 1, ..Settled::default() });
         drop(tx);
         assert!(!stats.take(&rx, &mut Vec::new(), 10, wait), "closed and empty");
         let c = stats.final_counts("t");

