@@ -253,7 +253,7 @@ fn scan_loop(
             "interval_ms": agent.interval.as_millis() as u64,
             "baseline": agent.baseline,
             "config": options.config_path.as_ref().map(|p| p.display().to_string()),
-            "sinks": options.config.sinks.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            "sink_names": options.config.sinks.iter().map(|s| s.name()).collect::<Vec<_>>(),
             "privileges": scanner.privileges(),
         }),
         with_sinks: false,
@@ -422,7 +422,7 @@ fn reload(
         announce: json!({
             "config": file,
             "interval_ms": agent.interval.as_millis() as u64,
-            "sinks": sinks.iter().map(SinkConfig::name).collect::<Vec<_>>(),
+            "sink_names": sinks.iter().map(SinkConfig::name).collect::<Vec<_>>(),
         }),
     };
     (Some(message), Some(rules))

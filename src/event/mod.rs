@@ -382,7 +382,11 @@ impl Encoder {
         d.insert("inode".into(), json!(socket.key.inode));
         d.insert("netns".into(), json!(socket.key.netns));
         d.insert("family".into(), json!(socket.family));
-        d.insert("protocol".into(), json!(socket.protocol));
+        // A string in every event (a SIEM maps a field to one type): the netlink family apart.
+        d.insert("protocol".into(), json!(socket.protocol.name()));
+        if let crate::model::Protocol::Netlink(family) = socket.protocol {
+            d.insert("netlink_protocol".into(), json!(family));
+        }
         d.insert("state".into(), json!(socket.state.name()));
         d.insert("direction".into(), json!(direction));
         d.insert("direction_source".into(), json!(source));

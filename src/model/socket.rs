@@ -83,6 +83,25 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// The protocol as one word (`tcp`, `netlink`, or the kernel's name for another), the same
+    /// type in every event and rule.
+    pub fn name(&self) -> &str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Udplite => "udplite",
+            Protocol::Raw => "raw",
+            Protocol::Icmp => "icmp",
+            Protocol::Stream => "stream",
+            Protocol::Dgram => "dgram",
+            Protocol::Seqpacket => "seqpacket",
+            Protocol::PacketRaw => "packet_raw",
+            Protocol::PacketDgram => "packet_dgram",
+            Protocol::Netlink(_) => "netlink",
+            Protocol::Other(name) => name,
+        }
+    }
+
     /// The IPPROTO_* number osquery reports for internet sockets (0 otherwise).
     pub fn ip_number(&self, family: Family) -> u16 {
         match self {

@@ -6,7 +6,7 @@
 //! any element passes, and `!=` is the negation of `=` (true when none is equal).
 
 use super::subject::{Context, Subject, VIAS, via_bit};
-use crate::model::{Direction, DirectionSource, Exe, Process, Protocol, RawText, Via};
+use crate::model::{Direction, DirectionSource, Exe, Process, RawText, Via};
 use std::borrow::Cow;
 use std::net::IpAddr;
 
@@ -186,23 +186,6 @@ fn listener_holders<'a, T>(
         }
     }
     out
-}
-
-fn protocol_name(protocol: &Protocol) -> Cow<'_, str> {
-    Cow::Borrowed(match protocol {
-        Protocol::Tcp => "tcp",
-        Protocol::Udp => "udp",
-        Protocol::Udplite => "udplite",
-        Protocol::Raw => "raw",
-        Protocol::Icmp => "icmp",
-        Protocol::Stream => "stream",
-        Protocol::Dgram => "dgram",
-        Protocol::Seqpacket => "seqpacket",
-        Protocol::PacketRaw => "packet_raw",
-        Protocol::PacketDgram => "packet_dgram",
-        Protocol::Netlink(_) => "netlink",
-        Protocol::Other(name) => return Cow::Borrowed(name.as_str()),
-    })
 }
 
 /// The lowercase name of a direction or its source.
@@ -496,7 +479,7 @@ pub static FIELDS: &[Field] = &[
         kind: Kind::Str,
         list: false,
         doc: "`tcp`, `udp`, `udplite`, `raw` or `icmp`.",
-        get: |s, _| Value::Str(protocol_name(&s.socket.protocol)),
+        get: |s, _| Value::Str(Cow::Borrowed(s.socket.protocol.name())),
     },
     Field {
         name: "sock.state",
