@@ -172,6 +172,8 @@ fn bulk_items(body: &[u8], events: usize) -> Vec<Verdict> {
     struct ItemError {
         #[serde(rename = "type", default)]
         kind: String,
+        #[serde(default)]
+        reason: String,
     }
     let unreadable = |why: &str| {
         vec![Verdict::Retry { after: None, reason: format!("bulk answer {why}") }; events]
@@ -198,9 +200,18 @@ fn bulk_items(body: &[u8], events: usize) -> Vec<Verdict> {
                     Verdict::Retry { after: None, reason: format!("bulk item {}", item.status) }
                 }
                 status => {
-                    let kind = item.error.map(|e| e.kind).unwrap_or_default();
-                    let kind: String = kind.chars().filter(|c| !c.is_control()).take(100).collect();
-                    Verdict::Reject { reason: format!("bulk item {status} {kind}") }
+                    // The server's words, for the operator: which field failed to map, say.
+                    let (kind, why) = item.error.map(|e| (e.kind, e.reason)).unwrap_or_default();
+                    let printable = |s: String, n| -> String {
+                        s.chars().filter(|c| !c.is_control()).take(n).collect()
+                    };
+                    let (kind, why) = (printable(kind, 100), printable(why, 300));
+                    let reason = if why.is_empty() {
+                        format!("bulk item {status} {kind}")
+                    } else {
+                        format!("bulk item {status} {kind}: {why}")
+                    };
+                    Verdict::Reject { reason }
                 }
             }
         })

@@ -151,7 +151,7 @@ impl HttpSink {
         lane: Lane,
         context: SinkContext,
     ) -> Result<Self, SinkError> {
-        let name = config.name();
+        let name = format!("{}#{}", config.name(), format!("{lane:?}").to_lowercase());
         let fail = |message: String| config_error(&name, message);
         let scheme = config.url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
         if !matches!(scheme.as_deref(), Some("http" | "https")) {
