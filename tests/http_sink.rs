@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 
 const RECEIVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/receiver.py");
 
-struct Receiver {
+pub(crate) struct Receiver {
     _process: Running,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Receiver {
-    fn start(port: u16) -> Receiver {
+    pub(crate) fn start(port: u16) -> Receiver {
         let mut command = Command::new("python3");
         command.arg(RECEIVER).arg(port.to_string());
         let (process, line) = Running::spawn_with_line(command);
@@ -38,7 +38,7 @@ impl Receiver {
             .expect("control the receiver");
     }
 
-    fn requests(&self) -> Vec<Value> {
+    pub(crate) fn requests(&self) -> Vec<Value> {
         let mut answer = ureq::get(&format!("http://127.0.0.1:{}/_requests", self.port))
             .call()
             .expect("read the receiver's log");
@@ -47,7 +47,7 @@ impl Receiver {
     }
 
     /// Ids of the events in requests answered 2xx, with how often each arrived.
-    fn accepted_ids(&self) -> HashMap<String, usize> {
+    pub(crate) fn accepted_ids(&self) -> HashMap<String, usize> {
         let mut ids = HashMap::new();
         for request in self.requests() {
             if (200..300).contains(&request["status"].as_u64().unwrap()) {
@@ -62,7 +62,7 @@ impl Receiver {
 }
 
 /// A config with stdout (what the test reads) and one HTTP sink with `http` extra settings.
-fn config(dir: &Path, url: &str, http: &str) -> String {
+pub(crate) fn config(dir: &Path, url: &str, http: &str) -> String {
     let path = dir.join("sockwatch.toml");
     let body = format!(
         "[[sinks]]\ntype = \"stdout\"\n\n[[sinks]]\ntype = \"http\"\nurl = \"{url}\"\n\
@@ -73,7 +73,7 @@ fn config(dir: &Path, url: &str, http: &str) -> String {
 }
 
 /// Opens `n` loopback connections, holds them across a scan, closes them: 2n+ socket events.
-fn connections(n: usize) {
+pub(crate) fn connections(n: usize) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
     let held: Vec<_> = (0..n)
@@ -107,7 +107,7 @@ fn lanes(tally: &Value) -> HashMap<String, Value> {
     lanes
 }
 
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if done() {
@@ -290,7 +290,7 @@ fn splunk_hec_envelopes_with_the_token_from_a_file_never_logged() {
 }
 
 /// Runs the agent on `config` until `done`, then stops it: (stdout, stderr).
-fn run_until(dir: &Path, config: &str, done: impl FnMut() -> bool) -> (String, String) {
+pub(crate) fn run_until(dir: &Path, config: &str, done: impl FnMut() -> bool) -> (String, String) {
     let child = Command::new(env!("CARGO_BIN_EXE_sockwatch"))
         .args(["run", "--interval", "200ms", "--config", config, "--state-dir"])
         .arg(dir.join("state"))
