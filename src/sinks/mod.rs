@@ -156,6 +156,14 @@ pub enum SinkError {
         /// Why.
         source: std::io::Error,
     },
+    /// The destination did not take every event of a batch (refused, or out of time).
+    #[error("{sink}: {events} events not delivered")]
+    Undelivered {
+        /// Which sink.
+        sink: String,
+        /// How many.
+        events: u64,
+    },
     /// The sink's settings cannot work (a missing secret file, a bad URL or certificate).
     #[error("{sink}: {message}")]
     Config {

@@ -346,17 +346,10 @@ fn certificates(path: &Path) -> Result<Vec<ureq::tls::Certificate<'static>>, Str
 impl Sink for HttpSink {
     fn write_batch(&mut self, batch: &[Arc<Encoded>]) -> Result<(), SinkError> {
         let settled = self.deliver(batch);
-        if settled.delivered == batch.len() as u64 {
-            Ok(())
-        } else {
-            Err(config_error(
-                &self.name,
-                format!(
-                    "{} of {} events not delivered",
-                    batch.len() as u64 - settled.delivered,
-                    batch.len()
-                ),
-            ))
+        let lost = batch.len() as u64 - settled.delivered;
+        match lost {
+            0 => Ok(()),
+            _ => Err(SinkError::Undelivered { sink: self.name.clone(), events: lost }),
         }
     }
 
