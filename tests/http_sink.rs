@@ -432,6 +432,18 @@ fn an_outage_loses_nothing_and_duplicates_at_most_a_batch() {
         }
         assert_eq!(lane["queued"], 0, "{lane}");
     }
+    // Each lane said what the outage cost it, once it could deliver again.
+    let recovered: Vec<&Value> =
+        events.iter().filter(|e| e["event"]["action"] == "sink_recovered").collect();
+    let telemetry_recovery = recovered
+        .iter()
+        .find(|e| e["sockwatch"]["sink"] == format!("http:{url}#telemetry"))
+        .unwrap_or_else(|| panic!("no sink_recovered for telemetry: {recovered:?}"));
+    let cost = &telemetry_recovery["sockwatch"];
+    assert!(cost["duration_ms"].as_u64().unwrap() + 1000 >= outage.as_millis() as u64, "{cost}");
+    assert!(cost["failed_attempts"].as_u64().unwrap() >= 1, "{cost}");
+    assert!(cost["backlog"].as_u64().unwrap() >= 100 * outage.as_secs(), "{cost}");
+    assert_eq!(cost["dropped"], 0, "{cost}");
     // The backlog lives in bounded queues: memory stays near the agent's usual size.
     assert!(peak_rss_kib < 128 * 1024, "peak RSS {peak_rss_kib} KiB during the outage");
 }

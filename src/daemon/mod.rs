@@ -480,13 +480,17 @@ impl RunningSinks {
         context: &SinkContext,
     ) -> Result<Vec<SinkPort>, RunError> {
         let lanes = config.lanes();
-        let sinks =
-            lanes.iter().map(|lane| config.build(lane, context)).collect::<Result<Vec<_>, _>>()?;
+        let sinks = lanes
+            .iter()
+            .map(|lane| {
+                let stats = Arc::new(SinkStats::default());
+                config.build(lane, context, stats.clone()).map(|sink| (sink, stats))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let mut ports = Vec::new();
-        for (lane, sink) in lanes.into_iter().zip(sinks) {
+        for (lane, (sink, stats)) in lanes.into_iter().zip(sinks) {
             let name = lane.name;
             let (queue, queued) = bounded::<Arc<Encoded>>(capacity);
-            let stats = Arc::new(SinkStats::default());
             let thread_stats = stats.clone();
             let view = metrics::SinkView {
                 name: name.clone(),

@@ -97,7 +97,17 @@ pub(crate) fn route(
     mut sinks: Vec<SinkPort>,
 ) -> Vec<(String, Arc<SinkStats>)> {
     let mut retired: Vec<(String, Arc<SinkStats>)> = Vec::new();
-    for message in messages {
+    loop {
+        // Woken at least once a second, so that a recovery is reported on a quiet host too.
+        let message = match messages.recv_timeout(Duration::from_secs(1)) {
+            Ok(message) => message,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                report_recoveries(&mut encoder, &sinks);
+                continue;
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        };
+        report_recoveries(&mut encoder, &sinks);
         match message {
             Message::Changes { changes, prev, next } => {
                 let prev_ref = prev.as_ref().map(|(s, d)| (s.as_ref(), d.as_ref()));
@@ -151,6 +161,18 @@ pub(crate) fn route(
     }
     retired.extend(sinks.into_iter().map(|s| (s.name, s.stats)));
     retired
+}
+
+/// A `sink_recovered` event for every outage that ended since the last look: how long it
+/// lasted, what it dropped, what it delayed.
+fn report_recoveries(encoder: &mut Encoder, sinks: &[SinkPort]) {
+    let recoveries: Vec<_> = sinks.iter().flat_map(|s| s.stats.take_recoveries()).collect();
+    for recovery in recoveries {
+        let fields = serde_json::to_value(&recovery).unwrap_or(Value::Null);
+        let event =
+            Arc::new(encoder.lifecycle("sink_recovered", EventKind::Event, now_ms(), fields));
+        sinks.iter().for_each(|s| s.offer(&event));
+    }
 }
 
 fn now_ms() -> u64 {

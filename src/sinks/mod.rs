@@ -96,17 +96,23 @@ impl SinkConfig {
     }
 
     /// Opens the sink for one of its lanes.
+    /// Opens the sink for one of its lanes; `stats` are that lane's counters (a sink that
+    /// retries reports outages there).
     pub fn build(
         &self,
         lane: &LaneSpec,
         context: &SinkContext,
+        stats: Arc<SinkStats>,
     ) -> Result<Box<dyn Sink>, SinkError> {
         Ok(match self {
             SinkConfig::Stdout(_) => Box::new(StdoutSink::new()),
             SinkConfig::File(c) => Box::new(FileSink::open(c, context.reopen.clone())?),
-            SinkConfig::Http(c) => {
-                Box::new(HttpSink::open(c, lane.lane.unwrap_or(Lane::Telemetry), context.clone())?)
-            }
+            SinkConfig::Http(c) => Box::new(HttpSink::open(
+                c,
+                lane.lane.unwrap_or(Lane::Telemetry),
+                context.clone(),
+                stats,
+            )?),
         })
     }
 }
@@ -199,7 +205,32 @@ pub struct SinkStats {
     counters: Mutex<Counters>,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+/// An outage in progress: since when, and the drops counted before it.
+#[derive(Debug, Clone, Copy)]
+struct Outage {
+    started_at_ms: u64,
+    started: Instant,
+    dropped_before: u64,
+}
+
+/// What an outage cost, reported as `sink_recovered` once the destination takes events again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Recovery {
+    /// Sink (lane) name.
+    pub sink: String,
+    /// When the first attempt failed, ms since the epoch.
+    pub started_at_ms: u64,
+    /// How long until an attempt succeeded.
+    pub duration_ms: u64,
+    /// Attempts that failed meanwhile.
+    pub failed_attempts: u64,
+    /// Events dropped meanwhile (queue full, refused, lost).
+    pub dropped: u64,
+    /// Events waiting when it ended: delayed, not lost.
+    pub backlog: u64,
+}
+
+#[derive(Debug, Default)]
 struct Counters {
     generated: u64,
     taken: u64,
@@ -207,9 +238,16 @@ struct Counters {
     dropped_queue_full: u64,
     dropped_write_error: u64,
     dropped_rejected: u64,
+    outage: Option<Outage>,
+    failed_attempts: u64,
+    recoveries: Vec<Recovery>,
 }
 
 impl Counters {
+    fn dropped(&self) -> u64 {
+        self.dropped_queue_full + self.dropped_write_error + self.dropped_rejected
+    }
+
     /// With `waiting` events still in the queue; taken but unsettled ones count as queued.
     fn counts(&self, sink: &str, waiting: u64) -> SinkCounts {
         SinkCounts {
@@ -312,6 +350,44 @@ impl SinkStats {
         c.dropped_write_error += settled.failed;
     }
 
+    /// An attempt to deliver failed (and will be retried): an outage starts, or goes on.
+    pub fn attempt_failed(&self) {
+        let mut c = self.lock();
+        c.failed_attempts += 1;
+        if c.outage.is_none() {
+            let started_at_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            let dropped_before = c.dropped();
+            c.outage = Some(Outage { started_at_ms, started: Instant::now(), dropped_before });
+        }
+    }
+
+    /// An attempt succeeded: an outage in progress ends, and what it cost is kept for
+    /// `take_recoveries`.
+    pub fn attempt_succeeded(&self, sink: &str) {
+        let mut c = self.lock();
+        if let Some(outage) = c.outage.take() {
+            // Not yet delivered nor dropped: waiting, or in the batch being sent.
+            let backlog = c.generated - c.delivered - c.dropped();
+            let recovery = Recovery {
+                sink: sink.to_string(),
+                started_at_ms: outage.started_at_ms,
+                duration_ms: u64::try_from(outage.started.elapsed().as_millis())
+                    .unwrap_or(u64::MAX),
+                failed_attempts: std::mem::take(&mut c.failed_attempts),
+                dropped: c.dropped() - outage.dropped_before,
+                backlog,
+            };
+            c.recoveries.push(recovery);
+        }
+    }
+
+    /// Outages that ended since the last call.
+    pub fn take_recoveries(&self) -> Vec<Recovery> {
+        std::mem::take(&mut self.lock().recoveries)
+    }
+
     /// The counters after the sink's queue closed and its thread finished.
     pub fn final_counts(&self, sink: &str) -> SinkCounts {
         self.lock().counts(sink, 0)
@@ -401,5 +477,27 @@ mod tests {
         let c = stats.final_counts("t");
         assert_eq!((c.delivered, c.dropped_write_error, c.queued), (1, 2, 0));
         assert!(identity(&c));
+    }
+
+    #[test]
+    fn an_outage_is_reported_once_with_what_it_cost() {
+        let stats = SinkStats::default();
+        let (tx, rx) = crossbeam_channel::bounded(2);
+        stats.attempt_succeeded("t");
+        assert!(stats.take_recoveries().is_empty(), "no outage, nothing to report");
+        stats.attempt_failed();
+        for _ in 0..5 {
+            stats.offer(&tx, &event(EventKind::Event, 0));
+        }
+        stats.attempt_failed();
+        stats.attempt_failed();
+        stats.attempt_succeeded("t");
+        stats.attempt_succeeded("t");
+        let recoveries = stats.take_recoveries();
+        assert_eq!(recoveries.len(), 1, "{recoveries:?}");
+        let r = &recoveries[0];
+        assert_eq!((r.failed_attempts, r.dropped, r.backlog), (3, 3, 2), "{r:?}");
+        assert!(stats.take_recoveries().is_empty());
+        drop(rx);
     }
 }

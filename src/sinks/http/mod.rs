@@ -14,7 +14,7 @@ mod secret;
 pub use format::{Envelope, Format, SplunkFields};
 pub use secret::{AuthConfig, Secret};
 
-use super::{Settled, Sink, SinkContext, SinkError};
+use super::{Settled, Sink, SinkContext, SinkError, SinkStats};
 use crate::event::{Encoded, EventKind};
 use crate::model::{Bounded, Interval};
 use flate2::write::GzEncoder;
@@ -112,6 +112,8 @@ pub struct HttpSink {
     grace: Duration,
     batching: (usize, Duration),
     context: SinkContext,
+    /// This lane's counters, where outages are reported (`sink_recovered`).
+    stats: Arc<SinkStats>,
     body: Vec<u8>,
 }
 
@@ -150,6 +152,7 @@ impl HttpSink {
         config: &HttpSinkConfig,
         lane: Lane,
         context: SinkContext,
+        stats: Arc<SinkStats>,
     ) -> Result<Self, SinkError> {
         let name = format!("{}#{}", config.name(), format!("{lane:?}").to_lowercase());
         let fail = |message: String| config_error(&name, message);
@@ -216,6 +219,7 @@ impl HttpSink {
             grace: config.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |i| i.0),
             batching: config.batching(lane),
             context,
+            stats,
             body: Vec::new(),
             name,
         })
@@ -379,6 +383,12 @@ impl Sink for HttpSink {
                 return settled;
             }
             let verdicts = self.post(&part);
+            // Any answer that settles something ends an outage; retrying everything is one.
+            if verdicts.iter().all(|v| matches!(v, Verdict::Retry { .. })) {
+                self.stats.attempt_failed();
+            } else {
+                self.stats.attempt_succeeded(&self.name);
+            }
             if verdicts.contains(&Verdict::Split) {
                 if part.len() == 1 {
                     settled.rejected += 1;
