@@ -11,104 +11,82 @@ use std::time::Duration;
 
 const NGINX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/test-tools/nginx/usr/sbin/nginx");
 
-/// nginx on a free loopback port: TLS with a certificate for 127.0.0.1 signed by the test's own
-/// CA, basic auth for `agent`, proxying to `upstream`.
+/// nginx on two free loopback ports, with a certificate for 127.0.0.1 signed by the test's own
+/// CA, proxying to `upstream`: `port` asks for basic auth (`agent`), `mtls_port` for a client
+/// certificate signed by the same CA.
 struct Nginx {
     _process: Running,
     port: u16,
+    mtls_port: u16,
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    run(Command::new("openssl").current_dir(dir).args(args));
+fn openssl(dir: &Path, args: &str) {
+    run(Command::new("openssl").current_dir(dir).args(args.split_whitespace()));
+}
+
+/// `NAME.key` and `NAME.pem` for `subject`, signed by the CA, with the `extensions` line.
+fn signed(dir: &Path, name: &str, subject: &str, extensions: &str) {
+    openssl(
+        dir,
+        &format!(
+            "req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj {subject} \
+         -keyout {name}.key -out {name}.csr"
+        ),
+    );
+    std::fs::write(dir.join(format!("{name}.ext")), format!("{extensions}\n")).unwrap();
+    openssl(
+        dir,
+        &format!(
+            "x509 -req -in {name}.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+         -extfile {name}.ext -out {name}.pem"
+        ),
+    );
+}
+
+fn free_port() -> u16 {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap().port()
 }
 
 impl Nginx {
     fn start(dir: &Path, upstream: u16, password: &str) -> Nginx {
         openssl(
             dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=sockwatch test CA",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-            ],
+            "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+             -subj /CN=sockwatch-test-CA -keyout ca.key -out ca.pem",
         );
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-subj",
-                "/CN=127.0.0.1",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-            ],
-        );
-        std::fs::write(dir.join("san.ext"), "subjectAltName = IP:127.0.0.1\n").unwrap();
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                "san.ext",
-                "-out",
-                "server.pem",
-            ],
-        );
+        signed(dir, "server", "/CN=127.0.0.1", "subjectAltName = IP:127.0.0.1");
+        signed(dir, "client", "/CN=sockwatch-agent", "extendedKeyUsage = clientAuth");
         let hash = run(Command::new("openssl").args(["passwd", "-apr1", password]));
         std::fs::write(dir.join("htpasswd"), format!("agent:{}\n", hash.trim())).unwrap();
 
-        let port = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            probe.local_addr().unwrap().port()
-        };
+        let (port, mtls_port) = (free_port(), free_port());
         let d = dir.display();
+        let tls = format!(
+            "ssl_certificate {d}/server.pem;\n  ssl_certificate_key {d}/server.key;\n  \
+             location / {{ proxy_pass http://127.0.0.1:{upstream}; }}"
+        );
         let conf = format!(
             "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log stderr warn;\n\
              events {{}}\n\
              http {{\n access_log off;\n client_body_temp_path {d}/body;\n\
              proxy_temp_path {d}/proxy;\n fastcgi_temp_path {d}/fastcgi;\n\
              uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
-             server {{\n  listen 127.0.0.1:{port} ssl;\n\
-             ssl_certificate {d}/server.pem;\n  ssl_certificate_key {d}/server.key;\n\
-             auth_basic \"siem\";\n  auth_basic_user_file {d}/htpasswd;\n\
-             location / {{ proxy_pass http://127.0.0.1:{upstream}; }}\n }}\n}}\n"
+             server {{\n  listen 127.0.0.1:{port} ssl;\n  {tls}\n\
+             auth_basic \"siem\";\n  auth_basic_user_file {d}/htpasswd;\n }}\n\
+             server {{\n  listen 127.0.0.1:{mtls_port} ssl;\n  {tls}\n\
+             ssl_client_certificate {d}/ca.pem;\n  ssl_verify_client on;\n }}\n}}\n"
         );
         std::fs::write(dir.join("nginx.conf"), conf).unwrap();
         let mut command = Command::new(NGINX);
         command.arg("-p").arg(dir).arg("-c").arg(dir.join("nginx.conf"));
         let process = Running::spawn(command);
         wait_until("nginx listening", Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            [port, mtls_port]
+                .iter()
+                .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok())
         });
-        Nginx { _process: process, port }
+        Nginx { _process: process, port, mtls_port }
     }
 }
 
@@ -181,4 +159,36 @@ fn tls_with_the_given_ca_and_basic_auth_delivers_and_an_unknown_ca_does_not() {
     for text in [&stdout, &stderr] {
         assert!(!text.contains(password) && !text.contains("wrong-password-xyz"));
     }
+
+    // Mutual TLS: with the client certificate, delivered; without it, nginx refuses the request
+    // (400), the batch is dropped and counted, and nothing reaches the receiver.
+    let url = format!("https://127.0.0.1:{}/ingest", nginx.mtls_port);
+    let p = |name: &str| dir.path.join(name).display().to_string();
+    let mutual = format!(
+        "tls = {{ ca_file = \"{}\", client_cert_file = \"{}\", client_key_file = \"{}\" }}",
+        p("ca.pem"),
+        p("client.pem"),
+        p("client.key")
+    );
+    let agent = Agent::start(&["--config", &config(&dir.path, &url, &mutual)]);
+    connections(2);
+    let (status, events, _) = agent.stop();
+    assert!(status.success());
+    let accepted = receiver.accepted_ids();
+    assert!(events.iter().all(|e| accepted.contains_key(e["event"]["id"].as_str().unwrap())));
+
+    let before = receiver.requests().len();
+    let server_only = format!("tls = {{ ca_file = \"{}\" }}", p("ca.pem"));
+    let agent = Agent::start(&["--config", &config(&dir.path, &url, &server_only)]);
+    connections(2);
+    let (status, _, tally) = agent.stop();
+    assert!(status.success());
+    assert_eq!(receiver.requests().len(), before, "a request without a client certificate passed");
+    let rejected: u64 = tally["sinks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["dropped_rejected"].as_u64().unwrap())
+        .sum();
+    assert!(rejected > 0, "{tally}");
 }
