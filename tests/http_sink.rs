@@ -89,7 +89,7 @@ pub(crate) fn connections(n: usize) {
 }
 
 /// Each lane's final counters from the agent's exit line, checked against the identity.
-fn lanes(tally: &Value) -> HashMap<String, Value> {
+pub(crate) fn lanes(tally: &Value) -> HashMap<String, Value> {
     let mut lanes = HashMap::new();
     for sink in tally["sinks"].as_array().expect("sink counters") {
         let n = |k: &str| sink[k].as_u64().unwrap();

@@ -137,13 +137,8 @@ fn tls_with_the_given_ca_and_basic_auth_delivers_and_an_unknown_ca_does_not() {
     let (status, _, tally) = agent.stop();
     assert!(status.success());
     assert_eq!(receiver.requests().len(), before, "an unverified server got events");
-    let telemetry = tally["sinks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["sink"].as_str().unwrap().ends_with("#telemetry"))
-        .unwrap()
-        .clone();
+    let lanes = crate::http_sink::lanes(&tally);
+    let telemetry = &lanes[&format!("http:{url}#telemetry")];
     assert_eq!(telemetry["delivered"], 0, "{telemetry}");
     assert!(telemetry["dropped_write_error"].as_u64().unwrap() > 0, "{telemetry}");
 

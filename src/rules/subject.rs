@@ -197,7 +197,8 @@ impl Subjects {
         let index = &mut self.index;
         index.clear();
         let first = out.len();
-        let process_memo = Rc::new(Memo::default());
+        // Shared by this process's subjects; made with the first one (most processes have none).
+        let mut process_memo: Option<Rc<Memo>> = None;
         let mut entry = |socket_key: SocketKey, out: &mut Vec<Subject<'g>>| -> Option<usize> {
             if let Some(&i) = index.get(&socket_key) {
                 return Some(i);
@@ -214,7 +215,7 @@ impl Subjects {
                 holder_is_ancestor: false,
                 truncated: false,
                 memo: Memo::default(),
-                process_memo: Rc::clone(&process_memo),
+                process_memo: Rc::clone(process_memo.get_or_insert_default()),
             });
             index.insert(socket_key, out.len() - 1);
             Some(out.len() - 1)
