@@ -27,11 +27,11 @@ impl Receiver {
         Receiver { _process: process, port: facts["port"].as_u64().unwrap() as u16 }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}/ingest", self.port)
     }
 
-    fn control(&self, settings: Value) {
+    pub(crate) fn control(&self, settings: Value) {
         ureq::post(&format!("http://127.0.0.1:{}/_control", self.port))
             .header("Content-Type", "application/json")
             .send(settings.to_string())
@@ -97,6 +97,7 @@ pub(crate) fn lanes(tally: &Value) -> HashMap<String, Value> {
             n("generated"),
             n("delivered")
                 + n("dropped_queue_full")
+                + n("dropped_spool_full")
                 + n("dropped_write_error")
                 + n("dropped_rejected")
                 + n("queued"),
@@ -387,9 +388,7 @@ fn an_outage_loses_nothing_and_duplicates_at_most_a_batch() {
     let before = receiver.accepted_ids();
     drop(receiver);
     // ≥ 100 events/s for the outage: connections opened and closed across scans.
-    let outage = Duration::from_secs(
-        std::env::var("SOCKWATCH_OUTAGE_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60),
-    );
+    let outage = outage_length();
     let started = Instant::now();
     while started.elapsed() < outage {
         connections(60);
@@ -448,7 +447,13 @@ fn an_outage_loses_nothing_and_duplicates_at_most_a_batch() {
     assert!(peak_rss_kib < 128 * 1024, "peak RSS {peak_rss_kib} KiB during the outage");
 }
 
-fn peak_rss_kib(pid: i32) -> u64 {
+/// How long receivers stay down in outage tests: 60 s, or `SOCKWATCH_OUTAGE_SECONDS`.
+pub(crate) fn outage_length() -> Duration {
+    let seconds = std::env::var("SOCKWATCH_OUTAGE_SECONDS").ok().and_then(|s| s.parse().ok());
+    Duration::from_secs(seconds.unwrap_or(60))
+}
+
+pub(crate) fn peak_rss_kib(pid: i32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()

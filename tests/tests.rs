@@ -8,6 +8,7 @@ mod boundaries;
 mod detect_lifecycle;
 mod detect_shells;
 mod http_sink;
+mod http_spool;
 mod http_tls;
 mod scan_cli;
 mod scan_holders;

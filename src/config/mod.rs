@@ -165,6 +165,7 @@ impl Config {
             rules: RulesConfig { paths: Vec::new(), watch: true },
             sinks: Vec::new(),
         };
+        let mut sinks_from = None;
         for (name, text) in files {
             let file: ConfigFile = toml::from_str(text).map_err(|e| located(name, text, &e))?;
             if let Some(agent) = file.agent {
@@ -193,10 +194,43 @@ impl Config {
             }
             if let Some(sinks) = file.sinks {
                 config.sinks = sinks;
+                sinks_from = Some((name, text));
             }
+        }
+        if let Some((name, text)) = sinks_from {
+            shared_spools(&config.sinks, name, text)?;
         }
         Ok(config)
     }
+}
+
+/// Two sinks spooling to one directory would read each other's events: refused, at the second
+/// one's `[[sinks]]`.
+fn shared_spools(sinks: &[SinkConfig], file: &str, text: &str) -> Result<(), ConfigError> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, sink) in sinks.iter().enumerate() {
+        for dir in sink.spool_dirs() {
+            if !seen.insert(dir.clone()) {
+                let line = text
+                    .lines()
+                    .enumerate()
+                    .filter(|(_, l)| l.trim_start().starts_with("[[sinks]]"))
+                    .nth(i)
+                    .map_or(1, |(n, _)| n + 1);
+                return Err(ConfigError {
+                    file: file.to_string(),
+                    line,
+                    column: 1,
+                    message: format!(
+                        "sink {} spools to {}, which another sink already uses",
+                        sink.name(),
+                        dir.display()
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {

@@ -125,3 +125,15 @@ fn the_documented_http_sink_parses_with_every_key() {
     let e = files(&[("http.toml", &bad)]).unwrap_err();
     assert_eq!((e.line, e.column), (9, 1), "{e}");
 }
+
+#[test]
+fn two_sinks_spooling_to_one_directory_are_refused_at_the_second() {
+    let sink = "[[sinks]]\ntype = \"http\"\nurl = \"http://127.0.0.1:9/x\"\nspool = { dir = \"/var/lib/sockwatch/spool\" }\n";
+    let other = sink.replace("127.0.0.1:9", "127.0.0.1:10");
+    let fine = format!("{sink}\n{other}");
+    assert!(files(&[("ok.toml", &fine)]).is_ok(), "distinct URLs spool apart");
+    let twice = format!("[[sinks]]\ntype = \"stdout\"\n\n{sink}\n{sink}");
+    let e = files(&[("s.toml", &twice)]).unwrap_err();
+    assert_eq!((e.file.as_str(), e.line), ("s.toml", 9), "{e}");
+    assert!(e.message.contains("already uses"), "{e}");
+}

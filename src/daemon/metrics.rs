@@ -2,10 +2,8 @@
 //! collector reads the agent's state at scrape time: scans, overruns, the last scan's duration and
 //! coverage counters, and every sink's counters and queue depth.
 
-use crate::event::Encoded;
 use crate::model::Coverage;
 use crate::sinks::SinkStats;
-use crossbeam_channel::Receiver;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -30,7 +28,6 @@ pub(crate) struct ScanFacts {
 pub(crate) struct SinkView {
     pub name: String,
     pub stats: Arc<SinkStats>,
-    pub queue: Receiver<Arc<Encoded>>,
 }
 
 struct AgentCollector {
@@ -87,11 +84,12 @@ impl Collector for AgentCollector {
         )?;
         let sinks = self.sinks.views();
         for sink in sinks.iter() {
-            let c = sink.stats.final_counts(&sink.name);
+            let c = sink.stats.counts(&sink.name);
             for (outcome, value) in [
                 ("generated", c.generated),
                 ("delivered", c.delivered),
                 ("dropped_queue_full", c.dropped_queue_full),
+                ("dropped_spool_full", c.dropped_spool_full),
                 ("dropped_write_error", c.dropped_write_error),
                 ("dropped_rejected", c.dropped_rejected),
             ] {
@@ -110,8 +108,8 @@ impl Collector for AgentCollector {
         )?;
         for sink in sinks.iter() {
             let labels = vec![("sink".to_string(), sink.name.clone())];
-            let in_flight = sink.stats.final_counts(&sink.name).queued;
-            ConstGauge::new((sink.queue.len() as u64 + in_flight) as i64)
+            let waiting = sink.stats.counts(&sink.name).queued;
+            ConstGauge::new(i64::try_from(waiting).unwrap_or(i64::MAX))
                 .encode(queued.encode_family(&labels)?)?;
         }
         Ok(())

@@ -19,10 +19,14 @@ use crate::event::{Directions, Encoded, Encoder, EventKind, Redactor, rfc3339};
 use crate::graph::{Graph, ListenerMemory};
 use crate::model::{Change, Family, Snapshot, Socket};
 use crate::scan::Scanner;
-use crate::sinks::{Sink, SinkConfig, SinkContext, SinkStats};
+use crate::sinks::{
+    Budget, Consumer, Intake, Lane, Restored, Sink, SinkConfig, SinkContext, SinkError, SinkStats,
+    Spool,
+};
 use crossbeam_channel::{Receiver, bounded, select};
 use router::{Message, SinkPort};
 use serde_json::{Value, json};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -168,7 +172,7 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
         let _ = thread.join();
     }
     // Everything is drained: the last word on what each sink got, for the journal and for tests.
-    let counts: Vec<_> = stats.iter().map(|(name, s)| s.final_counts(name)).collect();
+    let counts: Vec<_> = stats.iter().map(|(name, s)| s.counts(name)).collect();
     eprintln!("{}", json!({"sockwatch": "stopped", "reason": stop_reason, "sinks": counts}));
     Ok(())
 }
@@ -468,6 +472,8 @@ fn watch_rules(
 pub(crate) struct RunningSinks {
     threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
     views: std::sync::Mutex<Vec<metrics::SinkView>>,
+    /// Open spools by directory: one reader and one writer set per spool, across reloads.
+    spools: std::sync::Mutex<std::collections::HashMap<PathBuf, std::sync::Weak<Spool>>>,
 }
 
 impl RunningSinks {
@@ -480,6 +486,7 @@ impl RunningSinks {
         context: &SinkContext,
     ) -> Result<Vec<SinkPort>, RunError> {
         let lanes = config.lanes();
+        let spools = self.open_spools(config)?;
         let sinks = lanes
             .iter()
             .map(|lane| {
@@ -487,31 +494,87 @@ impl RunningSinks {
                 config.build(lane, context, stats.clone()).map(|sink| (sink, stats))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let mut spools = spools.into_iter();
         let mut ports = Vec::new();
         for (lane, (sink, stats)) in lanes.into_iter().zip(sinks) {
             let name = lane.name;
-            let (queue, queued) = bounded::<Arc<Encoded>>(capacity);
             let thread_stats = stats.clone();
-            let view = metrics::SinkView {
-                name: name.clone(),
-                stats: stats.clone(),
-                queue: queued.clone(),
+            let (intake, drive): (Intake, Box<dyn FnOnce() + Send>) = match spools.next() {
+                Some(spool) => {
+                    stats.reads_spool(spool.clone());
+                    let writer = spool.writer();
+                    let consumer = spool.consumer(&stats);
+                    let drive = move || drive_spooled(sink, &spool, consumer, &thread_stats);
+                    (Intake::Spool(writer), Box::new(drive))
+                }
+                None => {
+                    let (queue, queued) = bounded::<Arc<Encoded>>(capacity);
+                    stats.reads_memory(queued.clone());
+                    let drive = move || drive_sink(sink, queued, &thread_stats);
+                    (Intake::Memory(queue), Box::new(drive))
+                }
             };
-            let thread = std::thread::Builder::new()
-                .name(format!("sink-{name}"))
-                .spawn(move || drive_sink(sink, queued, &thread_stats))?;
+            let view = metrics::SinkView { name: name.clone(), stats: stats.clone() };
+            let thread = std::thread::Builder::new().name(format!("sink-{name}")).spawn(drive)?;
             lock(&self.threads).push(thread);
             lock(&self.views).push(view);
             ports.push(SinkPort {
                 name,
                 config: config.clone(),
                 route: lane.route,
-                queue,
+                intake,
                 stats,
                 stalled: false,
             });
         }
         Ok(ports)
+    }
+
+    /// The spool of each lane of an HTTP sink that has one. A spool already open (a reload
+    /// re-creating the sink with other settings) is handed to the new lane, not opened twice.
+    fn open_spools(&self, config: &SinkConfig) -> Result<Vec<Arc<Spool>>, RunError> {
+        let SinkConfig::Http(http) = config else { return Ok(Vec::new()) };
+        let Some(settings) = &http.spool else { return Ok(Vec::new()) };
+        let mut open = lock(&self.spools);
+        open.retain(|_, spool| spool.strong_count() > 0);
+        let dirs = config.spool_dirs();
+        let running: Vec<Option<Arc<Spool>>> =
+            dirs.iter().map(|dir| open.get(dir).and_then(std::sync::Weak::upgrade)).collect();
+        let budget = running
+            .iter()
+            .flatten()
+            .next()
+            .map_or_else(|| Budget::new(settings.max_bytes()), |spool| spool.budget());
+        budget.set_max(settings.max_bytes());
+        let mut spools = Vec::new();
+        for ((dir, running), lane) in dirs.iter().zip(running).zip(config.lanes()) {
+            let spool = match running {
+                Some(spool) => spool,
+                None => {
+                    let kind = match lane.lane {
+                        Some(Lane::Alerts) => EventKind::Alert,
+                        _ => EventKind::Event,
+                    };
+                    let spool =
+                        Spool::open(dir, kind, budget.clone(), settings.fsync_interval).map_err(
+                            |message| SinkError::Config { sink: lane.name.clone(), message },
+                        )?;
+                    let restored = spool.restored();
+                    if restored != Restored::default() {
+                        eprintln!(
+                            "{}",
+                            json!({"sockwatch": "spool_restored", "sink": lane.name,
+                                "events": restored.records,
+                                "quarantined_bytes": restored.quarantined_bytes})
+                        );
+                    }
+                    open.insert(dir.clone(), Arc::downgrade(&spool));
+                    spool
+                }
+            };
+            spools.push(spool);
+        }
+        Ok(spools)
     }
 
     /// Sinks for metrics (retired ones included: their counters are final).
@@ -598,6 +661,29 @@ fn wanted_family(
     families.is_empty() || subject(change, prev, next).is_none_or(|s| families.contains(&s.family))
 }
 
+/// A spooled lane's thread: reads batches from the spool, delivers them, and acknowledges each
+/// once settled. A batch not settled when the agent stops (or a reload supersedes the lane)
+/// stays in the spool, for the next start (or the replacement).
+fn drive_spooled(mut sink: Box<dyn Sink>, spool: &Spool, consumer: Consumer, stats: &SinkStats) {
+    let (max, linger) = sink.batching();
+    let mut batch = Vec::with_capacity(max);
+    while spool.take(consumer, &mut batch, max, Duration::from_secs(1)) {
+        if batch.is_empty() {
+            sink.tick();
+            continue;
+        }
+        spool.take_more(consumer, &mut batch, max, linger);
+        let settled = sink.deliver(&batch);
+        stats.settle(settled, true);
+        if settled.left > 0 {
+            break;
+        }
+        spool.ack(consumer, batch.len());
+        batch.clear();
+    }
+    let _ = sink.flush();
+}
+
 /// A sink's thread: takes whatever is queued (waiting for more as long as the sink's batching
 /// allows), delivers it as one batch, counts how each event ended; after the router hangs up,
 /// drains the queue and flushes.
@@ -611,7 +697,7 @@ fn drive_sink(mut sink: Box<dyn Sink>, queue: Receiver<Arc<Encoded>>, stats: &Si
         }
         stats.take_more(&queue, &mut batch, max, linger);
         let settled = sink.deliver(&batch);
-        stats.settle(settled);
+        stats.settle(settled, false);
         batch.clear();
     }
     let _ = sink.flush();

@@ -8,8 +8,8 @@
 
 use crate::event::{Directions, Encoded, Encoder, EventKind};
 use crate::model::{Change, Snapshot};
-use crate::sinks::{Route, SinkConfig, SinkCounts, SinkStats};
-use crossbeam_channel::{Receiver, Sender};
+use crate::sinks::{Intake, Route, SinkConfig, SinkCounts, SinkStats};
+use crossbeam_channel::Receiver;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,7 +36,7 @@ pub(crate) struct SinkPort {
     pub name: String,
     pub config: SinkConfig,
     pub route: Route,
-    pub queue: Sender<Arc<Encoded>>,
+    pub intake: Intake,
     pub stats: Arc<SinkStats>,
     /// No progress during the last wait: do not wait for it until its queue drains.
     pub stalled: bool,
@@ -46,6 +46,9 @@ pub(crate) struct SinkPort {
 const CHUNK: usize = 256;
 /// Queued events per sink above which the router waits for it.
 const HIGH_WATER: usize = 2048;
+/// Longest the router sleeps without work: spools are synced no later than this after their
+/// `fsync_interval`.
+const WAKE: Duration = Duration::from_millis(250);
 /// Longest wait for one sink at one check.
 const MAX_WAIT: Duration = Duration::from_millis(500);
 
@@ -61,7 +64,7 @@ fn release_freed_memory() {
 /// Waits, bounded, for progressing sinks to get below the high-water mark.
 fn pace(sinks: &mut [SinkPort]) {
     for sink in sinks.iter_mut() {
-        if sink.queue.len() <= HIGH_WATER {
+        if sink.intake.in_memory() <= HIGH_WATER {
             sink.stalled = false;
             continue;
         }
@@ -70,22 +73,22 @@ fn pace(sinks: &mut [SinkPort]) {
         }
         let before = sink.stats.taken();
         let deadline = Instant::now() + MAX_WAIT;
-        while sink.queue.len() > HIGH_WATER && Instant::now() < deadline {
+        while sink.intake.in_memory() > HIGH_WATER && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
         }
-        sink.stalled = sink.queue.len() > HIGH_WATER && sink.stats.taken() == before;
+        sink.stalled = sink.intake.in_memory() > HIGH_WATER && sink.stats.taken() == before;
     }
 }
 
 impl SinkPort {
     fn offer(&self, event: &Arc<Encoded>) {
         if self.route.accepts(event) {
-            self.stats.offer(&self.queue, event);
+            self.stats.offer(&self.intake, event);
         }
     }
 
     fn counts(&self) -> SinkCounts {
-        self.stats.counts(&self.name, &self.queue)
+        self.stats.counts(&self.name)
     }
 }
 
@@ -98,11 +101,13 @@ pub(crate) fn route(
 ) -> Vec<(String, Arc<SinkStats>)> {
     let mut retired: Vec<(String, Arc<SinkStats>)> = Vec::new();
     loop {
-        // Woken at least once a second, so that a recovery is reported on a quiet host too.
-        let message = match messages.recv_timeout(Duration::from_secs(1)) {
+        // Woken often, so that a recovery is reported on a quiet host too, and spools are
+        // synced within their window.
+        let message = match messages.recv_timeout(WAKE) {
             Ok(message) => message,
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                 report_recoveries(&mut encoder, &sinks);
+                sinks.iter().for_each(|s| s.intake.flush());
                 continue;
             }
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
@@ -158,6 +163,8 @@ pub(crate) fn route(
                 sinks.iter().for_each(|s| s.offer(&event));
             }
         }
+        // A spool's records are written by the end of each step: what a kill -9 can cost.
+        sinks.iter().for_each(|s| s.intake.flush());
     }
     retired.extend(sinks.into_iter().map(|s| (s.name, s.stats)));
     retired

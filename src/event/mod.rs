@@ -44,8 +44,8 @@ pub struct Encoded {
     pub kind: EventKind,
     /// `event.severity` (0 for telemetry).
     pub severity: u8,
-    /// `event.action`.
-    pub action: &'static str,
+    /// `event.action` (owned only when read back from a spool).
+    pub action: std::borrow::Cow<'static, str>,
     /// The NDJSON line, newline included.
     pub line: Vec<u8>,
     /// `event.id` (a UUIDv7): the Elasticsearch `_id` that makes a resent batch idempotent.
@@ -230,7 +230,7 @@ impl Encoder {
         let mut line = serde_json::to_vec(&event).expect("a JSON value always serialises");
         line.push(b'\n');
         let id = event["event"]["id"].as_str().unwrap_or_default().to_string();
-        Encoded { kind, severity: 0, action, line, id, at_ms }
+        Encoded { kind, severity: 0, action: action.into(), line, id, at_ms }
     }
 
     /// `process.entity_id`: stable for one process on one boot of one host, across agent restarts.

@@ -47,7 +47,7 @@ fn socket_opened_carries_process_endpoints_and_ids() {
             Some((snapshot.taken_at_ms, false)),
         )
         .unwrap();
-    assert_eq!((encoded.kind, encoded.action), (EventKind::Event, "socket_opened"));
+    assert_eq!((encoded.kind, encoded.action.as_ref()), (EventKind::Event, "socket_opened"));
     let e = parse(&encoded);
     assert_eq!(e["@timestamp"], "2023-11-14T22:15:00.000Z");
     assert_eq!(e["ecs"]["version"], ECS_VERSION);

@@ -195,7 +195,7 @@ mod tests {
         Arc::new(Encoded {
             kind: EventKind::Event,
             severity: 0,
-            action: "t",
+            action: "t".into(),
             line,
             id: String::new(),
             at_ms: 0,

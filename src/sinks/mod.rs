@@ -4,16 +4,18 @@
 
 mod file;
 mod http;
+mod spool;
 mod stdout;
 
 pub use file::{FileSink, FileSinkConfig};
 pub use http::{Format as HttpFormat, HttpSink, HttpSinkConfig, Lane};
+pub use spool::{Budget, Consumer, Restored, Spool, SpoolConfig, SpoolWriter};
 pub use stdout::{StdoutSink, StdoutSinkConfig};
 
 use crate::event::{Encoded, EventKind};
 use crossbeam_channel::{Receiver, Sender};
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -95,7 +97,22 @@ impl SinkConfig {
             .collect()
     }
 
-    /// Opens the sink for one of its lanes.
+    /// The spool directory of each lane, in `lanes()` order (none without a spool).
+    pub fn spool_dirs(&self) -> Vec<std::path::PathBuf> {
+        let SinkConfig::Http(http) = self else { return Vec::new() };
+        let Some(spool) = &http.spool else { return Vec::new() };
+        self.lanes()
+            .iter()
+            .map(|lane| {
+                let label = match lane.lane {
+                    Some(Lane::Alerts) => "alerts",
+                    _ => "telemetry",
+                };
+                spool.lane_dir(&self.name(), &http.url, label)
+            })
+            .collect()
+    }
+
     /// Opens the sink for one of its lanes; `stats` are that lane's counters (a sink that
     /// retries reports outages there).
     pub fn build(
@@ -124,8 +141,11 @@ pub struct Settled {
     pub delivered: u64,
     /// Refused for good by the destination (it said so: a 4xx, a bulk item error).
     pub rejected: u64,
-    /// Lost to write errors, or not delivered before the agent stopped.
+    /// Lost to write errors.
     pub failed: u64,
+    /// Not delivered because the agent is stopping (or the lane was replaced by a reload):
+    /// still in the spool when there is one, else lost.
+    pub left: u64,
 }
 
 /// A destination for encoded events, driven by its own thread.
@@ -197,12 +217,48 @@ impl Route {
     }
 }
 
+/// Where a lane's accepted events wait: a bounded queue in memory, or the lane's disk spool.
+#[derive(Debug)]
+pub enum Intake {
+    /// The router's end of the lane's queue.
+    Memory(Sender<Arc<Encoded>>),
+    /// The router's end of the lane's spool.
+    Spool(SpoolWriter),
+}
+
+impl Intake {
+    /// Events waiting in memory (a spool holds its backlog on disk: nothing to wait for).
+    pub fn in_memory(&self) -> usize {
+        match self {
+            Intake::Memory(queue) => queue.len(),
+            Intake::Spool(_) => 0,
+        }
+    }
+
+    /// End of a routing step: a spool writes (and in time syncs) what was appended.
+    pub fn flush(&self) {
+        if let Intake::Spool(writer) = self {
+            writer.flush();
+        }
+    }
+}
+
+/// What the counters read a lane's backlog from.
+#[derive(Debug)]
+enum Backlog {
+    Memory(Receiver<Arc<Encoded>>),
+    Spool(Arc<Spool>),
+}
+
 /// A sink's counters, shared between the router (which fills its queue) and its thread. Taking
 /// events off the queue and counting them happen under one lock, so a reading (also under the
 /// lock) is exact: nothing is ever between "queued" and "taken".
 #[derive(Debug, Default)]
 pub struct SinkStats {
     counters: Mutex<Counters>,
+    backlog: OnceLock<Backlog>,
+    /// A reload replaced this lane with one reading the same spool: stop, leave the rest.
+    superseded: AtomicBool,
 }
 
 /// An outage in progress: since when, and the drops counted before it.
@@ -224,7 +280,7 @@ pub struct Recovery {
     pub duration_ms: u64,
     /// Attempts that failed meanwhile.
     pub failed_attempts: u64,
-    /// Events dropped meanwhile (queue full, refused, lost).
+    /// Events dropped meanwhile (queue or spool full, refused, lost).
     pub dropped: u64,
     /// Events waiting when it ended: delayed, not lost.
     pub backlog: u64,
@@ -233,9 +289,11 @@ pub struct Recovery {
 #[derive(Debug, Default)]
 struct Counters {
     generated: u64,
+    restored: u64,
     taken: u64,
     delivered: u64,
     dropped_queue_full: u64,
+    dropped_spool_full: u64,
     dropped_write_error: u64,
     dropped_rejected: u64,
     outage: Option<Outage>,
@@ -243,22 +301,49 @@ struct Counters {
     recoveries: Vec<Recovery>,
 }
 
+/// What the spool adds to a reading: drops made inside it, and what opening it found.
+#[derive(Clone, Copy, Debug, Default)]
+struct SpoolFacts {
+    evicted: u64,
+    lost: u64,
+    quarantined_bytes: u64,
+}
+
 impl Counters {
-    fn dropped(&self) -> u64 {
-        self.dropped_queue_full + self.dropped_write_error + self.dropped_rejected
+    fn dropped(&self, spool: SpoolFacts) -> u64 {
+        self.dropped_queue_full
+            + self.dropped_spool_full
+            + self.dropped_write_error
+            + self.dropped_rejected
+            + spool.evicted
+            + spool.lost
     }
 
-    /// With `waiting` events still in the queue; taken but unsettled ones count as queued.
-    fn counts(&self, sink: &str, waiting: u64) -> SinkCounts {
+    /// With `waiting` events still in a memory queue; taken but unsettled ones count as queued.
+    /// A spool's backlog is whatever is neither delivered nor dropped.
+    fn counts(&self, sink: &str, waiting: u64, spool: Option<SpoolFacts>) -> SinkCounts {
+        let facts = spool.unwrap_or_default();
+        let queued = match spool {
+            Some(_) => (self.generated).saturating_sub(self.delivered + self.dropped(facts)),
+            None => {
+                waiting
+                    + (self.taken
+                        - self.delivered
+                        - self.dropped_write_error
+                        - self.dropped_rejected)
+            }
+        };
         SinkCounts {
             sink: sink.to_string(),
             generated: self.generated,
             delivered: self.delivered,
             dropped_queue_full: self.dropped_queue_full,
-            dropped_write_error: self.dropped_write_error,
+            dropped_spool_full: self.dropped_spool_full + facts.evicted,
+            dropped_write_error: self.dropped_write_error + facts.lost,
             dropped_rejected: self.dropped_rejected,
-            queued: waiting
-                + (self.taken - self.delivered - self.dropped_write_error - self.dropped_rejected),
+            queued,
+            restored: self.restored,
+            spool_quarantined_bytes: facts.quarantined_bytes,
         }
     }
 }
@@ -269,12 +354,62 @@ impl SinkStats {
         self.counters.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Offers an event to `queue`, counting it as generated and, when refused, as dropped.
-    pub fn offer(&self, queue: &Sender<Arc<Encoded>>, event: &Arc<Encoded>) {
+    /// The lane reads from this memory queue (for its depth in readings).
+    pub fn reads_memory(&self, queue: Receiver<Arc<Encoded>>) {
+        let _ = self.backlog.set(Backlog::Memory(queue));
+    }
+
+    /// The lane reads from this spool.
+    pub fn reads_spool(&self, spool: Arc<Spool>) {
+        let _ = self.backlog.set(Backlog::Spool(spool));
+    }
+
+    fn spool_facts(&self) -> Option<SpoolFacts> {
+        match self.backlog.get() {
+            Some(Backlog::Spool(spool)) => Some(SpoolFacts {
+                evicted: spool.evicted(),
+                lost: spool.lost(),
+                quarantined_bytes: spool.restored().quarantined_bytes,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Events a previous reader of the lane's spool left unsettled: generated for this one.
+    pub fn restore(&self, events: u64) {
         let mut c = self.lock();
-        c.generated += 1;
-        if queue.try_send(event.clone()).is_err() {
-            c.dropped_queue_full += 1;
+        c.generated += events;
+        c.restored += events;
+    }
+
+    /// A reload replaced this lane (see [`Spool::consumer`]).
+    pub fn supersede(&self) {
+        self.superseded.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a reload replaced this lane: it stops, and its replacement goes on.
+    pub fn superseded(&self) -> bool {
+        self.superseded.load(Ordering::Relaxed)
+    }
+
+    /// Offers an event to a lane, counting it as generated and, when refused, as dropped.
+    pub fn offer(&self, intake: &Intake, event: &Arc<Encoded>) {
+        match intake {
+            Intake::Memory(queue) => {
+                let mut c = self.lock();
+                c.generated += 1;
+                if queue.try_send(event.clone()).is_err() {
+                    c.dropped_queue_full += 1;
+                }
+            }
+            Intake::Spool(writer) => {
+                let accepted = writer.append(event);
+                let mut c = self.lock();
+                c.generated += 1;
+                if !accepted {
+                    c.dropped_spool_full += 1;
+                }
+            }
         }
     }
 
@@ -342,23 +477,28 @@ impl SinkStats {
         self.lock().taken
     }
 
-    /// Records how a taken batch ended.
-    pub fn settle(&self, settled: Settled) {
+    /// Records how a taken batch ended. Events `left` (the agent stopping) are lost from a
+    /// memory queue; a spool keeps them, so there they stay queued.
+    pub fn settle(&self, settled: Settled, spooled: bool) {
         let mut c = self.lock();
         c.delivered += settled.delivered;
         c.dropped_rejected += settled.rejected;
         c.dropped_write_error += settled.failed;
+        if !spooled {
+            c.dropped_write_error += settled.left;
+        }
     }
 
     /// An attempt to deliver failed (and will be retried): an outage starts, or goes on.
     pub fn attempt_failed(&self) {
+        let spool = self.spool_facts().unwrap_or_default();
         let mut c = self.lock();
         c.failed_attempts += 1;
         if c.outage.is_none() {
             let started_at_ms = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-            let dropped_before = c.dropped();
+            let dropped_before = c.dropped(spool);
             c.outage = Some(Outage { started_at_ms, started: Instant::now(), dropped_before });
         }
     }
@@ -366,17 +506,18 @@ impl SinkStats {
     /// An attempt succeeded: an outage in progress ends, and what it cost is kept for
     /// `take_recoveries`.
     pub fn attempt_succeeded(&self, sink: &str) {
+        let spool = self.spool_facts().unwrap_or_default();
         let mut c = self.lock();
         if let Some(outage) = c.outage.take() {
             // Not yet delivered nor dropped: waiting, or in the batch being sent.
-            let backlog = c.generated - c.delivered - c.dropped();
+            let backlog = c.generated.saturating_sub(c.delivered + c.dropped(spool));
             let recovery = Recovery {
                 sink: sink.to_string(),
                 started_at_ms: outage.started_at_ms,
                 duration_ms: u64::try_from(outage.started.elapsed().as_millis())
                     .unwrap_or(u64::MAX),
                 failed_attempts: std::mem::take(&mut c.failed_attempts),
-                dropped: c.dropped() - outage.dropped_before,
+                dropped: c.dropped(spool) - outage.dropped_before,
                 backlog,
             };
             c.recoveries.push(recovery);
@@ -388,16 +529,17 @@ impl SinkStats {
         std::mem::take(&mut self.lock().recoveries)
     }
 
-    /// The counters after the sink's queue closed and its thread finished.
-    pub fn final_counts(&self, sink: &str) -> SinkCounts {
-        self.lock().counts(sink, 0)
-    }
-
     /// The counters now. Events taken but not yet settled count as queued.
-    pub fn counts(&self, sink: &str, queue: &Sender<Arc<Encoded>>) -> SinkCounts {
-        // The queue is read under the lock `take` moves events out of it under: one instant.
+    pub fn counts(&self, sink: &str) -> SinkCounts {
+        // Read before the counters' lock: the spool's own lock is never taken inside it.
+        let spool = self.spool_facts();
+        // A memory queue is read under the lock `take` moves events out of it under: one instant.
         let counters = self.lock();
-        counters.counts(sink, queue.len() as u64)
+        let waiting = match self.backlog.get() {
+            Some(Backlog::Memory(queue)) => queue.len() as u64,
+            _ => 0,
+        };
+        counters.counts(sink, waiting, spool)
     }
 }
 
@@ -406,18 +548,24 @@ impl SinkStats {
 pub struct SinkCounts {
     /// Sink name.
     pub sink: String,
-    /// Events routed to it.
+    /// Events routed to it (with those `restored` from its spool).
     pub generated: u64,
     /// Events delivered.
     pub delivered: u64,
     /// Events dropped, by reason.
     pub dropped_queue_full: u64,
-    /// Events lost to write errors (or not delivered before the agent stopped).
+    /// Events the spool's cap refused (or telemetry evicted for alerts).
+    pub dropped_spool_full: u64,
+    /// Events lost to write errors (or not delivered before the agent stopped, without a spool).
     pub dropped_write_error: u64,
     /// Events the destination refused for good.
     pub dropped_rejected: u64,
-    /// Events waiting in its queue.
+    /// Events waiting: in memory, in flight, or in the spool.
     pub queued: u64,
+    /// Events a previous run (or a replaced lane) left in the spool, counted in `generated`.
+    pub restored: u64,
+    /// Bytes of torn or corrupt spool records moved to quarantine when the spool was opened.
+    pub spool_quarantined_bytes: u64,
 }
 
 #[cfg(test)]
@@ -428,7 +576,7 @@ mod tests {
         Arc::new(Encoded {
             kind,
             severity,
-            action: "x",
+            action: "x".into(),
             line: b"{}\n".to_vec(),
             id: String::new(),
             at_ms: 0,
@@ -449,6 +597,8 @@ mod tests {
     fn accounting_is_exact_through_full_queues_and_failed_writes() {
         let stats = SinkStats::default();
         let (tx, rx) = crossbeam_channel::bounded(3);
+        stats.reads_memory(rx.clone());
+        let tx = Intake::Memory(tx);
         let identity = |c: &SinkCounts| {
             c.generated
                 == c.delivered
@@ -460,21 +610,21 @@ mod tests {
         for _ in 0..5 {
             stats.offer(&tx, &event(EventKind::Event, 0));
         }
-        let c = stats.counts("t", &tx);
+        let c = stats.counts("t");
         assert_eq!((c.generated, c.dropped_queue_full, c.queued), (5, 2, 3));
         let mut batch = Vec::new();
         let wait = std::time::Duration::from_millis(10);
         assert!(stats.take(&rx, &mut batch, 2, wait));
-        let c = stats.counts("t", &tx);
+        let c = stats.counts("t");
         assert_eq!(c.queued, 3, "taken but not yet written still counts as queued");
         assert!(identity(&c));
-        stats.settle(Settled { failed: 2, ..Settled::default() });
+        stats.settle(Settled { failed: 2, ..Settled::default() }, false);
         batch.clear();
         assert!(stats.take(&rx, &mut batch, 10, wait));
-        stats.settle(Settled { delivered: 1, ..Settled::default() });
+        stats.settle(Settled { delivered: 1, ..Settled::default() }, false);
         drop(tx);
         assert!(!stats.take(&rx, &mut Vec::new(), 10, wait), "closed and empty");
-        let c = stats.final_counts("t");
+        let c = stats.counts("t");
         assert_eq!((c.delivered, c.dropped_write_error, c.queued), (1, 2, 0));
         assert!(identity(&c));
     }
@@ -483,6 +633,7 @@ mod tests {
     fn an_outage_is_reported_once_with_what_it_cost() {
         let stats = SinkStats::default();
         let (tx, rx) = crossbeam_channel::bounded(2);
+        let tx = Intake::Memory(tx);
         stats.attempt_succeeded("t");
         assert!(stats.take_recoveries().is_empty(), "no outage, nothing to report");
         stats.attempt_failed();

@@ -227,7 +227,7 @@ mod tests {
         Arc::new(Encoded {
             kind: EventKind::Alert,
             severity: 4,
-            action: "incident_opened",
+            action: "incident_opened".into(),
             line: format!("{line}\n").into_bytes(),
             id: id.into(),
             at_ms: 1_764_000_000_123,

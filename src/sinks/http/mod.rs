@@ -14,7 +14,7 @@ mod secret;
 pub use format::{Envelope, Format, SplunkFields};
 pub use secret::{AuthConfig, Secret};
 
-use super::{Settled, Sink, SinkContext, SinkError, SinkStats};
+use super::{Settled, Sink, SinkContext, SinkError, SinkStats, SpoolConfig};
 use crate::event::{Encoded, EventKind};
 use crate::model::{Bounded, Interval};
 use flate2::write::GzEncoder;
@@ -59,6 +59,8 @@ pub struct HttpSinkConfig {
     pub index: Option<String>,
     /// At shutdown, how long undelivered events may still be retried (default 5s).
     pub shutdown_grace: Option<Interval>,
+    /// A write-ahead disk spool (off by default: a bounded memory queue).
+    pub spool: Option<SpoolConfig>,
     /// Event kinds this sink takes (all when absent).
     pub kinds: Option<Vec<EventKind>>,
     /// Minimum event severity.
@@ -114,6 +116,8 @@ pub struct HttpSink {
     context: SinkContext,
     /// This lane's counters, where outages are reported (`sink_recovered`).
     stats: Arc<SinkStats>,
+    /// Undelivered events stay in a spool at shutdown rather than being lost.
+    spooled: bool,
     body: Vec<u8>,
 }
 
@@ -220,14 +224,17 @@ impl HttpSink {
             batching: config.batching(lane),
             context,
             stats,
+            spooled: config.spool.is_some(),
             body: Vec::new(),
             name,
         })
     }
 
-    /// Whether the agent is stopping and this lane's grace is over.
+    /// Whether the agent is stopping and this lane's grace is over, or a reload replaced the
+    /// lane (its replacement reads the same spool).
     fn out_of_time(&self) -> bool {
-        self.context.stopping.get().is_some_and(|since| since.elapsed() >= self.grace)
+        self.stats.superseded()
+            || self.context.stopping.get().is_some_and(|since| since.elapsed() >= self.grace)
     }
 
     /// Sleeps `wait`, waking early when the agent starts stopping (then the grace applies).
@@ -374,12 +381,19 @@ impl Sink for HttpSink {
         while let Some(part) = parts.pop_front() {
             if self.out_of_time() {
                 let left = part.len() + parts.iter().map(Vec::len).sum::<usize>();
-                settled.failed += left as u64;
-                self.report(
-                    "sink_shutdown_dropped",
-                    "agent stopping; receiver did not take them in time",
-                    left,
-                );
+                settled.left += left as u64;
+                match self.spooled {
+                    true => self.report(
+                        "sink_shutdown_spooled",
+                        "agent stopping; left in the spool for the next start",
+                        left,
+                    ),
+                    false => self.report(
+                        "sink_shutdown_dropped",
+                        "agent stopping; receiver did not take them in time",
+                        left,
+                    ),
+                }
                 return settled;
             }
             let verdicts = self.post(&part);
@@ -477,6 +491,7 @@ mod tests {
             splunk: None,
             index: None,
             shutdown_grace: None,
+            spool: None,
             kinds: None,
             min_severity: None,
         };
@@ -490,7 +505,7 @@ mod tests {
             Arc::new(Encoded {
                 kind: EventKind::Event,
                 severity: 0,
-                action: "x",
+                action: "x".into(),
                 line: vec![b'x'; n],
                 id: String::new(),
                 at_ms: 0,
