@@ -137,3 +137,10 @@ fn two_sinks_spooling_to_one_directory_are_refused_at_the_second() {
     assert_eq!((e.file.as_str(), e.line), ("s.toml", 9), "{e}");
     assert!(e.message.contains("already uses"), "{e}");
 }
+
+#[test]
+fn a_sink_takes_a_schema() {
+    let text = "[[sinks]]\ntype = \"file\"\npath = \"/tmp/x.ndjson\"\nschema = \"ocsf\"\n";
+    let config = files(&[("s.toml", text)]).unwrap();
+    assert_eq!(config.sinks[0].schema(), crate::sinks::Schema::Ocsf);
+}

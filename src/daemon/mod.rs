@@ -20,8 +20,8 @@ use crate::graph::{Graph, ListenerMemory};
 use crate::model::{Change, Family, Snapshot, Socket};
 use crate::scan::Scanner;
 use crate::sinks::{
-    Budget, Consumer, Intake, Lane, Restored, Sink, SinkConfig, SinkContext, SinkError, SinkStats,
-    Spool,
+    Budget, Consumer, Intake, Lane, Restored, Schema, Sink, SinkConfig, SinkContext, SinkError,
+    SinkStats, Spool,
 };
 use crossbeam_channel::{Receiver, bounded, select};
 use router::{Message, SinkPort};
@@ -499,18 +499,20 @@ impl RunningSinks {
         for (lane, (sink, stats)) in lanes.into_iter().zip(sinks) {
             let name = lane.name;
             let thread_stats = stats.clone();
+            let schema = config.schema();
             let (intake, drive): (Intake, Box<dyn FnOnce() + Send>) = match spools.next() {
                 Some(spool) => {
                     stats.reads_spool(spool.clone());
                     let writer = spool.writer();
                     let consumer = spool.consumer(&stats);
-                    let drive = move || drive_spooled(sink, &spool, consumer, &thread_stats);
+                    let drive =
+                        move || drive_spooled(sink, &spool, consumer, &thread_stats, schema);
                     (Intake::Spool(writer), Box::new(drive))
                 }
                 None => {
                     let (queue, queued) = bounded::<Arc<Encoded>>(capacity);
                     stats.reads_memory(queued.clone());
-                    let drive = move || drive_sink(sink, queued, &thread_stats);
+                    let drive = move || drive_sink(sink, queued, &thread_stats, schema);
                     (Intake::Memory(queue), Box::new(drive))
                 }
             };
@@ -664,7 +666,13 @@ fn wanted_family(
 /// A spooled lane's thread: reads batches from the spool, delivers them, and acknowledges each
 /// once settled. A batch not settled when the agent stops (or a reload supersedes the lane)
 /// stays in the spool, for the next start (or the replacement).
-fn drive_spooled(mut sink: Box<dyn Sink>, spool: &Spool, consumer: Consumer, stats: &SinkStats) {
+fn drive_spooled(
+    mut sink: Box<dyn Sink>,
+    spool: &Spool,
+    consumer: Consumer,
+    stats: &SinkStats,
+    schema: Schema,
+) {
     let (max, linger) = sink.batching();
     let mut batch = Vec::with_capacity(max);
     while spool.take(consumer, &mut batch, max, Duration::from_secs(1)) {
@@ -673,7 +681,7 @@ fn drive_spooled(mut sink: Box<dyn Sink>, spool: &Spool, consumer: Consumer, sta
             continue;
         }
         spool.take_more(consumer, &mut batch, max, linger);
-        let settled = sink.deliver(&batch);
+        let settled = sink.deliver(&schema.render(&batch));
         stats.settle(settled, true);
         if settled.left > 0 {
             break;
@@ -687,7 +695,12 @@ fn drive_spooled(mut sink: Box<dyn Sink>, spool: &Spool, consumer: Consumer, sta
 /// A sink's thread: takes whatever is queued (waiting for more as long as the sink's batching
 /// allows), delivers it as one batch, counts how each event ended; after the router hangs up,
 /// drains the queue and flushes.
-fn drive_sink(mut sink: Box<dyn Sink>, queue: Receiver<Arc<Encoded>>, stats: &SinkStats) {
+fn drive_sink(
+    mut sink: Box<dyn Sink>,
+    queue: Receiver<Arc<Encoded>>,
+    stats: &SinkStats,
+    schema: Schema,
+) {
     let (max, linger) = sink.batching();
     let mut batch = Vec::with_capacity(max);
     while stats.take(&queue, &mut batch, max, Duration::from_secs(1)) {
@@ -696,7 +709,7 @@ fn drive_sink(mut sink: Box<dyn Sink>, queue: Receiver<Arc<Encoded>>, stats: &Si
             continue;
         }
         stats.take_more(&queue, &mut batch, max, linger);
-        let settled = sink.deliver(&batch);
+        let settled = sink.deliver(&schema.render(&batch));
         stats.settle(settled, false);
         batch.clear();
     }

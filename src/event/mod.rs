@@ -5,6 +5,7 @@
 
 mod alert;
 mod community_id;
+pub mod ocsf;
 mod redact;
 mod text;
 

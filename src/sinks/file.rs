@@ -35,6 +35,9 @@ pub struct FileSinkConfig {
     pub kinds: Option<Vec<EventKind>>,
     /// Minimum event severity.
     pub min_severity: Option<u8>,
+    /// `ecs` (default) or `ocsf`.
+    #[serde(default)]
+    pub schema: super::Schema,
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -218,7 +221,13 @@ mod tests {
     }
 
     fn config(path: PathBuf) -> FileSinkConfig {
-        FileSinkConfig { path, fsync_interval: None, kinds: None, min_severity: None }
+        FileSinkConfig {
+            path,
+            fsync_interval: None,
+            kinds: None,
+            min_severity: None,
+            schema: Default::default(),
+        }
     }
 
     #[test]

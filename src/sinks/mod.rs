@@ -4,11 +4,13 @@
 
 mod file;
 mod http;
+mod schema;
 mod spool;
 mod stdout;
 
 pub use file::{FileSink, FileSinkConfig};
 pub use http::{Format as HttpFormat, HttpSink, HttpSinkConfig, Lane};
+pub use schema::Schema;
 pub use spool::{Budget, Consumer, Restored, Spool, SpoolConfig, SpoolWriter};
 pub use stdout::{StdoutSink, StdoutSinkConfig};
 
@@ -60,6 +62,15 @@ impl SinkConfig {
             SinkConfig::Stdout(_) => "stdout".into(),
             SinkConfig::File(f) => format!("file:{}", f.path.display()),
             SinkConfig::Http(h) => h.name(),
+        }
+    }
+
+    /// The shape its events leave in.
+    pub fn schema(&self) -> Schema {
+        match self {
+            SinkConfig::Stdout(c) => c.schema,
+            SinkConfig::File(c) => c.schema,
+            SinkConfig::Http(c) => c.schema,
         }
     }
 

@@ -14,6 +14,9 @@ pub struct StdoutSinkConfig {
     pub kinds: Option<Vec<crate::event::EventKind>>,
     /// Minimum event severity.
     pub min_severity: Option<u8>,
+    /// `ecs` (default) or `ocsf`.
+    #[serde(default)]
+    pub schema: super::Schema,
 }
 
 /// Standard output.

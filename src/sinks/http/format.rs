@@ -3,6 +3,7 @@
 
 use super::retry::{Verdict, by_status};
 use crate::event::Encoded;
+use crate::sinks::Schema;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +30,7 @@ pub struct SplunkFields {
     pub index: Option<String>,
     /// `source` (default `sockwatch`).
     pub source: Option<String>,
-    /// `sourcetype` (default `sockwatch:ecs`).
+    /// `sourcetype` (default `sockwatch:ecs`, or `sockwatch:ocsf` for `schema = "ocsf"`).
     pub sourcetype: Option<String>,
 }
 
@@ -42,6 +43,8 @@ pub struct Envelope {
     pub splunk: SplunkFields,
     /// `_index` of bulk actions (the URL's index when absent).
     pub index: Option<String>,
+    /// The shape of the events (the default HEC `sourcetype` names it).
+    pub schema: Schema,
 }
 
 impl Format {
@@ -119,7 +122,10 @@ fn splunk_hec(event: &Encoded, envelope: &Envelope, out: &mut Vec<u8>) {
         "time": time,
         "host": envelope.host,
         "source": splunk.source.as_deref().unwrap_or("sockwatch"),
-        "sourcetype": splunk.sourcetype.as_deref().unwrap_or("sockwatch:ecs"),
+        "sourcetype": splunk.sourcetype.as_deref().unwrap_or(match envelope.schema {
+            Schema::Ecs => "sockwatch:ecs",
+            Schema::Ocsf => "sockwatch:ocsf",
+        }),
         // Indexed fields: flat strings, for tstats and fast filters.
         "fields": {
             "event.kind": event.kind,
@@ -270,6 +276,7 @@ mod tests {
             host: "web-1".into(),
             splunk: SplunkFields { index: Some("edr".into()), ..SplunkFields::default() },
             index: None,
+            schema: Schema::Ecs,
         };
         let events = [event("a", r#"{"x":1}"#), event("b", r#"{"x":2}"#)];
         Format::SplunkHec.body(&events, &envelope, &mut out);

@@ -65,6 +65,9 @@ pub struct HttpSinkConfig {
     pub kinds: Option<Vec<EventKind>>,
     /// Minimum event severity.
     pub min_severity: Option<u8>,
+    /// `ecs` (default) or `ocsf`.
+    #[serde(default)]
+    pub schema: super::Schema,
 }
 
 /// `tls = { … }`.
@@ -212,6 +215,7 @@ impl HttpSink {
             envelope: Envelope {
                 host: context.host_name.clone(),
                 splunk: config.splunk.clone().unwrap_or_default(),
+                schema: config.schema,
                 index: config.index.clone(),
             },
             max_bytes: config.batch_max_bytes.map_or(DEFAULT_MAX_BYTES, |b| b.0),
@@ -494,6 +498,7 @@ mod tests {
             spool: None,
             kinds: None,
             min_severity: None,
+            schema: crate::sinks::Schema::Ecs,
         };
         assert_eq!(config("https://u:pw@siem:8088/x?token=abc").name(), "http:https://siem:8088/x");
         assert_eq!(config("http://127.0.0.1:9/").name(), "http:http://127.0.0.1:9/");
