@@ -266,24 +266,9 @@ fn drop_ins(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     Ok(files)
 }
 
-/// Turns a TOML error's byte span into line and column. Errors inside a `[[sinks]]` table come
-/// from a tagged enum, which serde reads without positions: the span is the whole table. An
-/// unknown key is then found by name inside that span.
+/// Turns a TOML error's byte span into line and column.
 fn located(file: &str, text: &str, error: &toml::de::Error) -> ConfigError {
-    let span = error.span().unwrap_or(0..0);
-    let (start, end) = (span.start.min(text.len()), span.end.min(text.len()));
-    let unknown_key = error
-        .message()
-        .strip_prefix("unknown field `")
-        .and_then(|rest| rest.split_once('`'))
-        .map(|(key, _)| key);
-    // The table runs from its header to the next header line.
-    let table_end =
-        text[end..].match_indices("\n[").next().map_or(text.len(), |(at, _)| end + at + 1);
-    let offset = unknown_key
-        .and_then(|key| key_offset(&text[start..table_end], key))
-        .map_or(start, |at| start + at);
-    let before = &text[..offset];
+    let before = &text[..offset(text, error, true)];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
     ConfigError {
@@ -291,6 +276,64 @@ fn located(file: &str, text: &str, error: &toml::de::Error) -> ConfigError {
         line,
         column,
         message: error.message().trim().to_string(),
+    }
+}
+
+/// Where in `text` the error is. Errors inside a `[[sinks]]` table come from a tagged enum,
+/// which serde reads without positions: the span is the whole table. The table is then read
+/// again as its own type, which keeps them; an unknown key is found by name.
+fn offset(text: &str, error: &toml::de::Error, in_sinks: bool) -> usize {
+    let span = error.span().unwrap_or(0..0);
+    let (start, end) = (span.start.min(text.len()), span.end.min(text.len()));
+    // The table runs from its header to the next header line.
+    let table_end =
+        text[end..].match_indices("\n[").next().map_or(text.len(), |(at, _)| end + at + 1);
+    let table = &text[start..table_end];
+    if in_sinks && table.starts_with("[[sinks]]") {
+        // The span is the list's first header, whichever table failed: the first table that
+        // fails on its own is the one.
+        let mut headers: Vec<usize> = text.match_indices("\n[").map(|(at, _)| at + 1).collect();
+        headers.insert(0, 0);
+        headers.push(text.len());
+        for pair in headers.windows(2) {
+            let one = &text[pair[0]..pair[1]];
+            if one.starts_with("[[sinks]]")
+                && let Some(inner) = sink_table_error(one)
+            {
+                return pair[0] + offset(one, &inner, false);
+            }
+        }
+    }
+    let unknown_key = error
+        .message()
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(key, _)| key);
+    unknown_key.and_then(|key| key_offset(table, key)).map_or(start, |at| start + at)
+}
+
+/// The error of one `[[sinks]]` table read as the config type its `type` names, with the `type`
+/// line blanked out (offsets unchanged). `None` when the type itself is what is wrong.
+fn sink_table_error(table: &str) -> Option<toml::de::Error> {
+    use crate::sinks::{FileSinkConfig, HttpSinkConfig, StdoutSinkConfig};
+    #[derive(Deserialize)]
+    struct One<T> {
+        #[allow(dead_code)] // read only for its errors
+        sinks: Vec<T>,
+    }
+    fn error_of<T: serde::de::DeserializeOwned>(text: &str) -> Option<toml::de::Error> {
+        toml::from_str::<One<T>>(text).err()
+    }
+    let at = key_offset(table, "type")?;
+    let line_end = table[at..].find('\n').map_or(table.len(), |n| at + n);
+    let kind = toml::from_str::<toml::Table>(&table[at..line_end]).ok()?;
+    let mut blanked = table.to_string();
+    blanked.replace_range(at..line_end, &" ".repeat(line_end - at));
+    match kind.get("type")?.as_str()? {
+        "stdout" => error_of::<StdoutSinkConfig>(&blanked),
+        "file" => error_of::<FileSinkConfig>(&blanked),
+        "http" => error_of::<HttpSinkConfig>(&blanked),
+        _ => None,
     }
 }
 

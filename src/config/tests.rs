@@ -139,8 +139,29 @@ fn two_sinks_spooling_to_one_directory_are_refused_at_the_second() {
 }
 
 #[test]
-fn a_sink_takes_a_schema() {
+fn a_sink_takes_a_schema_and_refuses_one_it_does_not_know() {
     let text = "[[sinks]]\ntype = \"file\"\npath = \"/tmp/x.ndjson\"\nschema = \"ocsf\"\n";
     let config = files(&[("s.toml", text)]).unwrap();
     assert_eq!(config.sinks[0].schema(), crate::sinks::Schema::Ocsf);
+    let e = files(&[("s.toml", &text.replace("ocsf", "cef"))]).unwrap_err();
+    assert_eq!((e.line, e.column), (4, 10), "{e}");
+    assert!(e.message.contains("unknown variant `cef`"), "{e}");
+}
+
+#[test]
+fn an_error_inside_a_sink_table_names_its_own_line() {
+    let text = "[agent]\ninterval = \"1s\"\n\n[[sinks]]\ntype = \"stdout\"\n\n[[sinks]]\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\nbatch_max_events = \"500\"\n";
+    let e = files(&[("s.toml", text)]).unwrap_err();
+    assert_eq!((e.line, e.column), (10, 20), "{e}");
+    let missing = "[[sinks]]\ntype = \"file\"\nfsync_interval = \"1s\"\n";
+    let e = files(&[("m.toml", missing)]).unwrap_err();
+    assert_eq!(e.line, 1, "a missing key is the table's: {e}");
+    assert!(e.message.contains("path"), "{e}");
+    let unknown_type = "[[sinks]]\ntype = \"kafka\"\n";
+    let e = files(&[("k.toml", unknown_type)]).unwrap_err();
+    assert_eq!((e.line, e.column), (2, 8), "{e}");
+    let bad_duration =
+        "[[sinks]]\ntype = \"file\"\npath = \"/x\"\n  fsync_interval = \"1 fortnight\"\n";
+    let e = files(&[("d.toml", bad_duration)]).unwrap_err();
+    assert_eq!((e.line, e.column), (4, 20), "{e}");
 }
