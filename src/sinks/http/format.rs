@@ -94,6 +94,7 @@ impl Format {
             Format::ElasticsearchBulk if (200..300).contains(&status) => {
                 Some(bulk_items(body, events))
             }
+            Format::SplunkHec if status == 400 => hec_invalid_event(body, events),
             _ => None,
         }
     }
@@ -154,6 +155,29 @@ fn hec_reply(body: &[u8]) -> Option<(i64, String)> {
     let reply: Reply = serde_json::from_slice(body).ok()?;
     let text: String = reply.text.chars().filter(|c| !c.is_control()).take(200).collect();
     Some((reply.code, text))
+}
+
+/// HEC code 6 (invalid data format) names the first event it could not read
+/// (`invalid-event-number`): HEC indexes a batch in order and stops there. That event is refused;
+/// the ones before it are in; the ones after it are sent again, so one bad event does not take
+/// its batch with it. `None` (the whole batch shares the 400) for any other answer.
+fn hec_invalid_event(body: &[u8], events: usize) -> Option<Vec<Verdict>> {
+    #[derive(Deserialize)]
+    struct Reply {
+        code: i64,
+        #[serde(rename = "invalid-event-number")]
+        invalid: Option<usize>,
+    }
+    let reply: Reply = serde_json::from_slice(body).ok()?;
+    let invalid = reply.invalid.filter(|&n| reply.code == 6 && n < events)?;
+    let (_, text) = hec_reply(body)?;
+    let mut verdicts = vec![Verdict::Delivered; invalid];
+    verdicts.push(Verdict::Reject { reason: format!("HTTP 400: HEC code 6: {text}") });
+    verdicts.resize(
+        events,
+        Verdict::Retry { after: None, reason: "sent after an event HEC refused".into() },
+    );
+    Some(verdicts)
 }
 
 /// Per-item results of a `_bulk` answer: 2xx and 409 (already stored: a resent batch) are
@@ -327,5 +351,23 @@ mod tests {
         );
         let busy = Format::SplunkHec.verdict(503, br#"{"text":"Server is busy","code":9}"#, None);
         assert!(matches!(busy, Verdict::Retry { .. }));
+    }
+
+    #[test]
+    fn hec_code_6_refuses_the_event_it_names_and_resends_the_rest() {
+        let body = br#"{"text":"Invalid data format","code":6,"invalid-event-number":2}"#;
+        let verdicts = Format::SplunkHec.per_event(400, body, 4).unwrap();
+        assert_eq!(verdicts[..2], [Verdict::Delivered, Verdict::Delivered]);
+        assert_eq!(
+            verdicts[2],
+            Verdict::Reject { reason: "HTTP 400: HEC code 6: Invalid data format".into() }
+        );
+        assert!(matches!(verdicts[3], Verdict::Retry { .. }));
+        // Any other 400, or a number outside the batch, is the whole batch's.
+        let index = br#"{"text":"Incorrect index","code":7,"invalid-event-number":1}"#;
+        assert_eq!(Format::SplunkHec.per_event(400, index, 4), None);
+        let beyond = br#"{"text":"Invalid data format","code":6,"invalid-event-number":4}"#;
+        assert_eq!(Format::SplunkHec.per_event(400, beyond, 4), None);
+        assert_eq!(Format::SplunkHec.per_event(400, b"oops", 4), None);
     }
 }
