@@ -1,14 +1,15 @@
 //! Reads one process: identity, credentials, exe, argv, namespaces, and its fd table(s).
 
 use super::parse::{
-    FdLink, StatusIds, fdinfo_field, parse_cgroup, parse_dec, parse_fd_link, parse_stat,
-    parse_status_ids, split_cmdline,
+    FdLink, StatFields, StatusIds, fdinfo_field, parse_cgroup, parse_dec, parse_fd_link,
+    parse_stat, parse_status_ids, split_cmdline,
 };
 use super::procfs::{
     Failure, NumName, namespace_inode, open_dir, read_file, read_link, read_record, stat_follow,
     stat_link,
 };
 use crate::model::{AccessMode, Coverage, Exe, Fd, FdTarget, ProcKey, Process, PtyId, RawText};
+use rustc_hash::FxHashMap;
 use rustix::fd::{AsFd, BorrowedFd};
 use rustix::fs::{FileType, RawDir};
 use std::collections::HashMap;
@@ -33,16 +34,33 @@ const REFRESH_SCANS: u64 = 16;
 /// re-read whenever the owner of /proc/pid changes and every `REFRESH_SCANS` scans otherwise. The
 /// owner is the effective uid/gid of a dumpable process and root for one that is not; a change of
 /// credentials resets dumpability, so a gain of root (uid 1000 -> 0) shows at once, while a drop
-/// from root (which leaves /proc/pid owned by root) shows within the refresh. Everything the graph
-/// and the rules' trust decisions rest on (stat, argv, exe and its inode, mount and network
-/// namespaces, every fd) is read every scan.
+/// from root (which leaves /proc/pid owned by root) shows within the refresh. Its argv is re-read
+/// when anything an exec changes has changed (see `ArgvMemo`) and every `REFRESH_SCANS` scans
+/// otherwise. Everything the graph and the rules' trust decisions rest on (stat, exe and its
+/// inode, mount and network namespaces, every fd) is read every scan.
 #[derive(Default)]
 struct Remembered {
     /// (scan read at, pid namespace, cgroup, cwd).
     slow: Option<(u64, SlowFacts)>,
     /// (scan read at, owner of /proc/pid then, the ids).
     ids: Option<(u64, (u32, u32), StatusIds)>,
+    argv: Option<ArgvMemo>,
     seen_at_scan: u64,
+}
+
+/// A process's argv and what it was read under. An exec maps a new stack at a randomised address
+/// (so the argument area of /proc/pid/stat moves), usually renames the process and often changes
+/// its binary: argv is read again when any of the three differ. With address randomisation off
+/// (`setarch -R`), an exec of the same binary under the same name with arguments of the same
+/// total length escapes all three until the refresh; no trust decision rests on argv (DESIGN §5).
+/// A process that rewrites its own argv in place (a process title) shows at the refresh.
+struct ArgvMemo {
+    read_at: u64,
+    area: (u64, u64),
+    comm: RawText,
+    exe: Option<RawText>,
+    argv: Vec<RawText>,
+    truncated: bool,
 }
 
 /// What the stat of a binary tells.
@@ -79,7 +97,7 @@ pub(crate) struct ProcessReader {
     /// kcmp is compiled out on some kernels; then every thread's fd table is walked.
     kcmp_works: bool,
     /// Facts about processes seen in earlier scans (see `Remembered`).
-    remembered: HashMap<ProcKey, Remembered>,
+    remembered: FxHashMap<ProcKey, Remembered>,
     /// This scan's binaries by mount namespace and linked path (see `read_exe`).
     binaries: HashMap<u64, HashMap<Box<[u8]>, Binary>>,
     /// Scans begun.
@@ -94,7 +112,7 @@ impl ProcessReader {
             dirents: vec![MaybeUninit::uninit(); 32 * 1024],
             devpts_by_mntns: HashMap::new(),
             kcmp_works: true,
-            remembered: HashMap::new(),
+            remembered: FxHashMap::default(),
             binaries: HashMap::new(),
             scan: 0,
         }
@@ -145,6 +163,43 @@ impl ProcessReader {
         facts
     }
 
+    /// A process's argv and whether it was cut at `ARGV_LIMIT`: remembered while nothing an exec
+    /// changes has changed (see `ArgvMemo`), else read.
+    fn argv(
+        &mut self,
+        pid_dir: BorrowedFd<'_>,
+        key: ProcKey,
+        stat: &StatFields,
+        exe: Option<&RawText>,
+    ) -> (Vec<RawText>, bool) {
+        let scan = self.scan;
+        let remembered = self.remembered.entry(key).or_default();
+        remembered.seen_at_scan = scan;
+        if let (Some(memo), Some(area)) = (&remembered.argv, stat.arg_area)
+            && memo.area == area
+            && memo.comm == stat.comm
+            && memo.exe.as_ref() == exe
+            && scan - memo.read_at < REFRESH_SCANS
+        {
+            return (memo.argv.clone(), memo.truncated);
+        }
+        // cmdline is produced whole by one read when the buffer is larger (the kernel copies
+        // the argument area in a loop), so the read that would only confirm EOF is skipped.
+        let (argv, truncated) = match read_record(pid_dir, "cmdline", &mut self.file, ARGV_LIMIT) {
+            Ok(truncated) => (split_cmdline(&self.file), truncated),
+            Err(_) => return (Vec::new(), false),
+        };
+        remembered.argv = stat.arg_area.map(|area| ArgvMemo {
+            read_at: scan,
+            area,
+            comm: stat.comm.clone(),
+            exe: exe.cloned(),
+            argv: argv.clone(),
+            truncated,
+        });
+        (argv, truncated)
+    }
+
     /// Real and effective ids: re-read when the owner of /proc/pid (the effective ids) moved or
     /// the remembered ones are old. `Err` when the process vanished.
     fn ids(&mut self, pid_dir: BorrowedFd<'_>, key: ProcKey) -> Result<Option<StatusIds>, ()> {
@@ -188,13 +243,6 @@ impl ProcessReader {
         let key = ProcKey { pid: stat.pid, start_ticks: stat.start_ticks };
         let kernel_thread = stat.flags & PF_KTHREAD != 0;
         let Ok(ids) = self.ids(pid_dir, key) else { return ProcOutcome::Vanished };
-        // cmdline is produced whole by one read when the buffer is larger (the kernel copies
-        // the argument area in a loop), so the read that would only confirm EOF is skipped.
-        let (argv, argv_truncated) =
-            match read_record(pid_dir, "cmdline", &mut self.file, ARGV_LIMIT) {
-                Ok(truncated) => (split_cmdline(&self.file), truncated),
-                Err(_) => (Vec::new(), false),
-            };
         let SlowFacts { pidns, cgroup, cwd } = self.slow_facts(pid_dir, key, kernel_thread);
         let mut denied = false;
         let (exe, mntns) = if kernel_thread {
@@ -209,6 +257,11 @@ impl ProcessReader {
                 }
             };
             (exe, mntns)
+        };
+        // A kernel thread has no memory of its own, so no argv.
+        let (argv, argv_truncated) = match kernel_thread {
+            true => (Vec::new(), false),
+            false => self.argv(pid_dir, key, &stat, exe.as_ref().map(|e| &e.path)),
         };
         let ids = ids.unwrap_or(super::parse::StatusIds { uid: 0, euid: 0, gid: 0, egid: 0 });
         let mut process = Process {

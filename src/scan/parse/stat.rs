@@ -1,6 +1,6 @@
 //! /proc/pid/stat, /proc/pid/status, /proc/pid/cmdline and /proc/pid/cgroup.
 
-use super::number::{parse_dec_as, parse_i32};
+use super::number::{parse_dec, parse_dec_as, parse_i32};
 use super::{ParseError, fields};
 use crate::model::RawText;
 
@@ -27,6 +27,10 @@ pub struct StatFields {
     pub threads: u32,
     /// Field 22: start time in clock ticks after boot.
     pub start_ticks: u64,
+    /// Fields 48 and 49: where argv lies in the process's memory. An exec maps a new stack at a
+    /// randomised address, so these move on every exec; `None` where the kernel hides them
+    /// (no ptrace access, a zombie, a kernel thread) or prints zeros.
+    pub arg_area: Option<(u64, u64)>,
 }
 
 /// Parses /proc/pid/stat. `comm` is whatever lies between the first `(` and the *last* `)`: the
@@ -62,7 +66,30 @@ pub fn parse_stat(buf: &[u8]) -> Result<StatFields, ParseError> {
     let threads = parse_dec_as("num_threads", next("num_threads")?)?;
     next("itrealvalue")?;
     let start_ticks = parse_dec_as("starttime", next("starttime")?)?;
-    Ok(StatFields { pid, comm, state, ppid, pgid, sid, tty_nr, flags, threads, start_ticks })
+    // Fields 23-47 are skipped; 48 and 49 exist since Linux 3.5.
+    let mut after_start = rest.skip(25);
+    let arg_area = match (after_start.next(), after_start.next()) {
+        (Some(start), Some(end)) => {
+            match (parse_dec("arg_start", start)?, parse_dec("arg_end", end)?) {
+                (0, _) | (_, 0) => None,
+                area => Some(area),
+            }
+        }
+        _ => None,
+    };
+    Ok(StatFields {
+        pid,
+        comm,
+        state,
+        ppid,
+        pgid,
+        sid,
+        tty_nr,
+        flags,
+        threads,
+        start_ticks,
+        arg_area,
+    })
 }
 
 /// Real and effective user and group ids from /proc/pid/status.
@@ -149,6 +176,12 @@ mod tests {
             (4242, &b"bash"[..], b'S', 4200, 4242, 4242, 34816)
         );
         assert_eq!((s.threads, s.start_ticks, s.flags), (1, 123456, 4194560));
+        assert_eq!(s.arg_area, None, "zeros: hidden from a reader without ptrace access");
+        let visible = b"7 (sh) S 1 7 7 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 50 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 1 2 3 140735568992985 140735568993005 140735568993005 140735568994283 0\n";
+        assert_eq!(parse_stat(visible).unwrap().arg_area, Some((140735568992985, 140735568993005)));
+        // A kernel older than 3.5 stops at field 44.
+        let old = b"7 (sh) S 1 7 7 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 50 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n";
+        assert_eq!(parse_stat(old).unwrap().arg_area, None);
     }
 
     #[test]
