@@ -1,11 +1,23 @@
 //! Lines of the /proc/net tables (a unix socket's name is chosen by its creator and may hold any
-//! byte but NUL). None may panic; a unix name comes back byte for byte.
+//! byte but NUL), and the same bytes as a sock_diag dump reply. None may panic; a unix name comes
+//! back byte for byte.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use sockwatch::scan::parse::{self, ByteOrder};
 
 fuzz_target!(|data: &[u8]| {
+    for message in parse::diag_messages(data) {
+        if let Ok(parse::DiagMessage::Record { payload, .. }) = message {
+            let _ = parse::parse_inet_record(payload);
+            if let Ok(parse::UnixDiagRecord { name: Some(name), .. }) =
+                parse::parse_unix_record(payload)
+            {
+                let within = payload.as_ptr_range();
+                assert!(within.start <= name.as_ptr() && name.as_ptr_range().end <= within.end);
+            }
+        }
+    }
     for line in data.split(|&b| b == b'\n') {
         let _ = parse::parse_inet_line(line, ByteOrder::Little);
         let _ = parse::parse_inet_line(line, ByteOrder::Big);

@@ -3,19 +3,17 @@
 //! A sock_diag socket dumps the namespace of the thread that created it, so other namespaces are
 //! dumped from a thread that entered them (see `netns`).
 
+use super::parse::{DiagMessage, ParseError, diag_messages, parse_inet_record, parse_unix_record};
 use super::table::NetnsTable;
 use crate::model::{
     Endpoint, Family, Protocol, RawText, Socket, SocketKey, SocketState, TableSource, UnixInfo,
 };
-use netlink_packet_core::{
-    NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
-};
+use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage};
 use netlink_packet_sock_diag::SockDiagMessage;
 use netlink_packet_sock_diag::constants::{
     AF_INET, AF_INET6, IPPROTO_RAW, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE,
 };
 use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
-use netlink_packet_sock_diag::unix::nlas::UnixDiagName;
 use netlink_packet_sock_diag::unix::{self, ShowFlags, UnixRequest};
 use netlink_sys::{SocketAddr, protocols::NETLINK_SOCK_DIAG};
 use std::io;
@@ -72,29 +70,24 @@ impl SockDiag {
             states: StateFlags::all() - StateFlags::TIME_WAIT,
             socket_id: if family == AF_INET { SocketId::new_v4() } else { SocketId::new_v6() },
         });
-        self.dump(request, |message| {
-            if let SockDiagMessage::InetResponse(response) = message {
-                let h = &response.header;
-                let inode = u64::from(h.inode);
-                let family = if h.family == AF_INET { Family::Inet } else { Family::Inet6 };
-                let mut row = Socket::new(
-                    SocketKey { netns: 0, inode },
-                    family,
-                    protocol.clone(),
-                    SocketState::from_tcp_number(h.state),
-                    TableSource::SockDiag,
-                );
-                row.local =
-                    Some(Endpoint::new(h.socket_id.source_address, h.socket_id.source_port));
-                row.remote = Some(Endpoint::new(
-                    h.socket_id.destination_address,
-                    h.socket_id.destination_port,
-                ));
-                row.uid = Some(h.uid);
-                row.rx_queue = h.recv_queue;
-                row.tx_queue = h.send_queue;
-                table.insert(inode, row);
-            }
+        self.dump(request, |payload| {
+            let record = parse_inet_record(payload)?;
+            let inode = u64::from(record.inode);
+            let family = if record.family == AF_INET { Family::Inet } else { Family::Inet6 };
+            let mut row = Socket::new(
+                SocketKey { netns: 0, inode },
+                family,
+                protocol.clone(),
+                SocketState::from_tcp_number(record.state),
+                TableSource::SockDiag,
+            );
+            row.local = Some(Endpoint::new(record.local.0, record.local.1));
+            row.remote = Some(Endpoint::new(record.remote.0, record.remote.1));
+            row.uid = Some(record.uid);
+            row.rx_queue = record.rx_queue;
+            row.tx_queue = record.tx_queue;
+            table.insert(inode, row);
+            Ok(())
         })
     }
 
@@ -106,41 +99,34 @@ impl SockDiag {
             show_flags: ShowFlags::NAME | ShowFlags::PEER,
             cookie: [0; 8],
         });
-        self.dump(request, |message| {
-            if let SockDiagMessage::UnixResponse(response) = message {
-                let name = match response.name() {
-                    Some(UnixDiagName::Pathname(path)) => {
-                        RawText::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
-                    }
-                    Some(UnixDiagName::Abstract(bytes)) => {
-                        let mut shown = Vec::with_capacity(bytes.len() + 1);
-                        shown.push(b'@');
-                        shown.extend_from_slice(bytes);
-                        RawText::new(shown)
-                    }
-                    None => RawText::default(),
-                };
-                let h = &response.header;
-                let inode = u64::from(h.inode);
-                let mut row = Socket::new(
-                    SocketKey { netns: 0, inode },
-                    Family::Unix,
-                    unix_protocol(h.kind),
-                    SocketState::from_tcp_number(h.state),
-                    TableSource::SockDiag,
-                );
-                row.unix = Some(UnixInfo { name, peer: response.peer().map(u64::from) });
-                row.rx_queue = response.receive_queue_size().unwrap_or(0);
-                row.tx_queue = response.send_queue_size().unwrap_or(0);
-                table.insert(inode, row);
-            }
+        self.dump(request, |payload| {
+            let record = parse_unix_record(payload)?;
+            // An abstract name is shown the way ss and /proc/net/unix show it, with a leading @.
+            let name = match record.name {
+                Some([0, name @ ..]) => RawText::new([&b"@"[..], name].concat()),
+                Some(path) => RawText::new(path),
+                None => RawText::default(),
+            };
+            let inode = u64::from(record.inode);
+            let mut row = Socket::new(
+                SocketKey { netns: 0, inode },
+                Family::Unix,
+                unix_protocol(record.socket_type),
+                SocketState::from_tcp_number(record.state),
+                TableSource::SockDiag,
+            );
+            row.unix = Some(UnixInfo { name, peer: record.peer.map(u64::from) });
+            table.insert(inode, row);
+            Ok(())
         })
     }
 
+    /// Sends a dump request and hands each record's payload to `on_record`, until the kernel
+    /// says the dump is done.
     fn dump(
         &mut self,
         request: SockDiagMessage,
-        mut on_message: impl FnMut(SockDiagMessage),
+        mut on_record: impl FnMut(&[u8]) -> Result<(), ParseError>,
     ) -> io::Result<DumpEnd> {
         self.seq = self.seq.wrapping_add(1);
         let mut header = NetlinkHeader::default();
@@ -152,35 +138,25 @@ impl SockDiag {
         packet.serialize(&mut out);
         self.socket.send(&out, 0)?;
 
+        let malformed = |e: ParseError| io::Error::new(io::ErrorKind::InvalidData, e.to_string());
         let mut interrupted = false;
         loop {
             let size = self.socket.recv(&mut &mut self.buf[..], 0)?;
-            let mut offset = 0;
-            while offset < size {
-                let message =
-                    NetlinkMessage::<SockDiagMessage>::deserialize(&self.buf[offset..size])
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-                let length = message.header.length as usize;
-                if message.header.flags & NLM_F_DUMP_INTR != 0 {
-                    interrupted = true;
-                }
-                match message.payload {
-                    NetlinkPayload::Done(_) => {
-                        return Ok(if interrupted {
-                            DumpEnd::Interrupted
-                        } else {
-                            DumpEnd::Complete
+            for message in diag_messages(&self.buf[..size]) {
+                match message.map_err(malformed)? {
+                    DiagMessage::Record { interrupted: flagged, payload } => {
+                        interrupted |= flagged;
+                        on_record(payload).map_err(malformed)?;
+                    }
+                    DiagMessage::Done { interrupted: flagged } => {
+                        return Ok(match interrupted || flagged {
+                            true => DumpEnd::Interrupted,
+                            false => DumpEnd::Complete,
                         });
                     }
-                    NetlinkPayload::Error(error) => return Err(error.to_io()),
-                    NetlinkPayload::InnerMessage(inner) => on_message(inner),
-                    NetlinkPayload::Noop | NetlinkPayload::Overrun(_) => {}
-                    _ => {}
+                    DiagMessage::Error(errno) => return Err(io::Error::from_raw_os_error(errno)),
+                    DiagMessage::Other => {}
                 }
-                if length == 0 {
-                    break;
-                }
-                offset += length.next_multiple_of(4);
             }
         }
     }

@@ -1,14 +1,19 @@
-//! Pure parsers for what the kernel prints under /proc. They take bytes and return values or a
+//! Pure parsers for what the kernel prints under /proc and answers to sock_diag dumps. They take bytes and return values or a
 //! `ParseError`; they never panic, never allocate per field where a slice will do, and keep
 //! attacker-chosen bytes (comm, paths, socket names) exact. The I/O that feeds them lives in the
 //! sibling modules of `scan`.
 
+mod diag;
 mod fdlink;
 mod mountinfo;
 mod number;
 mod procnet;
 mod stat;
 
+pub use diag::{
+    DiagMessage, InetDiagRecord, UnixDiagRecord, diag_messages, parse_inet_record,
+    parse_unix_record,
+};
 pub use fdlink::{FdLink, fdinfo_field, parse_fd_link};
 pub use mountinfo::{NsfsMount, parse_nsfs_mounts};
 pub use number::{parse_dec, parse_hex};
