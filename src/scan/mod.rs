@@ -169,11 +169,20 @@ fn read_processes(
     readers: &mut [ProcessReader],
 ) -> (Coverage, Vec<crate::model::Process>, Vec<Fd>) {
     let cursor = AtomicUsize::new(0);
+    let threads = if pids.len() >= PARALLEL_MIN_PROCESSES { readers.len() } else { 1 };
     let work = |reader: &mut ProcessReader| {
-        let mut found = (Coverage::default(), Vec::new(), Vec::new());
+        // Sized from what this reader found last scan: growing them by doubling moves every
+        // process and fd several times a scan.
+        let (processes, fds) = reader.last_counts();
+        let mut found = (
+            Coverage::default(),
+            Vec::with_capacity(processes + processes / 8),
+            Vec::with_capacity(fds + fds / 8),
+        );
         loop {
             let start = cursor.fetch_add(PIDS_PER_CLAIM, Ordering::Relaxed);
             if start >= pids.len() {
+                reader.found(found.1.len(), found.2.len());
                 return found;
             }
             let end = (start + PIDS_PER_CLAIM).min(pids.len());
@@ -182,7 +191,6 @@ fn read_processes(
             }
         }
     };
-    let threads = if pids.len() >= PARALLEL_MIN_PROCESSES { readers.len() } else { 1 };
     readers.iter_mut().for_each(ProcessReader::begin_scan);
     let (first, rest) = readers.split_first_mut().expect("at least one reader");
     let mut results = std::thread::scope(|scope| {

@@ -102,6 +102,8 @@ pub(crate) struct ProcessReader {
     binaries: HashMap<u64, HashMap<Box<[u8]>, Binary>>,
     /// Scans begun.
     scan: u64,
+    /// Processes and fds this reader found in its last scan.
+    last_counts: (usize, usize),
 }
 
 impl ProcessReader {
@@ -115,7 +117,18 @@ impl ProcessReader {
             remembered: FxHashMap::default(),
             binaries: HashMap::new(),
             scan: 0,
+            last_counts: (0, 0),
         }
+    }
+
+    /// Processes and fds this reader found in its last scan.
+    pub fn last_counts(&self) -> (usize, usize) {
+        self.last_counts
+    }
+
+    /// Records what this reader found in the scan ending.
+    pub fn found(&mut self, processes: usize, fds: usize) {
+        self.last_counts = (processes, fds);
     }
 
     /// Marks the start of a scan.
