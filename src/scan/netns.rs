@@ -185,7 +185,7 @@ fn read_current_namespace(
 
 /// All sock_diag tables; a table the kernel refuses (udplite compiled out, a diag module that
 /// cannot load) falls back to its text file. A dump the kernel flags as inconsistent is retried
-/// once, into a fresh table so the first attempt's rows are not counted twice.
+/// once, after its first attempt's rows are rolled back so they are not counted twice.
 fn dump_diag_tables(
     diag: &mut SockDiag,
     net_dir: Option<&OwnedFd>,
@@ -217,20 +217,26 @@ fn dump_with_retry(
     table: &mut NetnsTable,
     mut dump: impl FnMut(&mut NetnsTable) -> std::io::Result<DumpEnd>,
 ) -> bool {
-    let mut fresh = NetnsTable::default();
-    match dump(&mut fresh) {
-        Ok(DumpEnd::Complete) => {}
+    // Rows go straight into the namespace's table; a dump to redo is rolled back first.
+    let mark = table.mark();
+    match dump(table) {
+        Ok(DumpEnd::Complete) => true,
         Ok(DumpEnd::Interrupted) => {
+            table.roll_back(mark);
             table.interrupted += 1;
-            fresh = NetnsTable::default();
-            if dump(&mut fresh).is_err() {
-                return false;
+            match dump(table) {
+                Ok(_) => true,
+                Err(_) => {
+                    table.roll_back(mark);
+                    false
+                }
             }
         }
-        Err(_) => return false,
+        Err(_) => {
+            table.roll_back(mark);
+            false
+        }
     }
-    table.merge(fresh);
-    true
 }
 
 fn text_fallback(
