@@ -5,8 +5,8 @@
 //! state rather than flooding sinks with "opened".
 
 use crate::model::{Change, Holder, Snapshot, SocketKey};
+use rustc_hash::FxHashMap as HashMap;
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
 /// Every change from `prev` to `next`, sockets first (in key order), then exec'd processes.
 /// `first_seen` gives each closed socket's first sighting (`next.taken_at_ms` is used when absent).
@@ -82,7 +82,7 @@ pub struct Differ {
 impl Differ {
     /// `emit_baseline`: report every socket open at the first scan as `ExistingSocket`.
     pub fn new(emit_baseline: bool) -> Self {
-        Differ { emit_baseline, previous: None, first_seen: HashMap::new() }
+        Differ { emit_baseline, previous: None, first_seen: HashMap::default() }
     }
 
     /// The changes `next` brings relative to the accepted previous snapshot (the baseline when

@@ -40,7 +40,7 @@ fn opened_closed_state_and_holders() {
         ],
     );
     let key = |inode| SocketKey { netns: 1, inode };
-    let first_seen = HashMap::from([(key(2), (500, true))]);
+    let first_seen = HashMap::from_iter([(key(2), (500, true))]);
     let changes = diff(&prev, &next, &first_seen);
     assert_eq!(
         changes,
@@ -129,13 +129,13 @@ fn exec_under_the_same_key_is_a_change() {
     };
     let (prev, next) = (with_exe("/usr/bin/bash", 5), with_exe("/usr/bin/sleep", 6));
     assert_eq!(
-        diff(&prev, &next, &HashMap::new()),
+        diff(&prev, &next, &HashMap::default()),
         vec![Change::ProcessExec {
             proc: next.processes[0].key,
             previous_exe: Some(RawText::from("/usr/bin/bash")),
         }]
     );
-    assert!(diff(&next, &next, &HashMap::new()).is_empty());
+    assert!(diff(&next, &next, &HashMap::default()).is_empty());
 }
 
 fn arbitrary_sockets() -> impl Strategy<Value = Vec<Socket>> {
@@ -162,7 +162,7 @@ proptest! {
         let mut replay: BTreeMap<SocketKey, Socket> =
             prev.sockets.iter().map(|s| (s.key, s.clone())).collect();
         let lookup: BTreeMap<SocketKey, &Socket> = next.sockets.iter().map(|s| (s.key, s)).collect();
-        for change in diff(&prev, &next, &HashMap::new()) {
+        for change in diff(&prev, &next, &HashMap::default()) {
             match change {
                 Change::SocketOpened { key } => {
                     prop_assert!(replay.insert(key, lookup[&key].clone()).is_none());

@@ -8,7 +8,7 @@
 //! never special here: it is a property for rules, not a filter.
 
 use crate::model::{Direction, DirectionSource, Endpoint, Protocol, Snapshot, Socket, SocketState};
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::net::IpAddr;
 
 /// The kernel's default `ip_local_port_range`, used when a namespace's own could not be read.
@@ -67,7 +67,7 @@ pub fn directions(
     snapshot: &Snapshot,
     memory: Option<&ListenerMemory>,
 ) -> Vec<(Direction, DirectionSource)> {
-    let mut listeners: HashMap<(u64, Transport, u16), Vec<IpAddr>> = HashMap::new();
+    let mut listeners: HashMap<(u64, Transport, u16), Vec<IpAddr>> = HashMap::default();
     for socket in &snapshot.sockets {
         if let (Some(t), Some(local)) = (transport(&socket.protocol), socket.local)
             && is_listener(socket, t)

@@ -16,7 +16,8 @@ use super::Graph;
 use crate::model::{
     AccessMode, Fd, FdTarget, ProcKey, Route, SocketKey, StdioEnd, StdioReach, Via,
 };
-use std::collections::{HashMap, HashSet, VecDeque};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::collections::VecDeque;
 
 /// Relays allowed between a stdio fd and the socket.
 pub const MAX_RELAY_DEPTH: usize = 8;
@@ -59,7 +60,7 @@ impl Object {
 
 /// Every process's stdio ends, and the shared reaches they point at.
 pub(crate) fn resolve(graph: &Graph<'_>) -> (Vec<StdioEnd>, Vec<StdioReach>) {
-    let mut memo: HashMap<(Object, Flow), usize> = HashMap::new();
+    let mut memo: HashMap<(Object, Flow), usize> = HashMap::default();
     let mut reaches = Vec::new();
     let mut ends = Vec::new();
     for fd in graph.snapshot.fds.iter().filter(|f| (0..=2).contains(&f.num) && f.tid.is_none()) {
@@ -84,13 +85,13 @@ pub(crate) fn resolve(graph: &Graph<'_>) -> (Vec<StdioEnd>, Vec<StdioReach>) {
 
 fn walk(graph: &Graph<'_>, start: Object, flow: Flow) -> StdioReach {
     let mut reach = StdioReach::default();
-    let mut found: HashSet<SocketKey> = HashSet::new();
+    let mut found: HashSet<SocketKey> = HashSet::default();
     // Visited by channel, not by end: a relay never feeds a pty's or a socketpair's data back
     // into the same pty or pair. Without this, a terminal's master holder (sshd, tmux, a
     // terminal emulator) would seem to carry the output of a network client run in the terminal
     // (`nc`, `ssh`, `curl`) into the input of the shell on the same terminal.
-    let mut visited: HashSet<Object> = HashSet::from([graph.channel(start)]);
-    let mut expanded: HashSet<ProcKey> = HashSet::new();
+    let mut visited: HashSet<Object> = HashSet::from_iter([graph.channel(start)]);
+    let mut expanded: HashSet<ProcKey> = HashSet::default();
     // (object, relays so far)
     let mut queue: VecDeque<(Object, Vec<ProcKey>)> = VecDeque::from([(start, Vec::new())]);
     while let Some((object, path)) = queue.pop_front() {
