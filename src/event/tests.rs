@@ -109,9 +109,8 @@ fn hostile_argv_is_escaped_single_line_and_lossless() {
     let (mut snapshot, directions) = outbound_world();
     let key = snapshot.sockets[0].key;
     let shell = &mut snapshot.processes[0];
-    shell.comm = RawText::new(b"x\n\x1b[31m".to_vec());
-    shell.argv =
-        vec![RawText::from("sh"), RawText::new(b"-c\nid\x1b[31m\xe2\x80\xae\xff".to_vec())];
+    shell.comm = RawText::new(b"x\n\x1b[31m");
+    shell.argv = vec![RawText::from("sh"), RawText::new(b"-c\nid\x1b[31m\xe2\x80\xae\xff")];
     let e = parse(
         &encoder()
             .change(&Change::SocketOpened { key }, None, (&snapshot, &directions), None)
@@ -129,11 +128,8 @@ fn hostile_argv_is_escaped_single_line_and_lossless() {
 fn secrets_are_redacted_everywhere_including_base64() {
     let (mut snapshot, directions) = outbound_world();
     let key = snapshot.sockets[0].key;
-    snapshot.processes[0].argv = vec![
-        RawText::from("mysql"),
-        RawText::from("--password=hunter2"),
-        RawText::new(b"\xff".to_vec()),
-    ];
+    snapshot.processes[0].argv =
+        vec![RawText::from("mysql"), RawText::from("--password=hunter2"), RawText::new(b"\xff")];
     let encoded = encoder()
         .change(&Change::SocketOpened { key }, None, (&snapshot, &directions), None)
         .unwrap();

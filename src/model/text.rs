@@ -9,15 +9,17 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
+use std::sync::Arc;
 
-/// Exact bytes from /proc, never assumed to be UTF-8.
+/// Exact bytes from /proc, never assumed to be UTF-8. Immutable and shared: a process's argv,
+/// cwd or cgroup remembered between scans goes into each snapshot without a copy.
 #[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RawText(Vec<u8>);
+pub struct RawText(Arc<[u8]>);
 
 impl RawText {
-    /// Wraps bytes without inspecting them.
-    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
-        RawText(bytes.into())
+    /// Copies bytes without inspecting them.
+    pub fn new(bytes: impl AsRef<[u8]>) -> Self {
+        RawText(Arc::from(bytes.as_ref()))
     }
 
     /// The exact bytes.
@@ -45,13 +47,13 @@ impl RawText {
 
 impl From<&str> for RawText {
     fn from(s: &str) -> Self {
-        RawText(s.as_bytes().to_vec())
+        RawText::new(s)
     }
 }
 
 impl From<&[u8]> for RawText {
     fn from(b: &[u8]) -> Self {
-        RawText(b.to_vec())
+        RawText::new(b)
     }
 }
 
@@ -126,10 +128,11 @@ impl<'de> Deserialize<'de> for RawText {
             Base64(Base64Text),
         }
         match Repr::deserialize(deserializer)? {
-            Repr::Text(text) => Ok(RawText(text.into_bytes())),
-            Repr::Base64(b) => {
-                BASE64.decode(b.base64.as_bytes()).map(RawText).map_err(serde::de::Error::custom)
-            }
+            Repr::Text(text) => Ok(RawText::new(text)),
+            Repr::Base64(b) => BASE64
+                .decode(b.base64.as_bytes())
+                .map(RawText::new)
+                .map_err(serde::de::Error::custom),
         }
     }
 }
@@ -141,7 +144,7 @@ mod tests {
 
     #[test]
     fn escapes_terminal_and_bidi_tricks() {
-        let hostile = RawText::new(b"a\nb\x1b[31m\xe2\x80\xaeevil\xff\x7f\\".to_vec());
+        let hostile = RawText::new(b"a\nb\x1b[31m\xe2\x80\xaeevil\xff\x7f\\");
         assert_eq!(hostile.escape_visible(), "a\\nb\\u{001b}[31m\\u{202e}evil\\xff\\u{007f}\\\\");
     }
 
