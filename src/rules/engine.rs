@@ -66,6 +66,12 @@ impl<'g> Prepared<'g> {
     pub fn is_empty(&self) -> bool {
         self.subjects.is_empty()
     }
+
+    /// The subjects and their context, for evaluating single conditions in tests.
+    #[cfg(test)]
+    pub(crate) fn parts(&self) -> (&[Subject<'g>], &Context<'g>) {
+        (&self.subjects, &self.cx)
+    }
 }
 
 impl RuleSet {
@@ -280,7 +286,7 @@ impl<'g> Hit<'g> {
             message,
             stdio_fds: subject.stdio_fds,
             vias: subject.vias,
-            relays: subject.relays.clone(),
+            relays: subject.relays.to_vec(),
             fds: subject.fds.clone(),
             socket_first_seen,
         }

@@ -5,8 +5,8 @@
 //! List fields hold several values (every ancestor, every relay); a test on a list is true when
 //! any element passes, and `!=` is the negation of `=` (true when none is equal).
 
-use super::subject::{Context, Subject, VIAS, via_bit};
-use crate::model::{Direction, DirectionSource, Exe, Process, RawText, Via};
+use super::subject::{Context, Subject};
+use crate::model::{Direction, DirectionSource, Exe, Process, RawText};
 use std::borrow::Cow;
 use std::net::IpAddr;
 
@@ -50,9 +50,22 @@ pub enum Value<'a> {
     Strs(Vec<Cow<'a, str>>),
     /// Several integers.
     Ints(Vec<i64>),
+    /// Several small integers (0-7): the set bits of a mask. Read on every subject (`stdio.fds`),
+    /// so without an allocation.
+    IntBits(u8),
+    /// Several names: the set bits of a mask, each naming the entry of the table at its position
+    /// (`stdio.via`).
+    NameBits(u8, &'static [&'static str]),
     /// The field has no value here (an unconnected socket's remote address, a process with no
     /// parent in the snapshot).
     Absent,
+}
+
+impl Value<'_> {
+    /// The positions of the set bits of a mask, lowest first.
+    pub fn bits(mask: u8) -> impl Iterator<Item = usize> {
+        (0..8).filter(move |n| mask & (1 << n) != 0)
+    }
 }
 
 /// Reads one field from one subject.
@@ -64,18 +77,46 @@ pub struct Field {
     pub name: &'static str,
     /// Value type.
     pub kind: Kind,
-    /// Holds several values.
-    pub list: bool,
+    /// One value, or several (and how they are made).
+    pub shape: Shape,
     /// What it means, for docs/rules.md.
     pub doc: &'static str,
     /// How to read it.
     pub get: Getter,
 }
 
+/// Whether a field holds one value or several, and what reading it costs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// One value, read from the subject.
+    Scalar,
+    /// Several values, read from a bit mask of the subject: as cheap as a scalar.
+    Bits,
+    /// Several values, gathered from the snapshot (relays, holders, ancestors, argv): a walk and
+    /// an allocation each time.
+    List,
+}
+
 impl Field {
+    /// Holds several values.
+    pub fn is_list(&self) -> bool {
+        self.shape != Shape::Scalar
+    }
+
     /// `string`, `list of ip`, …
     pub fn type_name(&self) -> String {
-        if self.list { format!("list of {}", self.kind.name()) } else { self.kind.name().into() }
+        match self.is_list() {
+            true => format!("list of {}", self.kind.name()),
+            false => self.kind.name().into(),
+        }
+    }
+
+    /// What reading it costs, relative to a scalar (2): orders the operands of `and` and `or`.
+    pub fn cost(&self) -> u32 {
+        match self.shape {
+            Shape::Scalar | Shape::Bits => 2,
+            Shape::List => 16,
+        }
     }
 }
 
@@ -208,15 +249,8 @@ fn direction_source_name(source: DirectionSource) -> &'static str {
 }
 
 /// The lowercase name of a stdio first hop.
-pub fn via_name(via: Via) -> &'static str {
-    match via {
-        Via::Direct => "direct",
-        Via::Pipe => "pipe",
-        Via::Fifo => "fifo",
-        Via::Pty => "pty",
-        Via::Unix => "unix",
-    }
-}
+/// The name of each `Via`, at its discriminant (its bit in `Subject::vias`).
+const VIA_NAMES: [&str; 5] = ["direct", "pipe", "fifo", "pty", "unix"];
 
 /// The container id in a cgroup path: the last 64-hex-digit run (docker, containerd, cri-o and
 /// podman all name the leaf after it).
@@ -245,70 +279,70 @@ pub static FIELDS: &[Field] = &[
     Field {
         name: "proc.pid",
         kind: Kind::Int,
-        list: false,
+        shape: Shape::Scalar,
         doc: "Process id.",
         get: |s, _| Value::Int(s.process.key.pid.into()),
     },
     Field {
         name: "proc.ppid",
         kind: Kind::Int,
-        list: false,
+        shape: Shape::Scalar,
         doc: "Parent process id.",
         get: |s, _| Value::Int(s.process.ppid.into()),
     },
     Field {
         name: "proc.name",
         kind: Kind::Str,
-        list: false,
+        shape: Shape::Scalar,
         doc: "`comm`: chosen freely by the process; never use it to trust anything.",
         get: |s, _| Value::Str(text(&s.process.comm)),
     },
     Field {
         name: "proc.exe",
         kind: Kind::Str,
-        list: false,
+        shape: Shape::Scalar,
         doc: "Executable path as the kernel shows it (/proc/pid/exe).",
         get: |s, _| str_or_absent(exe_path(s.process)),
     },
     Field {
         name: "proc.exe_name",
         kind: Kind::Str,
-        list: false,
+        shape: Shape::Scalar,
         doc: "File name of the executable (\" (deleted)\" removed only when the binary really is).",
         get: |s, _| str_or_absent(s.process.exe.as_ref().map(exe_name)),
     },
     Field {
         name: "proc.exe_deleted",
         kind: Kind::Bool,
-        list: false,
+        shape: Shape::Scalar,
         doc: "The executable has no links left on disk (judged by the inode, not the name).",
         get: |s, _| exe_flag(s, |e| e.deleted),
     },
     Field {
         name: "proc.exe_memfd",
         kind: Kind::Bool,
-        list: false,
+        shape: Shape::Scalar,
         doc: "The executable is a memfd (fileless execution).",
         get: |s, _| exe_flag(s, |e| e.memfd),
     },
     Field {
         name: "proc.exe_owner_root",
         kind: Kind::Bool,
-        list: false,
+        shape: Shape::Scalar,
         doc: "The executable is owned by root.",
         get: |s, _| exe_flag(s, |e| e.owner_uid == 0),
     },
     Field {
         name: "proc.exe_writable",
         kind: Kind::Bool,
-        list: false,
+        shape: Shape::Scalar,
         doc: "Someone other than root can write the executable (non-root owner or group/other write).",
         get: |s, _| exe_flag(s, exe_writable),
     },
     Field {
         name: "proc.exe_trusted",
         kind: Kind::Bool,
-        list: false,
+        shape: Shape::Scalar,
         doc: "Root-owned, writable by root only, not deleted, not a memfd: the only exe paths an \
               allowlist should trust.",
         get: |s, _| exe_flag(s, exe_trusted),
@@ -316,14 +350,14 @@ pub static FIELDS: &[Field] = &[
     Field {
         name: "proc.argv0",
         kind: Kind::Str,
-        list: false,
+        shape: Shape::Scalar,
         doc: "argv[0] as the process presents it (free to fake: `exec -a`).",
         get: |s, _| str_or_absent(s.process.argv.first().map(text)),
     },
     Field {
         name: "proc.argv0_name",
         kind: Kind::Str,
-        list: false,
+        shape: Shape::Scalar,
         doc: "File name part of argv[0], leading `-` of a login shell removed (busybox applets \
               are told by it).",
         get: |s, _| {
@@ -336,14 +370,14 @@ pub static FIELDS: &[Field] = &[
     Field {
         name: "proc.args",
         kind: Kind::Str,
-        list: true,
+        shape: Shape::List,
         doc: "Arguments after argv[0].",
         get: |s, _| Value::Strs(s.process.argv.iter().skip(1).map(text).collect()),
     },
     Field {
         name: "proc.cmdline",
         kind: Kind::Str,
-        list: false,
+        shape: Shape::Scalar,
         doc: "argv joined with spaces.",
         get: |s, _| {
             let parts: Vec<Cow<'_, str>> = s.process.argv.iter().map(text).collect();
@@ -353,84 +387,84 @@ pub static FIELDS: &[Field] = &[
     Field {
         name: "proc.uid",
         kind: Kind::Int,
-        list: false,
+        shape: Shape::Scalar,
         doc: "Real user id.",
         get: |s, _| Value::Int(s.process.uid.into()),
     },
     Field {
         name: "proc.euid",
         kind: Kind::Int,
-        list: false,
+        shape: Shape::Scalar,
         doc: "Effective user id.",
         get: |s, _| Value::Int(s.process.euid.into()),
     },
     Field {
         name: "proc.pname",
         kind: Kind::Str,
-        list: false,
+        shape: Shape::Scalar,
         doc: "Parent's `comm`.",
         get: |s, cx| str_or_absent(parent(s, cx).map(|p| text(&p.comm))),
     },
     Field {
         name: "proc.pexe",
         kind: Kind::Str,
-        list: false,
+        shape: Shape::Scalar,
         doc: "Parent's executable path.",
         get: |s, cx| str_or_absent(parent(s, cx).and_then(exe_path)),
     },
     Field {
         name: "proc.ancestors",
         kind: Kind::Str,
-        list: true,
+        shape: Shape::List,
         doc: "`comm` of every ancestor, parent first.",
         get: |s, cx| Value::Strs(cx.ancestors(s.process).map(|p| text(&p.comm)).collect()),
     },
     Field {
         name: "proc.ancestor.exe",
         kind: Kind::Str,
-        list: true,
+        shape: Shape::List,
         doc: "Executable path of every ancestor, parent first.",
         get: |s, cx| Value::Strs(cx.ancestors(s.process).filter_map(exe_path).collect()),
     },
     Field {
         name: "proc.ancestor.trusted_exe",
         kind: Kind::Str,
-        list: true,
+        shape: Shape::List,
         doc: "Executable paths of the ancestors whose binaries are trusted (see proc.exe_trusted).",
         get: |s, cx| Value::Strs(cx.ancestors(s.process).filter_map(trusted_path).collect()),
     },
     Field {
         name: "proc.tty",
         kind: Kind::Int,
-        list: false,
+        shape: Shape::Scalar,
         doc: "Controlling terminal device number (0: none).",
         get: |s, _| Value::Int(s.process.tty_nr.into()),
     },
     Field {
         name: "proc.sid",
         kind: Kind::Int,
-        list: false,
+        shape: Shape::Scalar,
         doc: "Session id.",
         get: |s, _| Value::Int(s.process.sid.into()),
     },
     Field {
         name: "proc.pgid",
         kind: Kind::Int,
-        list: false,
+        shape: Shape::Scalar,
         doc: "Process group id.",
         get: |s, _| Value::Int(s.process.pgid.into()),
     },
     Field {
         name: "proc.cgroup",
         kind: Kind::Str,
-        list: false,
+        shape: Shape::Scalar,
         doc: "cgroup path (the unified hierarchy's).",
         get: |s, _| str_or_absent(s.process.cgroup.as_ref().map(text)),
     },
     Field {
         name: "proc.container_id",
         kind: Kind::Str,
-        list: false,
+        shape: Shape::Scalar,
         doc: "Container id from the cgroup path; absent on the host.",
         get: |s, _| {
             let cgroup = s.process.cgroup.as_ref().and_then(|c| c.to_str());
@@ -440,28 +474,28 @@ pub static FIELDS: &[Field] = &[
     Field {
         name: "proc.age",
         kind: Kind::Int,
-        list: false,
+        shape: Shape::Scalar,
         doc: "Seconds since the process started, at the snapshot.",
         get: |s, cx| cx.age_seconds(s.process).map_or(Value::Absent, Value::Int),
     },
     Field {
         name: "proc.netns",
         kind: Kind::Int,
-        list: false,
+        shape: Shape::Scalar,
         doc: "Inode of the process's network namespace.",
         get: |s, _| s.process.netns.map_or(Value::Absent, |n| Value::Int(n as i64)),
     },
     Field {
         name: "fd.num",
         kind: Kind::Int,
-        list: true,
+        shape: Shape::List,
         doc: "The process's own fds on the socket (none when it only reaches it through relays).",
         get: |s, _| ints(s.fds.iter().map(|&n| n.into())),
     },
     Field {
         name: "sock.family",
         kind: Kind::Str,
-        list: false,
+        shape: Shape::Scalar,
         doc: "`inet` or `inet6`.",
         get: |s, _| {
             Value::Str(Cow::Borrowed(match s.socket.family {
@@ -477,14 +511,14 @@ pub static FIELDS: &[Field] = &[
     Field {
         name: "sock.protocol",
         kind: Kind::Str,
-        list: false,
+        shape: Shape::Scalar,
         doc: "`tcp`, `udp`, `udplite`, `raw` or `icmp`.",
         get: |s, _| Value::Str(Cow::Borrowed(s.socket.protocol.name())),
     },
     Field {
         name: "sock.state",
         kind: Kind::Str,
-        list: false,
+        shape: Shape::Scalar,
         doc: "Kernel state name: `ESTABLISHED`, `SYN_SENT`, `CLOSE_WAIT`, `LISTEN`, `CLOSE` \
               (unconnected UDP) and the others of the kernel.",
         get: |s, _| Value::Str(Cow::Borrowed(s.socket.state.name())),
@@ -492,21 +526,21 @@ pub static FIELDS: &[Field] = &[
     Field {
         name: "sock.laddr",
         kind: Kind::Ip,
-        list: false,
+        shape: Shape::Scalar,
         doc: "Local address.",
         get: |s, _| s.socket.local.map_or(Value::Absent, |e| Value::Ip(e.addr)),
     },
     Field {
         name: "sock.lport",
         kind: Kind::Int,
-        list: false,
+        shape: Shape::Scalar,
         doc: "Local port.",
         get: |s, _| s.socket.local.map_or(Value::Absent, |e| Value::Int(e.port.into())),
     },
     Field {
         name: "sock.raddr",
         kind: Kind::Ip,
-        list: false,
+        shape: Shape::Scalar,
         doc: "Remote address; absent when not connected.",
         get: |s, _| match s.socket.remote {
             Some(e) if !e.is_unspecified() => Value::Ip(e.addr),
@@ -516,7 +550,7 @@ pub static FIELDS: &[Field] = &[
     Field {
         name: "sock.rport",
         kind: Kind::Int,
-        list: false,
+        shape: Shape::Scalar,
         doc: "Remote port; absent when not connected.",
         get: |s, _| match s.socket.remote {
             Some(e) if !e.is_unspecified() => Value::Int(e.port.into()),
@@ -526,108 +560,105 @@ pub static FIELDS: &[Field] = &[
     Field {
         name: "sock.connected",
         kind: Kind::Bool,
-        list: false,
+        shape: Shape::Scalar,
         doc: "The socket has a remote peer (TCP past LISTEN, connected UDP).",
         get: |s, _| Value::Bool(s.socket.remote.is_some_and(|e| !e.is_unspecified())),
     },
     Field {
         name: "sock.direction",
         kind: Kind::Str,
-        list: false,
+        shape: Shape::Scalar,
         doc: "`inbound`, `outbound`, `listening` or `unknown` (DESIGN §3).",
         get: |s, _| Value::Str(Cow::Borrowed(direction_name(s.direction.0))),
     },
     Field {
         name: "sock.direction_source",
         kind: Kind::Str,
-        list: false,
+        shape: Shape::Scalar,
         doc: "What the direction rests on: `state`, `listener`, `port_range` or `none`.",
         get: |s, _| Value::Str(Cow::Borrowed(direction_source_name(s.direction.1))),
     },
     Field {
         name: "sock.remote_is_loopback",
         kind: Kind::Bool,
-        list: false,
+        shape: Shape::Scalar,
         doc: "The remote address is a loopback address.",
         get: |s, _| Value::Bool(s.socket.remote.is_some_and(|e| e.addr.is_loopback())),
     },
     Field {
         name: "sock.netns",
         kind: Kind::Int,
-        list: false,
+        shape: Shape::Scalar,
         doc: "Inode of the network namespace whose table lists the socket (0: unresolved).",
         get: |s, _| Value::Int(s.socket.key.netns as i64),
     },
     Field {
         name: "sock.inode",
         kind: Kind::Int,
-        list: false,
+        shape: Shape::Scalar,
         doc: "Socket inode.",
         get: |s, _| Value::Int(s.socket.key.inode as i64),
     },
     Field {
         name: "sock.holder.pid",
         kind: Kind::Int,
-        list: true,
+        shape: Shape::List,
         doc: "Every process holding the socket.",
         get: |s, cx| ints(holders(s, cx, |p| Some(p.key.pid.into()))),
     },
     Field {
         name: "sock.holder.exe",
         kind: Kind::Str,
-        list: true,
+        shape: Shape::List,
         doc: "Executable paths of the processes holding the socket.",
         get: |s, cx| Value::Strs(holders(s, cx, exe_path)),
     },
     Field {
         name: "sock.holder.trusted_exe",
         kind: Kind::Str,
-        list: true,
+        shape: Shape::List,
         doc: "Executable paths of the holders whose binaries are trusted.",
         get: |s, cx| Value::Strs(holders(s, cx, trusted_path)),
     },
     Field {
         name: "sock.listener.pid",
         kind: Kind::Int,
-        list: true,
+        shape: Shape::List,
         doc: "For an inbound socket: the processes holding the listener it was accepted from.",
         get: |s, cx| ints(listener_holders(s, cx, |p| Some(p.key.pid.into()))),
     },
     Field {
         name: "sock.listener.trusted_exe",
         kind: Kind::Str,
-        list: true,
+        shape: Shape::List,
         doc: "For an inbound socket: trusted executable paths of the listener's holders.",
         get: |s, cx| Value::Strs(listener_holders(s, cx, trusted_path)),
     },
     Field {
         name: "stdio.fds",
         kind: Kind::Int,
-        list: true,
+        shape: Shape::Bits,
         doc: "Which of the process's fds 0, 1, 2 lead to the socket, directly or through relays.",
-        get: |s, _| ints((0..3).filter(|n| s.stdio_fds & (1 << n) != 0)),
+        get: |s, _| Value::IntBits(s.stdio_fds & 0b111),
     },
     Field {
         name: "stdio.via",
         kind: Kind::Str,
-        list: true,
+        shape: Shape::Bits,
         doc: "First hop of those fds: `direct`, `pipe`, `fifo`, `pty` or `unix`.",
-        get: |s, _| {
-            let names = VIAS.iter().filter(|v| s.vias & via_bit(**v) != 0);
-            Value::Strs(names.map(|v| Cow::Borrowed(via_name(*v))).collect())
-        },
+        get: |s, _| Value::NameBits(s.vias, &VIA_NAMES),
     },
     Field {
         name: "stdio.relayed",
         kind: Kind::Bool,
-        list: false,
+        shape: Shape::Scalar,
         doc: "Some stdio fd reaches the socket through another process (a relay).",
         get: |s, _| Value::Bool(!s.relays.is_empty()),
     },
     Field {
         name: "stdio.holder_is_ancestor",
         kind: Kind::Bool,
-        list: false,
+        shape: Shape::Scalar,
         doc: "The relay holding the socket is an ancestor of the process (a parent serving its \
               child's stdio: `socat exec:`, `pty.spawn`, `ncat -e`).",
         get: |s, _| Value::Bool(s.holder_is_ancestor),
@@ -635,42 +666,42 @@ pub static FIELDS: &[Field] = &[
     Field {
         name: "stdio.relay.pid",
         kind: Kind::Int,
-        list: true,
+        shape: Shape::List,
         doc: "Relay processes between the stdio fds and the socket, nearest first.",
         get: |s, cx| ints(relays(s, cx, |p| Some(p.key.pid.into()))),
     },
     Field {
         name: "stdio.relay.name",
         kind: Kind::Str,
-        list: true,
+        shape: Shape::List,
         doc: "`comm` of the relays.",
         get: |s, cx| Value::Strs(relays(s, cx, |p| Some(text(&p.comm)))),
     },
     Field {
         name: "stdio.relay.exe",
         kind: Kind::Str,
-        list: true,
+        shape: Shape::List,
         doc: "Executable paths of the relays.",
         get: |s, cx| Value::Strs(relays(s, cx, exe_path)),
     },
     Field {
         name: "stdio.relay.exe_name",
         kind: Kind::Str,
-        list: true,
+        shape: Shape::List,
         doc: "Executable file names of the relays.",
         get: |s, cx| Value::Strs(relays(s, cx, |p| p.exe.as_ref().map(exe_name))),
     },
     Field {
         name: "stdio.relay.trusted_exe",
         kind: Kind::Str,
-        list: true,
+        shape: Shape::List,
         doc: "Executable paths of the relays whose binaries are trusted (see proc.exe_trusted).",
         get: |s, cx| Value::Strs(relays(s, cx, trusted_path)),
     },
     Field {
         name: "stdio.truncated",
         kind: Kind::Bool,
-        list: false,
+        shape: Shape::Scalar,
         doc: "A stdio walk of this process hit a bound: it may reach more than is listed.",
         get: |s, _| Value::Bool(s.truncated),
     },
@@ -679,6 +710,15 @@ pub static FIELDS: &[Field] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn via_names_are_the_vias_own_names_in_bit_order() {
+        for via in crate::rules::subject::VIAS {
+            let name = serde_json::to_value(via).unwrap();
+            assert_eq!(name, VIA_NAMES[via as usize]);
+            assert_eq!(crate::rules::subject::via_bit(via), 1 << (via as u8));
+        }
+    }
 
     #[test]
     fn names_are_unique_and_dotted() {

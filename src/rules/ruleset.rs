@@ -7,7 +7,9 @@
 //! error. Every error of every file is collected before the set is refused; nothing is half
 //! loaded.
 
-use super::compile::{CompileError, ListItems, MemoScope, Predicate, Scope, compile, memoized};
+use super::compile::{
+    CompileError, Compiled, ListItems, MemoScope, Predicate, Scope, compile, memoized,
+};
 use super::error::{RuleError, RuleErrors, line_column};
 use super::syntax::{self, Expr, Literal, Span};
 use super::template::Template;
@@ -410,7 +412,7 @@ fn compile_macros(
     parsed: &mut [(usize, RuleFile)],
     lists: &HashMap<String, ListItems>,
     errors: &mut Errors<'_>,
-) -> HashMap<String, Option<Predicate>> {
+) -> HashMap<String, Option<Compiled>> {
     let mut entries: HashMap<String, MacroEntry> = HashMap::new();
     let mut order: Vec<String> = Vec::new();
     for (file, contents) in parsed.iter_mut() {
@@ -455,7 +457,7 @@ fn compile_macros(
         }
     }
     // Macros may use macros defined anywhere: compile in dependency order, refusing cycles.
-    let mut compiled: HashMap<String, Option<Predicate>> = HashMap::new();
+    let mut compiled: HashMap<String, Option<Compiled>> = HashMap::new();
     let mut visiting: HashSet<String> = HashSet::new();
     let mut per_process: HashSet<String> = HashSet::new();
     let macros = Macros { entries: &entries, order: &order, lists };
@@ -477,7 +479,7 @@ impl Macros<'_> {
     fn compile(
         &self,
         name: &str,
-        compiled: &mut HashMap<String, Option<Predicate>>,
+        compiled: &mut HashMap<String, Option<Compiled>>,
         visiting: &mut HashSet<String>,
         per_process: &mut HashSet<String>,
         errors: &mut Errors<'_>,
@@ -536,7 +538,7 @@ impl Macros<'_> {
 fn compile_rules(
     parsed: Vec<(usize, RuleFile)>,
     lists: &HashMap<String, ListItems>,
-    macros: &HashMap<String, Option<Predicate>>,
+    macros: &HashMap<String, Option<Compiled>>,
     errors: &mut Errors<'_>,
 ) -> Vec<Rule> {
     let mut merged: Vec<RuleEntry> = Vec::new();
@@ -595,7 +597,7 @@ fn inherit(mut def: RuleDef, base: &RuleDef) -> RuleDef {
 fn compile_rule(
     entry: RuleEntry,
     lists: &HashMap<String, ListItems>,
-    macros: &HashMap<String, Option<Predicate>>,
+    macros: &HashMap<String, Option<Compiled>>,
     errors: &mut Errors<'_>,
 ) -> Option<Rule> {
     let RuleEntry { def, file } = entry;
@@ -630,7 +632,7 @@ fn compile_rule(
             }
         };
         match compile(&expr, &scope) {
-            Ok(p) => Some(p),
+            Ok(compiled) => Some(compiled.predicate),
             Err(found) => {
                 errors.in_condition(text, file, context, found);
                 None

@@ -8,6 +8,7 @@ use crate::model::{
     Direction, DirectionSource, ProcKey, Process, Snapshot, Socket, SocketKey, Via,
 };
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -116,8 +117,9 @@ pub struct Subject<'g> {
     pub stdio_fds: u8,
     /// Bit per `Via` of the first hops that lead here.
     pub vias: u8,
-    /// Relay processes on the routes here, nearest first, each once.
-    pub relays: Vec<ProcKey>,
+    /// Relay processes on the routes here, nearest first, each once. Inline: a host with piped
+    /// workers gives tens of thousands of relayed subjects a scan, most with one or two relays.
+    pub relays: SmallVec<[ProcKey; 4]>,
     /// Some route's last relay (the process holding the socket) is an ancestor of this process.
     pub holder_is_ancestor: bool,
     /// Some stdio walk of this process hit a bound: more may be reached than is listed.
@@ -211,7 +213,7 @@ impl Subjects {
                 fds: Vec::new(),
                 stdio_fds: 0,
                 vias: 0,
-                relays: Vec::new(),
+                relays: SmallVec::new(),
                 holder_is_ancestor: false,
                 truncated: false,
                 memo: Memo::default(),

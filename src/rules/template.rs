@@ -97,6 +97,15 @@ fn show(value: Value<'_>) -> String {
             let shown: Vec<String> = v.iter().map(i64::to_string).collect();
             format!("[{}]", shown.join(", "))
         }
+        Value::IntBits(mask) => {
+            let shown: Vec<String> = Value::bits(mask).map(|n| n.to_string()).collect();
+            format!("[{}]", shown.join(", "))
+        }
+        Value::NameBits(mask, names) => {
+            let shown: Vec<&str> =
+                Value::bits(mask).filter_map(|n| names.get(n).copied()).collect();
+            format!("[{}]", shown.join(", "))
+        }
         Value::Absent => "-".into(),
     }
 }

@@ -219,3 +219,39 @@ message = "{proc.pid}"
     // Exactly (10, socket 1) for the first rule and (11, socket 3) for the second.
     assert_eq!(rules.count_matches(&prepared), 2);
 }
+
+/// `and` and `or` evaluate their cheapest operands first, whatever order they are written in: a
+/// costly operand (here one that must never run) is not reached when a cheap one decides.
+#[test]
+fn cheap_operands_decide_before_costly_ones() {
+    use crate::graph::Graph;
+    use crate::model::fixture::Builder;
+    use crate::rules::compile::{Compiled, Scope, compile};
+    use crate::rules::engine::Prepared;
+    use crate::rules::subject::Clock;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    let mut b = Builder::new();
+    let holder = b.process(10, "client");
+    b.connection(7, holder, 3);
+    let snapshot = b.build();
+    let graph = Graph::build(&snapshot, None);
+    let prepared = Prepared::new(&graph, Clock::default());
+    let (subjects, cx) = prepared.parts();
+    assert_eq!(subjects.len(), 1, "fd 3 on the socket: no stdio via");
+
+    let explodes = Compiled { predicate: Arc::new(|_, _| panic!("evaluated")), cost: 1000 };
+    let macros = HashMap::from([("explodes".to_string(), Some(explodes))]);
+    let lists = HashMap::new();
+    let scope = Scope { lists: &lists, macros: &macros };
+    for (text, expected) in [
+        (r#"explodes and stdio.via = "direct""#, false),
+        (r#"explodes or stdio.via != "pipe""#, true),
+        (r#"(explodes and sock.rport = 4444) and (stdio.fds = 0 and fd.num = 3)"#, false),
+    ] {
+        let compiled = compile(&crate::rules::syntax::parse(text).unwrap(), &scope).unwrap();
+        assert!(compiled.cost > 1000, "{text}: the costs add up");
+        assert_eq!((compiled.predicate)(&subjects[0], cx), expected, "{text}");
+    }
+}
