@@ -179,10 +179,14 @@ impl<'s> Graph<'s> {
     pub fn network_socket(&self, target: &FdTarget) -> Option<SocketKey> {
         let FdTarget::Socket { inode } = target else { return None };
         let socket = self.socket(*inode)?;
-        let internet = socket.family.is_inet()
+        self.is_network(socket).then_some(socket.key)
+    }
+
+    /// An internet socket, or a held one found in no table whose protocol is an IP one.
+    pub fn is_network(&self, socket: &Socket) -> bool {
+        socket.family.is_inet()
             || (socket.source == TableSource::Unresolved
-                && socket.protocol.ip_number(socket.family) != 0);
-        internet.then_some(socket.key)
+                && socket.protocol.ip_number(socket.family) != 0)
     }
 
     fn indexed<'a>(&'a self, indices: Option<&'a Vec<usize>>) -> impl Iterator<Item = &'s Fd> + 'a {

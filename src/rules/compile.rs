@@ -26,6 +26,20 @@ pub struct Compiled {
     pub predicate: Predicate,
     /// Its cost.
     pub cost: u32,
+    /// It reads only the process (`proc.*` fields and macros made of them): the same for all of a
+    /// process's subjects.
+    pub process_only: bool,
+    /// A condition on the process alone that must hold for this one to: the process-only
+    /// operands of a top-level `and`. When it fails, none of the process's subjects can match,
+    /// and the rule is not evaluated on them.
+    pub gate: Option<Predicate>,
+}
+
+impl Compiled {
+    fn new(predicate: Predicate, cost: u32, process_only: bool) -> Self {
+        let gate = process_only.then(|| Arc::clone(&predicate));
+        Compiled { predicate, cost, process_only, gate }
+    }
 }
 
 /// A problem in one condition.
@@ -48,31 +62,23 @@ pub struct Scope<'a> {
     pub macros: &'a HashMap<String, Option<Compiled>>,
 }
 
-/// Whose result a macro's value is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MemoScope {
-    /// It reads the socket or the stdio routes: one value per subject.
-    Subject,
-    /// It reads only the process: one value for all of a process's subjects.
-    Process,
-}
-
-/// Wraps a macro so that one subject (or one process) evaluates it once, however many rules use
-/// it (`shell` is in most of the default pack's rules).
-pub fn memoized(index: usize, scope: MemoScope, compiled: Compiled) -> Compiled {
+/// Wraps a macro so that one subject (or, when it reads only the process, one process) evaluates
+/// it once, however many rules use it (`shell` is in most of the default pack's rules).
+pub fn memoized(index: usize, compiled: Compiled) -> Compiled {
     if index >= Subject::MEMO_SLOTS {
         return compiled;
     }
-    let Compiled { predicate, cost } = compiled;
-    match scope {
-        MemoScope::Subject => {
-            Compiled { predicate: Arc::new(move |s, cx| s.memo(index, || predicate(s, cx))), cost }
+    let Compiled { predicate, cost, process_only, .. } = compiled;
+    match process_only {
+        false => {
+            Compiled::new(Arc::new(move |s, cx| s.memo(index, || predicate(s, cx))), cost, false)
         }
         // Evaluated once for all of a process's subjects: after the first, a bit test.
-        MemoScope::Process => Compiled {
-            predicate: Arc::new(move |s, cx| s.process_memo(index, || predicate(s, cx))),
-            cost: 1,
-        },
+        true => Compiled::new(
+            Arc::new(move |s, cx| s.process_memo(index, || predicate(s, cx))),
+            1,
+            true,
+        ),
     }
 }
 
@@ -94,8 +100,8 @@ fn node(expr: &Expr, scope: &Scope<'_>, errors: &mut Vec<CompileError>) -> Optio
     match expr {
         Expr::And(..) | Expr::Or(..) => chain(expr, scope, errors),
         Expr::Not(a) => {
-            let Compiled { predicate: a, cost } = node(a, scope, errors)?;
-            Some(Compiled { predicate: Arc::new(move |s, cx| !a(s, cx)), cost })
+            let Compiled { predicate: a, cost, process_only, .. } = node(a, scope, errors)?;
+            Some(Compiled::new(Arc::new(move |s, cx| !a(s, cx)), cost, process_only))
         }
         Expr::Name(name, span) => name_reference(name, span, scope, errors),
         Expr::Exists { field, field_span } => {
@@ -108,7 +114,7 @@ fn node(expr: &Expr, scope: &Scope<'_>, errors: &mut Vec<CompileError>) -> Optio
                 Value::IntBits(mask) | Value::NameBits(mask, _) => mask != 0,
                 _ => true,
             });
-            Some(Compiled { predicate, cost: field.cost() })
+            Some(Compiled::new(predicate, field.cost(), reads_the_process(field)))
         }
         Expr::Compare { field, field_span, op, value, value_span } => {
             let field = lookup(field, field_span, errors)?;
@@ -142,12 +148,33 @@ fn chain(expr: &Expr, scope: &Scope<'_>, errors: &mut Vec<CompileError>) -> Opti
     let mut compiled: Vec<Compiled> = compiled.into_iter().collect::<Option<_>>()?;
     compiled.sort_by_key(|c| c.cost);
     let cost = compiled.iter().map(|c| c.cost).sum();
+    let process_only = compiled.iter().all(|c| c.process_only);
+    let gates: Vec<Predicate> = compiled.iter().filter_map(|c| c.gate.clone()).collect();
     let predicates: Vec<Predicate> = compiled.into_iter().map(|c| c.predicate).collect();
-    let predicate: Predicate = match and {
+    let predicate = all_or_any(predicates, and);
+    let gate = match (and, gates.is_empty()) {
+        // Every operand must hold: so must each one's gate.
+        (true, false) => Some(all_or_any(gates, true)),
+        // One operand is enough: the process decides only if it decides every one.
+        _ if process_only => Some(Arc::clone(&predicate)),
+        _ => None,
+    };
+    Some(Compiled { predicate, cost, process_only, gate })
+}
+
+fn all_or_any(mut predicates: Vec<Predicate>, and: bool) -> Predicate {
+    if predicates.len() == 1 {
+        return predicates.remove(0);
+    }
+    match and {
         true => Arc::new(move |s, cx| predicates.iter().all(|p| p(s, cx))),
         false => Arc::new(move |s, cx| predicates.iter().any(|p| p(s, cx))),
-    };
-    Some(Compiled { predicate, cost })
+    }
+}
+
+/// A field of the process, the same for all of its subjects.
+fn reads_the_process(field: &Field) -> bool {
+    field.name.starts_with("proc.")
 }
 
 fn lookup(name: &str, span: &Span, errors: &mut Vec<CompileError>) -> Option<&'static Field> {
@@ -199,7 +226,7 @@ fn name_reference(
         Some(field) if field.kind == Kind::Bool && !field.is_list() => {
             let get = field.get;
             let predicate: Predicate = Arc::new(move |s, cx| get(s, cx) == Value::Bool(true));
-            Some(Compiled { predicate, cost: field.cost() })
+            Some(Compiled::new(predicate, field.cost(), reads_the_process(field)))
         }
         Some(field) => {
             let kind = field.type_name();
@@ -302,7 +329,8 @@ impl Test {
 fn tested(field: &'static Field, test: Test, negate: bool) -> Compiled {
     let get = field.get;
     let cost = field.cost() + test.cost();
-    Compiled { predicate: Arc::new(move |s, cx| test.holds(&get(s, cx)) != negate), cost }
+    let predicate: Predicate = Arc::new(move |s, cx| test.holds(&get(s, cx)) != negate);
+    Compiled::new(predicate, cost, reads_the_process(field))
 }
 
 fn comparison(

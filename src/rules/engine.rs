@@ -23,9 +23,11 @@ pub struct Engine {
     scans: u64,
     /// Each process: (first snapshot seen with its current executable, last snapshot seen,
     /// that executable's (dev, inode)). Updated in place, pruned of what was not seen.
-    process_seen: HashMap<ProcKey, ProcessSeen>,
-    /// Each subject socket: (first snapshot seen, last snapshot seen).
-    socket_seen: FxHashMap<SocketKey, (u64, u64)>,
+    process_seen: FxHashMap<ProcKey, ProcessSeen>,
+    /// Each network socket with a holder (exactly the sockets subjects are made of: every route
+    /// ends at a socket its last relay holds), with the first snapshot that showed it; sorted by
+    /// key, carried from scan to scan by a merge rather than a lookup per subject.
+    socket_seen: Vec<(SocketKey, u64)>,
 }
 
 /// What one scan's evaluation found and cost, for the heartbeat and benchmarks.
@@ -103,8 +105,8 @@ impl Engine {
             incidents: Incidents::restored(incidents),
             clock,
             scans: 0,
-            process_seen: HashMap::new(),
-            socket_seen: FxHashMap::default(),
+            process_seen: FxHashMap::default(),
+            socket_seen: Vec::new(),
         }
     }
 
@@ -147,10 +149,12 @@ impl Engine {
         let snapshot = graph.snapshot;
         let seq = snapshot.seq;
         let cx = Context::new(graph, self.clock);
+        self.note_sockets(graph);
         let rules: Vec<_> = self.rules.enabled().collect();
         let mut stats = EvaluationStats { rules: rules.len(), ..EvaluationStats::default() };
         let mut builder = Subjects::default();
         let mut batch: Vec<Subject<'_>> = Vec::new();
+        let mut live: Vec<(usize, &Rule)> = Vec::with_capacity(rules.len());
         let mut hits: HashMap<SocketKey, Vec<Hit<'_>>> = HashMap::new();
         for process in &snapshot.processes {
             let began = std::time::Instant::now();
@@ -160,23 +164,26 @@ impl Engine {
             stats.subjects_time += built - began;
             stats.subjects += batch.len();
             note_process(&mut self.process_seen, process, seq);
+            // The rules this process can match: a gate reads only the process, so any of its
+            // subjects answers it for all.
+            live.clear();
+            if let Some(probe) = batch.first() {
+                live.extend(rules.iter().copied().enumerate().filter(|(_, rule)| {
+                    rule.process_gate.as_ref().is_none_or(|gate| gate(probe, &cx))
+                }));
+            }
             for subject in &batch {
-                let first_seen = *self
-                    .socket_seen
-                    .entry(subject.socket.key)
-                    .and_modify(|seen| seen.1 = seq)
-                    .or_insert((seq, seq));
-                for (r, rule) in rules.iter().enumerate() {
+                for &(r, rule) in &live {
                     if (rule.predicate)(subject, &cx) {
-                        let hit =
-                            Hit::new(subject, r, rule.message.render(subject, &cx), first_seen.0);
+                        let first_seen = self.socket_first_seen(subject.socket.key, seq);
+                        let message = rule.message.render(subject, &cx);
+                        let hit = Hit::new(subject, &cx, r, message, first_seen);
                         hits.entry(subject.socket.key).or_default().push(hit);
                     }
                 }
             }
             stats.rules_time += built.elapsed();
         }
-        self.socket_seen.retain(|_, seen| seen.1 == seq);
         self.process_seen.retain(|_, seen| seen.1 == seq);
         stats.matched_sockets = hits.len();
         let mut keys: Vec<SocketKey> = hits.keys().copied().collect();
@@ -187,6 +194,28 @@ impl Engine {
         let first_scan = self.scans == 1;
         let alerts = self.incidents.update(found, alive, (seq, snapshot.taken_at_ms), first_scan);
         (alerts, stats)
+    }
+
+    /// Carries each network socket with a holder over from the last scan with its first-seen
+    /// snapshot; new ones are first seen now. Both lists are sorted by key: one merge.
+    fn note_sockets(&mut self, graph: &Graph<'_>) {
+        let seq = graph.snapshot.seq;
+        let before = std::mem::take(&mut self.socket_seen);
+        let mut earlier = before.iter().peekable();
+        for socket in &graph.snapshot.sockets {
+            if socket.holders.is_empty() || !graph.is_network(socket) {
+                continue;
+            }
+            while earlier.next_if(|(key, _)| *key < socket.key).is_some() {}
+            let first = earlier.next_if(|(key, _)| *key == socket.key).map_or(seq, |(_, f)| *f);
+            self.socket_seen.push((socket.key, first));
+        }
+    }
+
+    /// The snapshot that first showed a socket (this one, for a socket not noted).
+    fn socket_first_seen(&self, key: SocketKey, seq: u64) -> u64 {
+        let found = self.socket_seen.binary_search_by_key(&key, |(k, _)| *k);
+        found.map_or(seq, |i| self.socket_seen[i].1)
     }
 
     /// The alert one socket's matches raise.
@@ -252,7 +281,7 @@ impl Engine {
 }
 
 /// Records a process sighting; its first-seen scan restarts when its executable changes.
-fn note_process(seen: &mut HashMap<ProcKey, ProcessSeen>, process: &Process, seq: u64) {
+fn note_process(seen: &mut FxHashMap<ProcKey, ProcessSeen>, process: &Process, seq: u64) {
     let exe = process.exe.as_ref().map(|e| (e.dev, e.ino));
     let entry = seen.entry(process.key).or_insert((seq, seq, exe));
     if entry.2 != exe {
@@ -277,7 +306,13 @@ struct Hit<'g> {
 }
 
 impl<'g> Hit<'g> {
-    fn new(subject: &Subject<'g>, rule: usize, message: String, socket_first_seen: u64) -> Self {
+    fn new(
+        subject: &Subject<'g>,
+        cx: &Context<'g>,
+        rule: usize,
+        message: String,
+        socket_first_seen: u64,
+    ) -> Self {
         Hit {
             process: subject.process,
             socket: subject.socket,
@@ -286,7 +321,7 @@ impl<'g> Hit<'g> {
             message,
             stdio_fds: subject.stdio_fds,
             vias: subject.vias,
-            relays: subject.relays.to_vec(),
+            relays: subject.relays(cx),
             fds: subject.fds.clone(),
             socket_first_seen,
         }

@@ -193,7 +193,7 @@ fn relays<'a, T>(
     cx: &Context<'a>,
     map: impl Fn(&'a Process) -> Option<T>,
 ) -> Vec<T> {
-    s.relays.iter().filter_map(|&k| cx.by_key(k)).filter_map(map).collect()
+    s.relays(cx).into_iter().filter_map(|k| cx.by_key(k)).filter_map(map).collect()
 }
 
 fn holders<'a, T>(
@@ -653,7 +653,7 @@ pub static FIELDS: &[Field] = &[
         kind: Kind::Bool,
         shape: Shape::Scalar,
         doc: "Some stdio fd reaches the socket through another process (a relay).",
-        get: |s, _| Value::Bool(!s.relays.is_empty()),
+        get: |s, _| Value::Bool(s.relayed),
     },
     Field {
         name: "stdio.holder_is_ancestor",

@@ -7,9 +7,7 @@
 //! error. Every error of every file is collected before the set is refused; nothing is half
 //! loaded.
 
-use super::compile::{
-    CompileError, Compiled, ListItems, MemoScope, Predicate, Scope, compile, memoized,
-};
+use super::compile::{CompileError, Compiled, ListItems, Predicate, Scope, compile, memoized};
 use super::error::{RuleError, RuleErrors, line_column};
 use super::syntax::{self, Expr, Literal, Span};
 use super::template::Template;
@@ -169,6 +167,9 @@ pub struct Rule {
     pub enabled: bool,
     /// Condition with the exceptions folded in.
     pub predicate: Predicate,
+    /// What the process alone must satisfy for the condition to hold (`shell` in most of the
+    /// default pack), checked once per process rather than once per subject.
+    pub process_gate: Option<Predicate>,
     /// Message template.
     pub message: Template,
     /// Where it was (last) defined, `file:line`.
@@ -281,23 +282,6 @@ fn referenced_names(expr: &Expr, out: &mut Vec<String>) {
         Expr::Not(a) => referenced_names(a, out),
         Expr::Name(name, _) => out.push(name.clone()),
         _ => {}
-    }
-}
-
-/// True when an expression reads only `proc.*` fields and macros that do: its value is the same
-/// for every subject of one process.
-fn reads_only_the_process(expr: &Expr, per_process_macros: &HashSet<String>) -> bool {
-    let field = |name: &str| name.starts_with("proc.");
-    match expr {
-        Expr::And(a, b) | Expr::Or(a, b) => {
-            reads_only_the_process(a, per_process_macros)
-                && reads_only_the_process(b, per_process_macros)
-        }
-        Expr::Not(a) => reads_only_the_process(a, per_process_macros),
-        Expr::Name(name, _) => per_process_macros.contains(name) || field(name),
-        Expr::Compare { field: name, .. }
-        | Expr::In { field: name, .. }
-        | Expr::Exists { field: name, .. } => field(name),
     }
 }
 
@@ -459,10 +443,9 @@ fn compile_macros(
     // Macros may use macros defined anywhere: compile in dependency order, refusing cycles.
     let mut compiled: HashMap<String, Option<Compiled>> = HashMap::new();
     let mut visiting: HashSet<String> = HashSet::new();
-    let mut per_process: HashSet<String> = HashSet::new();
     let macros = Macros { entries: &entries, order: &order, lists };
     for name in &order {
-        macros.compile(name, &mut compiled, &mut visiting, &mut per_process, errors);
+        macros.compile(name, &mut compiled, &mut visiting, errors);
     }
     compiled
 }
@@ -481,7 +464,6 @@ impl Macros<'_> {
         name: &str,
         compiled: &mut HashMap<String, Option<Compiled>>,
         visiting: &mut HashSet<String>,
-        per_process: &mut HashSet<String>,
         errors: &mut Errors<'_>,
     ) {
         let (entries, lists) = (self.entries, self.lists);
@@ -509,7 +491,7 @@ impl Macros<'_> {
                 compiled.insert(name.to_string(), None);
                 return;
             }
-            self.compile(reference, compiled, visiting, per_process, errors);
+            self.compile(reference, compiled, visiting, errors);
         }
         visiting.remove(name);
         let result = compile(expr, &Scope { lists, macros: compiled });
@@ -518,13 +500,7 @@ impl Macros<'_> {
             // in most rules of the default pack, and a process can have dozens of subjects.
             Ok(p) => {
                 let slot = self.order.iter().position(|n| n == name).unwrap_or(usize::MAX);
-                let scope = if reads_only_the_process(expr, per_process) {
-                    per_process.insert(name.to_string());
-                    MemoScope::Process
-                } else {
-                    MemoScope::Subject
-                };
-                Some(memoized(slot, scope, p))
+                Some(memoized(slot, p))
             }
             Err(found) => {
                 errors.in_condition(&entry.def.condition, entry.file, &context, found);
@@ -622,7 +598,7 @@ fn compile_rule(
         errors.at(&origin, Some(context.clone()), format!("missing {}", missing.join(", ")));
     }
     let scope = Scope { lists, macros };
-    let mut condition = |text: &Spanned<String>, context: &str| -> Option<Predicate> {
+    let mut condition = |text: &Spanned<String>, context: &str| -> Option<Compiled> {
         let expr = match syntax::parse(text.get_ref()) {
             Ok(expr) => expr,
             Err(e) => {
@@ -632,7 +608,7 @@ fn compile_rule(
             }
         };
         match compile(&expr, &scope) {
-            Ok(compiled) => Some(compiled.predicate),
+            Ok(compiled) => Some(compiled),
             Err(found) => {
                 errors.in_condition(text, file, context, found);
                 None
@@ -643,7 +619,7 @@ fn compile_rule(
     let mut exceptions = Vec::new();
     for exception in def.exceptions.iter().flatten() {
         let context = format!("{context}, exception `{}`", exception.name);
-        exceptions.extend(condition(&exception.condition, &context));
+        exceptions.extend(condition(&exception.condition, &context).map(|c| c.predicate));
     }
     let message = def.message.as_ref().and_then(|m| match Template::parse(m.get_ref()) {
         Ok(t) => Some(t),
@@ -655,7 +631,7 @@ fn compile_rule(
     if errors.found.len() > before {
         return None;
     }
-    let (predicate, message) = (predicate?, message?);
+    let (Compiled { predicate, gate: process_gate, .. }, message) = (predicate?, message?);
     let predicate: Predicate = if exceptions.is_empty() {
         predicate
     } else {
@@ -670,6 +646,7 @@ fn compile_rule(
         tags: def.tags.unwrap_or_default(),
         enabled: def.enabled.unwrap_or(true),
         predicate,
+        process_gate,
         message,
         defined_at: errors.located(&origin),
     })

@@ -8,7 +8,6 @@ use crate::model::{
     Direction, DirectionSource, ProcKey, Process, Snapshot, Socket, SocketKey, Via,
 };
 use rustc_hash::FxHashMap;
-use smallvec::SmallVec;
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -117,9 +116,8 @@ pub struct Subject<'g> {
     pub stdio_fds: u8,
     /// Bit per `Via` of the first hops that lead here.
     pub vias: u8,
-    /// Relay processes on the routes here, nearest first, each once. Inline: a host with piped
-    /// workers gives tens of thousands of relayed subjects a scan, most with one or two relays.
-    pub relays: SmallVec<[ProcKey; 4]>,
+    /// Some route here passes through a relay process (see `Subject::relays`).
+    pub relayed: bool,
     /// Some route's last relay (the process holding the socket) is an ancestor of this process.
     pub holder_is_ancestor: bool,
     /// Some stdio walk of this process hit a bound: more may be reached than is listed.
@@ -155,6 +153,27 @@ impl Memo {
 }
 
 impl Subject<'_> {
+    /// Relay processes on the routes from the process's stdio to the socket, nearest first, each
+    /// once. Read from the graph when asked (by `stdio.relay.*` fields and alerts), not kept: a
+    /// host with piped workers has tens of thousands of relayed subjects a scan, and rules ask
+    /// for the relays of a few.
+    pub fn relays(&self, cx: &Context<'_>) -> Vec<ProcKey> {
+        let graph = cx.graph;
+        let key = self.process.key;
+        let ends = &graph.stdio[graph.stdio.partition_point(|e| e.proc < key)..];
+        let mut found: Vec<ProcKey> = Vec::new();
+        for end in ends.iter().take_while(|e| e.proc == key) {
+            for (relays, _) in graph.routes(end).filter(|(_, socket)| *socket == self.socket.key) {
+                for relay in relays {
+                    if !found.contains(relay) {
+                        found.push(*relay);
+                    }
+                }
+            }
+        }
+        found
+    }
+
     /// Macros whose results a subject remembers.
     pub const MEMO_SLOTS: usize = 64;
 
@@ -213,7 +232,7 @@ impl Subjects {
                 fds: Vec::new(),
                 stdio_fds: 0,
                 vias: 0,
-                relays: SmallVec::new(),
+                relayed: false,
                 holder_is_ancestor: false,
                 truncated: false,
                 memo: Memo::default(),
@@ -246,11 +265,7 @@ impl Subjects {
                 subject.stdio_fds |= 1 << end.fd;
                 subject.vias |= via_bit(end.via);
                 subject.holder_is_ancestor |= holder_is_ancestor;
-                for relay in relays {
-                    if !subject.relays.contains(relay) {
-                        subject.relays.push(*relay);
-                    }
-                }
+                subject.relayed |= !relays.is_empty();
             }
         }
         for subject in &mut out[first..] {

@@ -241,7 +241,12 @@ fn cheap_operands_decide_before_costly_ones() {
     let (subjects, cx) = prepared.parts();
     assert_eq!(subjects.len(), 1, "fd 3 on the socket: no stdio via");
 
-    let explodes = Compiled { predicate: Arc::new(|_, _| panic!("evaluated")), cost: 1000 };
+    let explodes = Compiled {
+        predicate: Arc::new(|_, _| panic!("evaluated")),
+        cost: 1000,
+        process_only: false,
+        gate: None,
+    };
     let macros = HashMap::from([("explodes".to_string(), Some(explodes))]);
     let lists = HashMap::new();
     let scope = Scope { lists: &lists, macros: &macros };
@@ -254,4 +259,36 @@ fn cheap_operands_decide_before_costly_ones() {
         assert!(compiled.cost > 1000, "{text}: the costs add up");
         assert_eq!((compiled.predicate)(&subjects[0], cx), expected, "{text}");
     }
+}
+
+/// A rule's process gate is what the process alone must satisfy: the process-only operands of a
+/// top-level `and`, never part of an `or` that a socket could satisfy instead.
+#[test]
+fn process_gates_are_necessary_conditions_on_the_process() {
+    use crate::graph::Graph;
+    use crate::model::fixture::Builder;
+    use crate::rules::compile::{Scope, compile};
+    use crate::rules::engine::Prepared;
+    use crate::rules::subject::Clock;
+    use std::collections::HashMap;
+
+    let mut b = Builder::new();
+    let holder = b.process(10, "client");
+    b.connection(7, holder, 3);
+    let snapshot = b.build();
+    let graph = Graph::build(&snapshot, None);
+    let prepared = Prepared::new(&graph, Clock::default());
+    let (subjects, cx) = prepared.parts();
+    let (lists, macros) = (HashMap::new(), HashMap::new());
+    let scope = Scope { lists: &lists, macros: &macros };
+    let gate = |text: &str| {
+        let compiled = compile(&crate::rules::syntax::parse(text).unwrap(), &scope).unwrap();
+        compiled.gate.map(|g| g(&subjects[0], cx))
+    };
+    assert_eq!(gate("proc.pid = 11 and sock.rport = 4444"), Some(false));
+    assert_eq!(gate("sock.rport = 4444 and (proc.pid = 10 and proc.uid = 0)"), Some(true));
+    assert_eq!(gate("proc.pid = 11 or sock.rport = 4444"), None, "the socket may decide");
+    assert_eq!(gate("not proc.pid = 11"), Some(true));
+    assert_eq!(gate("(proc.pid = 11 or proc.pid = 10) and sock.rport = 1"), Some(true));
+    assert_eq!(gate("sock.rport = 4444"), None);
 }
