@@ -123,7 +123,12 @@ impl<'s> Graph<'s> {
 
     /// The socket with this inode, if any table (or the unresolved set) has it.
     pub fn socket(&self, inode: u64) -> Option<&'s Socket> {
-        self.socket_by_inode.get(&inode).map(|&i| &self.snapshot.sockets[i])
+        self.socket_index(inode).map(|i| &self.snapshot.sockets[i])
+    }
+
+    /// Where the socket with this inode is in `snapshot.sockets` (and `directions`).
+    pub fn socket_index(&self, inode: u64) -> Option<usize> {
+        self.socket_by_inode.get(&inode).copied()
     }
 
     /// The direction of the socket with this key.

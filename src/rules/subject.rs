@@ -4,9 +4,7 @@
 //! stdout reach the socket") and because incidents are keyed by the socket.
 
 use crate::graph::Graph;
-use crate::model::{
-    Direction, DirectionSource, ProcKey, Process, Snapshot, Socket, SocketKey, Via,
-};
+use crate::model::{Direction, DirectionSource, ProcKey, Process, Snapshot, Socket, Via};
 use rustc_hash::FxHashMap;
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -202,11 +200,19 @@ pub fn via_bit(via: Via) -> u8 {
 /// Every `Via`, in bit order.
 pub const VIAS: [Via; 5] = [Via::Direct, Via::Pipe, Via::Fifo, Via::Pty, Via::Unix];
 
-/// Builds subjects process by process, reusing its lookup table: the engine evaluates one
-/// process's subjects and lets them go, so memory follows the matches, not the sockets.
+/// Builds subjects process by process, reusing its tables: the engine evaluates one process's
+/// subjects and lets them go, so memory follows the matches, not the sockets.
 #[derive(Default)]
 pub struct Subjects {
-    index: FxHashMap<SocketKey, usize>,
+    /// Per socket (by its position in the snapshot): the process that last made a subject of it
+    /// (a generation number) and that subject's index in the batch. An array, not a map: a
+    /// supervisor's workers reach dozens of sockets each through shared pipes, tens of thousands
+    /// of lookups a scan.
+    made_by: Vec<(u32, u32)>,
+    generation: u32,
+    /// Socket positions of each reach's routes, resolved once for every process that shares the
+    /// reach (`None` for a route to a socket no table has).
+    reach_sockets: FxHashMap<usize, Vec<Option<usize>>>,
     /// The current process's ancestors, looked up once it has a relayed route.
     ancestors: Vec<ProcKey>,
 }
@@ -215,20 +221,26 @@ impl Subjects {
     /// Appends the subjects of one process to `out`, by socket.
     pub fn of<'g>(&mut self, cx: &Context<'g>, process: &'g Process, out: &mut Vec<Subject<'g>>) {
         let graph = cx.graph;
-        let index = &mut self.index;
-        index.clear();
+        let sockets = &graph.snapshot.sockets;
+        if self.made_by.len() != sockets.len() {
+            self.made_by = vec![(0, 0); sockets.len()];
+            self.generation = 0;
+        }
+        self.generation += 1;
+        let generation = self.generation;
+        let made_by = &mut self.made_by;
         let first = out.len();
         // Shared by this process's subjects; made with the first one (most processes have none).
         let mut process_memo: Option<Rc<Memo>> = None;
-        let mut entry = |socket_key: SocketKey, out: &mut Vec<Subject<'g>>| -> Option<usize> {
-            if let Some(&i) = index.get(&socket_key) {
-                return Some(i);
+        let mut entry = |position: usize, out: &mut Vec<Subject<'g>>| -> usize {
+            let (by, index) = made_by[position];
+            if by == generation {
+                return index as usize;
             }
-            let socket = graph.socket(socket_key.inode)?;
             out.push(Subject {
                 process,
-                socket,
-                direction: graph.direction(socket_key),
+                socket: &sockets[position],
+                direction: graph.directions[position],
                 fds: Vec::new(),
                 stdio_fds: 0,
                 vias: 0,
@@ -238,12 +250,16 @@ impl Subjects {
                 memo: Memo::default(),
                 process_memo: Rc::clone(process_memo.get_or_insert_default()),
             });
-            index.insert(socket_key, out.len() - 1);
-            Some(out.len() - 1)
+            made_by[position] = (generation, (out.len() - 1) as u32);
+            out.len() - 1
         };
         for fd in graph.fds_of(process.key) {
-            let Some(key) = graph.network_socket(&fd.target) else { continue };
-            let Some(i) = entry(key, out) else { continue };
+            let crate::model::FdTarget::Socket { inode } = fd.target else { continue };
+            let Some(position) = graph.socket_index(inode) else { continue };
+            if !graph.is_network(&sockets[position]) {
+                continue;
+            }
+            let i = entry(position, out);
             let subject = &mut out[i];
             if !subject.fds.contains(&fd.num) {
                 subject.fds.push(fd.num);
@@ -255,17 +271,30 @@ impl Subjects {
         ancestors.clear();
         for end in ends.iter().take_while(|e| e.proc == process.key) {
             truncated |= graph.truncated(end);
-            for (relays, socket) in graph.routes(end) {
-                let Some(i) = entry(socket, out) else { continue };
-                if ancestors.is_empty() {
+            let direct = end.socket.filter(|_| end.via == crate::model::Via::Direct);
+            if let Some(position) = direct.and_then(|key| graph.socket_index(key.inode)) {
+                let i = entry(position, out);
+                let subject = &mut out[i];
+                subject.stdio_fds |= 1 << end.fd;
+                subject.vias |= via_bit(end.via);
+            }
+            let Some(reach) = end.reach else { continue };
+            let routes = &graph.reaches[reach].routes;
+            let positions = self.reach_sockets.entry(reach).or_insert_with(|| {
+                routes.iter().map(|route| graph.socket_index(route.socket.inode)).collect()
+            });
+            for (route, position) in routes.iter().zip(positions.iter()) {
+                let Some(position) = *position else { continue };
+                let i = entry(position, out);
+                if ancestors.is_empty() && !route.relays.is_empty() {
                     ancestors.extend(cx.ancestors(process).map(|p| p.key));
                 }
-                let holder_is_ancestor = relays.last().is_some_and(|h| ancestors.contains(h));
+                let holder_is_ancestor = route.relays.last().is_some_and(|h| ancestors.contains(h));
                 let subject = &mut out[i];
                 subject.stdio_fds |= 1 << end.fd;
                 subject.vias |= via_bit(end.via);
                 subject.holder_is_ancestor |= holder_is_ancestor;
-                subject.relayed |= !relays.is_empty();
+                subject.relayed |= !route.relays.is_empty();
             }
         }
         for subject in &mut out[first..] {
