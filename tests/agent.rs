@@ -28,9 +28,28 @@ impl Agent {
 
     /// Like `start`, keeping incidents and rules in `state` (for restarts).
     pub(crate) fn start_in(state: &std::path::Path, extra: &[&str]) -> Agent {
+        Agent::start_through(&[], state, extra)
+    }
+
+    /// Like `start_in`, started through `wrapper` (a command that execs the rest of its
+    /// arguments, such as `setpriv …`), so that the agent's pid is still the child's.
+    pub(crate) fn start_through(
+        wrapper: &[&str],
+        state: &std::path::Path,
+        extra: &[&str],
+    ) -> Agent {
         let interval: &[&str] =
             if extra.contains(&"--interval") { &[] } else { &["--interval", "200ms"] };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sockwatch"))
+        let binary = env!("CARGO_BIN_EXE_sockwatch");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        let mut child = command
             .arg("run")
             .args(interval)
             .arg("--state-dir")

@@ -10,6 +10,7 @@ mod detect_shells;
 mod http_sink;
 mod http_spool;
 mod http_tls;
+mod least_privilege;
 mod ocsf;
 mod scan_cli;
 mod scan_holders;

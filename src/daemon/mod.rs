@@ -265,6 +265,9 @@ fn scan_loop(
     for (action, fields) in notices {
         notice(to_router, action, fields);
     }
+    if let Some(fields) = missing_privileges(scanner.privileges()) {
+        notice(to_router, "privileges_missing", fields);
+    }
     let mut rules = options.config.rules.clone();
     let mut watcher = watch_rules(&rules, control_tx, to_router);
     let mut next_tick = Instant::now();
@@ -434,7 +437,9 @@ fn reload(
 
 /// Sends a lifecycle event from the scan thread (rare: reloads, start-up notices).
 fn notice(to_router: &crossbeam_channel::Sender<Message>, action: &'static str, fields: Value) {
-    if matches!(action, "rules_degraded" | "reload_failed" | "state_unavailable") {
+    let needs_a_human =
+        ["rules_degraded", "reload_failed", "state_unavailable", "privileges_missing"];
+    if needs_a_human.contains(&action) {
         // Also on stderr, for the journal: these need a human.
         eprintln!("{}", json!({"sockwatch": action, "details": fields}));
     }
@@ -445,6 +450,27 @@ fn notice(to_router: &crossbeam_channel::Sender<Message>, action: &'static str, 
         fields,
         with_sinks: false,
     });
+}
+
+/// What running without CAP_SYS_PTRACE or CAP_DAC_READ_SEARCH hides, said once at start: other
+/// users' fds and namespaces cannot be read, so their shells cannot be seen (every scan counts
+/// them as `processes_denied`). CAP_SYS_ADMIN is optional (other namespaces fall back to text
+/// tables) and not reported here.
+fn missing_privileges(privileges: crate::model::Privileges) -> Option<Value> {
+    let mut missing = Vec::new();
+    if !privileges.sys_ptrace {
+        missing.push("CAP_SYS_PTRACE");
+    }
+    if !privileges.dac_read_search {
+        missing.push("CAP_DAC_READ_SEARCH");
+    }
+    (!missing.is_empty()).then(|| {
+        json!({
+            "missing": missing,
+            "effect": "other users' fds and namespaces are unreadable: their processes are \
+                       counted as processes_denied in every heartbeat, not inspected",
+        })
+    })
 }
 
 /// Starts the rule-file watcher when asked for (there is nothing to watch for the built-in

@@ -147,7 +147,11 @@ fn lifecycle(event: &Value, action: &str) -> Value {
     doc["app"] = product(event);
     let failed = matches!(
         action,
-        "reload_failed" | "rules_degraded" | "state_unavailable" | "rules_watch_failed"
+        "reload_failed"
+            | "rules_degraded"
+            | "state_unavailable"
+            | "rules_watch_failed"
+            | "privileges_missing"
     );
     if failed {
         // A human has to look: the agent runs on, with less than it was told.
