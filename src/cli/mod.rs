@@ -32,6 +32,12 @@ enum Command {
     Rules(rules::RulesCommand),
 }
 
+/// The command-line definition, for generating the man page and shell completions
+/// (`examples/package_assets.rs`) from the same source as the parser.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 /// Exit status for a missing privilege (sysexits EX_NOPERM).
 const EXIT_NO_PERMISSION: u8 = 77;
 /// Exit status for a usage error (sysexits EX_USAGE).
