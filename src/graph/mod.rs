@@ -25,6 +25,9 @@ pub struct Graph<'s> {
     pub stdio: Vec<StdioEnd>,
     /// Where each walked stdio object leads; `StdioEnd::reach` indexes this.
     pub reaches: Vec<StdioReach>,
+    /// For each reach, the position in `snapshot.sockets` of each route's socket (`None` for a
+    /// socket no table has): resolved once, for all the processes that share the reach.
+    route_sockets: Vec<Vec<Option<usize>>>,
     socket_by_inode: HashMap<u64, usize>,
     fd_ranges: HashMap<ProcKey, (usize, usize)>,
     pipes: HashMap<u64, Vec<usize>>,
@@ -41,6 +44,7 @@ impl<'s> Graph<'s> {
             directions: directions(snapshot, memory),
             stdio: Vec::new(),
             reaches: Vec::new(),
+            route_sockets: Vec::new(),
             socket_by_inode: HashMap::with_capacity_and_hasher(
                 snapshot.sockets.len(),
                 Default::default(),
@@ -74,6 +78,10 @@ impl<'s> Graph<'s> {
             }
         }
         let (stdio, reaches) = relay::resolve(&graph);
+        graph.route_sockets = reaches
+            .iter()
+            .map(|r| r.routes.iter().map(|route| graph.socket_index(route.socket.inode)).collect())
+            .collect();
         graph.stdio = stdio;
         graph.reaches = reaches;
         graph
@@ -104,6 +112,23 @@ impl<'s> Graph<'s> {
         };
         let relayed = end.reach.map(|i| &self.reaches[i].routes[..]).unwrap_or_default();
         direct.into_iter().chain(relayed.iter().map(|r| (&r.relays[..], r.socket)))
+    }
+
+    /// Like `routes`, each socket given by its position in `snapshot.sockets` (and
+    /// `directions`); routes to a socket no table has are left out.
+    pub fn indexed_routes<'a>(
+        &'a self,
+        end: &StdioEnd,
+    ) -> impl Iterator<Item = (&'a [ProcKey], usize)> + 'a {
+        let direct = match (end.via, end.socket) {
+            (Via::Direct, Some(socket)) => self.socket_index(socket.inode).map(|i| (&[][..], i)),
+            _ => None,
+        };
+        let relayed = end.reach.map(|i| (&self.reaches[i].routes[..], &self.route_sockets[i][..]));
+        let (routes, positions) = relayed.unwrap_or_default();
+        let relayed =
+            routes.iter().zip(positions).filter_map(|(r, p)| Some((&r.relays[..], (*p)?)));
+        direct.into_iter().chain(relayed)
     }
 
     /// Every stdio link of one process.
@@ -182,9 +207,14 @@ impl<'s> Graph<'s> {
     /// The socket key when `target` is an internet socket (resolved, or unresolved with an
     /// internet protocol name).
     pub fn network_socket(&self, target: &FdTarget) -> Option<SocketKey> {
+        self.network_socket_index(target).map(|i| self.snapshot.sockets[i].key)
+    }
+
+    /// Like `network_socket`, the socket's position in `snapshot.sockets`.
+    pub fn network_socket_index(&self, target: &FdTarget) -> Option<usize> {
         let FdTarget::Socket { inode } = target else { return None };
-        let socket = self.socket(*inode)?;
-        self.is_network(socket).then_some(socket.key)
+        let i = self.socket_index(*inode)?;
+        self.is_network(&self.snapshot.sockets[i]).then_some(i)
     }
 
     /// An internet socket, or a held one found in no table whose protocol is an IP one.

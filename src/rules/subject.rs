@@ -5,7 +5,6 @@
 
 use crate::graph::Graph;
 use crate::model::{Direction, DirectionSource, ProcKey, Process, Snapshot, Socket, Via};
-use rustc_hash::FxHashMap;
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -210,9 +209,6 @@ pub struct Subjects {
     /// of lookups a scan.
     made_by: Vec<(u32, u32)>,
     generation: u32,
-    /// Socket positions of each reach's routes, resolved once for every process that shares the
-    /// reach (`None` for a route to a socket no table has).
-    reach_sockets: FxHashMap<usize, Vec<Option<usize>>>,
     /// The current process's ancestors, looked up once it has a relayed route.
     ancestors: Vec<ProcKey>,
 }
@@ -254,11 +250,7 @@ impl Subjects {
             out.len() - 1
         };
         for fd in graph.fds_of(process.key) {
-            let crate::model::FdTarget::Socket { inode } = fd.target else { continue };
-            let Some(position) = graph.socket_index(inode) else { continue };
-            if !graph.is_network(&sockets[position]) {
-                continue;
-            }
+            let Some(position) = graph.network_socket_index(&fd.target) else { continue };
             let i = entry(position, out);
             let subject = &mut out[i];
             if !subject.fds.contains(&fd.num) {
@@ -271,30 +263,17 @@ impl Subjects {
         ancestors.clear();
         for end in ends.iter().take_while(|e| e.proc == process.key) {
             truncated |= graph.truncated(end);
-            let direct = end.socket.filter(|_| end.via == crate::model::Via::Direct);
-            if let Some(position) = direct.and_then(|key| graph.socket_index(key.inode)) {
+            for (relays, position) in graph.indexed_routes(end) {
                 let i = entry(position, out);
-                let subject = &mut out[i];
-                subject.stdio_fds |= 1 << end.fd;
-                subject.vias |= via_bit(end.via);
-            }
-            let Some(reach) = end.reach else { continue };
-            let routes = &graph.reaches[reach].routes;
-            let positions = self.reach_sockets.entry(reach).or_insert_with(|| {
-                routes.iter().map(|route| graph.socket_index(route.socket.inode)).collect()
-            });
-            for (route, position) in routes.iter().zip(positions.iter()) {
-                let Some(position) = *position else { continue };
-                let i = entry(position, out);
-                if ancestors.is_empty() && !route.relays.is_empty() {
+                if ancestors.is_empty() && !relays.is_empty() {
                     ancestors.extend(cx.ancestors(process).map(|p| p.key));
                 }
-                let holder_is_ancestor = route.relays.last().is_some_and(|h| ancestors.contains(h));
+                let holder_is_ancestor = relays.last().is_some_and(|h| ancestors.contains(h));
                 let subject = &mut out[i];
                 subject.stdio_fds |= 1 << end.fd;
                 subject.vias |= via_bit(end.via);
                 subject.holder_is_ancestor |= holder_is_ancestor;
-                subject.relayed |= !route.relays.is_empty();
+                subject.relayed |= !relays.is_empty();
             }
         }
         for subject in &mut out[first..] {

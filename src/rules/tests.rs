@@ -220,17 +220,20 @@ message = "{proc.pid}"
     assert_eq!(rules.count_matches(&prepared), 2);
 }
 
-/// `and` and `or` evaluate their cheapest operands first, whatever order they are written in: a
-/// costly operand (here one that must never run) is not reached when a cheap one decides.
-#[test]
-fn cheap_operands_decide_before_costly_ones() {
+/// Runs `check` on the one subject of a process holding an outbound connection on fd 3 (no
+/// stdio), with a scope of the given macros and no lists.
+fn with_one_subject(
+    macros: std::collections::HashMap<String, Option<crate::rules::compile::Compiled>>,
+    check: impl FnOnce(
+        &crate::rules::subject::Subject<'_>,
+        &crate::rules::subject::Context<'_>,
+        &crate::rules::compile::Scope<'_>,
+    ),
+) {
     use crate::graph::Graph;
     use crate::model::fixture::Builder;
-    use crate::rules::compile::{Compiled, Scope, compile};
     use crate::rules::engine::Prepared;
     use crate::rules::subject::Clock;
-    use std::collections::HashMap;
-    use std::sync::Arc;
 
     let mut b = Builder::new();
     let holder = b.process(10, "client");
@@ -240,6 +243,16 @@ fn cheap_operands_decide_before_costly_ones() {
     let prepared = Prepared::new(&graph, Clock::default());
     let (subjects, cx) = prepared.parts();
     assert_eq!(subjects.len(), 1, "fd 3 on the socket: no stdio via");
+    let lists = std::collections::HashMap::new();
+    check(&subjects[0], cx, &crate::rules::compile::Scope { lists: &lists, macros: &macros });
+}
+
+/// `and` and `or` evaluate their cheapest operands first, whatever order they are written in: a
+/// costly operand (here one that must never run) is not reached when a cheap one decides.
+#[test]
+fn cheap_operands_decide_before_costly_ones() {
+    use crate::rules::compile::{Compiled, compile};
+    use std::sync::Arc;
 
     let explodes = Compiled {
         predicate: Arc::new(|_, _| panic!("evaluated")),
@@ -247,48 +260,35 @@ fn cheap_operands_decide_before_costly_ones() {
         process_only: false,
         gate: None,
     };
-    let macros = HashMap::from([("explodes".to_string(), Some(explodes))]);
-    let lists = HashMap::new();
-    let scope = Scope { lists: &lists, macros: &macros };
-    for (text, expected) in [
-        (r#"explodes and stdio.via = "direct""#, false),
-        (r#"explodes or stdio.via != "pipe""#, true),
-        (r#"(explodes and sock.rport = 4444) and (stdio.fds = 0 and fd.num = 3)"#, false),
-    ] {
-        let compiled = compile(&crate::rules::syntax::parse(text).unwrap(), &scope).unwrap();
-        assert!(compiled.cost > 1000, "{text}: the costs add up");
-        assert_eq!((compiled.predicate)(&subjects[0], cx), expected, "{text}");
-    }
+    let macros = std::collections::HashMap::from([("explodes".to_string(), Some(explodes))]);
+    with_one_subject(macros, |subject, cx, scope| {
+        for (text, expected) in [
+            (r#"explodes and stdio.via = "direct""#, false),
+            (r#"explodes or stdio.via != "pipe""#, true),
+            (r#"(explodes and sock.rport = 4444) and (stdio.fds = 0 and fd.num = 3)"#, false),
+        ] {
+            let compiled = compile(&crate::rules::syntax::parse(text).unwrap(), scope).unwrap();
+            assert!(compiled.cost > 1000, "{text}: the costs add up");
+            assert_eq!((compiled.predicate)(subject, cx), expected, "{text}");
+        }
+    });
 }
 
 /// A rule's process gate is what the process alone must satisfy: the process-only operands of a
 /// top-level `and`, never part of an `or` that a socket could satisfy instead.
 #[test]
 fn process_gates_are_necessary_conditions_on_the_process() {
-    use crate::graph::Graph;
-    use crate::model::fixture::Builder;
-    use crate::rules::compile::{Scope, compile};
-    use crate::rules::engine::Prepared;
-    use crate::rules::subject::Clock;
-    use std::collections::HashMap;
-
-    let mut b = Builder::new();
-    let holder = b.process(10, "client");
-    b.connection(7, holder, 3);
-    let snapshot = b.build();
-    let graph = Graph::build(&snapshot, None);
-    let prepared = Prepared::new(&graph, Clock::default());
-    let (subjects, cx) = prepared.parts();
-    let (lists, macros) = (HashMap::new(), HashMap::new());
-    let scope = Scope { lists: &lists, macros: &macros };
-    let gate = |text: &str| {
-        let compiled = compile(&crate::rules::syntax::parse(text).unwrap(), &scope).unwrap();
-        compiled.gate.map(|g| g(&subjects[0], cx))
-    };
-    assert_eq!(gate("proc.pid = 11 and sock.rport = 4444"), Some(false));
-    assert_eq!(gate("sock.rport = 4444 and (proc.pid = 10 and proc.uid = 0)"), Some(true));
-    assert_eq!(gate("proc.pid = 11 or sock.rport = 4444"), None, "the socket may decide");
-    assert_eq!(gate("not proc.pid = 11"), Some(true));
-    assert_eq!(gate("(proc.pid = 11 or proc.pid = 10) and sock.rport = 1"), Some(true));
-    assert_eq!(gate("sock.rport = 4444"), None);
+    with_one_subject(std::collections::HashMap::new(), |subject, cx, scope| {
+        let gate = |text: &str| {
+            let expr = crate::rules::syntax::parse(text).unwrap();
+            let compiled = crate::rules::compile::compile(&expr, scope).unwrap();
+            compiled.gate.map(|g| g(subject, cx))
+        };
+        assert_eq!(gate("proc.pid = 11 and sock.rport = 4444"), Some(false));
+        assert_eq!(gate("sock.rport = 4444 and (proc.pid = 10 and proc.uid = 0)"), Some(true));
+        assert_eq!(gate("proc.pid = 11 or sock.rport = 4444"), None, "the socket may decide");
+        assert_eq!(gate("not proc.pid = 11"), Some(true));
+        assert_eq!(gate("(proc.pid = 11 or proc.pid = 10) and sock.rport = 1"), Some(true));
+        assert_eq!(gate("sock.rport = 4444"), None);
+    });
 }

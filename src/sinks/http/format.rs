@@ -104,7 +104,7 @@ impl Format {
         match (self, by_status(status, retry_after)) {
             // HEC puts its reason in the body: keep it (it never holds the token).
             (Format::SplunkHec, Verdict::Reject { reason }) => match hec_reply(body) {
-                Some((code, text)) => {
+                Some(HecReply { code, text, .. }) => {
                     Verdict::Reject { reason: format!("{reason}: HEC code {code}: {text}") }
                 }
                 None => Verdict::Reject { reason },
@@ -145,16 +145,25 @@ fn splunk_hec(event: &Encoded, envelope: &Envelope, out: &mut Vec<u8>) {
     out.extend_from_slice(b"}\n");
 }
 
-fn hec_reply(body: &[u8]) -> Option<(i64, String)> {
+/// A HEC answer body: `{"text", "code"[, "invalid-event-number"]}`, the text made printable.
+struct HecReply {
+    code: i64,
+    text: String,
+    invalid_event: Option<usize>,
+}
+
+fn hec_reply(body: &[u8]) -> Option<HecReply> {
     #[derive(Deserialize)]
     struct Reply {
         code: i64,
         #[serde(default)]
         text: String,
+        #[serde(rename = "invalid-event-number")]
+        invalid_event: Option<usize>,
     }
-    let reply: Reply = serde_json::from_slice(body).ok()?;
-    let text: String = reply.text.chars().filter(|c| !c.is_control()).take(200).collect();
-    Some((reply.code, text))
+    let Reply { code, text, invalid_event } = serde_json::from_slice(body).ok()?;
+    let text = text.chars().filter(|c| !c.is_control()).take(200).collect();
+    Some(HecReply { code, text, invalid_event })
 }
 
 /// HEC code 6 (invalid data format) names the first event it could not read
@@ -162,17 +171,10 @@ fn hec_reply(body: &[u8]) -> Option<(i64, String)> {
 /// the ones before it are in; the ones after it are sent again, so one bad event does not take
 /// its batch with it. `None` (the whole batch shares the 400) for any other answer.
 fn hec_invalid_event(body: &[u8], events: usize) -> Option<Vec<Verdict>> {
-    #[derive(Deserialize)]
-    struct Reply {
-        code: i64,
-        #[serde(rename = "invalid-event-number")]
-        invalid: Option<usize>,
-    }
-    let reply: Reply = serde_json::from_slice(body).ok()?;
-    let invalid = reply.invalid.filter(|&n| reply.code == 6 && n < events)?;
-    let (_, text) = hec_reply(body)?;
+    let reply = hec_reply(body)?;
+    let invalid = reply.invalid_event.filter(|&n| reply.code == 6 && n < events)?;
     let mut verdicts = vec![Verdict::Delivered; invalid];
-    verdicts.push(Verdict::Reject { reason: format!("HTTP 400: HEC code 6: {text}") });
+    verdicts.push(Verdict::Reject { reason: format!("HTTP 400: HEC code 6: {}", reply.text) });
     verdicts.resize(
         events,
         Verdict::Retry { after: None, reason: "sent after an event HEC refused".into() },
