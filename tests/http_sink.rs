@@ -349,7 +349,9 @@ fn an_alert_is_not_held_behind_stalled_telemetry() {
             .unwrap(),
     );
     let (_peer, _) = listener.accept().unwrap();
-    let opened = agent.wait_for("incident_opened", |e| e["event"]["action"] == "incident_opened");
+    let opened = agent.wait_for("incident_opened", |e| {
+        e["event"]["action"] == "incident_opened" && crate::detect_shells::is_incident_for(e, port)
+    });
     let id = opened["event"]["id"].as_str().unwrap().to_string();
     let seen = Instant::now();
     wait_until("the alert at the receiver", Duration::from_secs(5), || {

@@ -114,7 +114,10 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
     let (control_tx, control) = bounded(16);
     signals(control_tx.clone())?;
     let host = host::identity();
-    let (detection, notices) = detection::Detection::start(&options.config, &host)?;
+    // Watching before the rules load: a change made while they load still brings a reload.
+    let (watcher, watch_failed) = watch_rules(&options.config.rules, &control_tx);
+    let (detection, mut notices) = detection::Detection::start(&options.config, &host)?;
+    notices.extend(watch_failed);
     let host_name = host.name.clone();
     let encoder = Encoder::new(host, Redactor::with_patterns(&options.config.redact_patterns));
 
@@ -152,7 +155,7 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
         facts: &facts,
         running: &running,
     };
-    let stop_reason = scan_loop(&mut scanner, &options, &context, detection, notices);
+    let stop_reason = scan_loop(&mut scanner, &options, &context, detection, notices, watcher);
     systemd.stopping();
     // Sinks that retry a dead receiver get their grace from now on, not forever.
     let _ = sink_context.stopping.set(std::time::Instant::now());
@@ -231,6 +234,7 @@ fn scan_loop(
     cx: &LoopContext<'_>,
     mut detection: detection::Detection,
     notices: Vec<detection::Notice>,
+    mut watcher: Option<notify::RecommendedWatcher>,
 ) -> &'static str {
     let LoopContext {
         to_router,
@@ -269,7 +273,6 @@ fn scan_loop(
         notice(to_router, "privileges_missing", fields);
     }
     let mut rules = options.config.rules.clone();
-    let mut watcher = watch_rules(&rules, control_tx, to_router);
     let mut next_tick = Instant::now();
     let mut next_heartbeat = Instant::now() + agent.heartbeat;
     loop {
@@ -294,7 +297,11 @@ fn scan_loop(
                     if let Some(new_rules) = new_rules.filter(|r| *r != rules) {
                         rules = new_rules;
                         drop(watcher.take());
-                        watcher = watch_rules(&rules, control_tx, to_router);
+                        let watch_failed;
+                        (watcher, watch_failed) = watch_rules(&rules, control_tx);
+                        if let Some((action, fields)) = watch_failed {
+                            notice(to_router, action, fields);
+                        }
                     }
                     let (action, fields) = detection.reload(&rules.paths);
                     notice(to_router, action, fields);
@@ -474,21 +481,17 @@ fn missing_privileges(privileges: crate::model::Privileges) -> Option<Value> {
 }
 
 /// Starts the rule-file watcher when asked for (there is nothing to watch for the built-in
-/// pack); a watcher that cannot start is reported, and SIGHUP still reloads.
+/// pack). A watcher that cannot start comes back as a notice to report; SIGHUP still reloads.
 fn watch_rules(
     rules: &RulesConfig,
     control: &crossbeam_channel::Sender<Control>,
-    to_router: &crossbeam_channel::Sender<Message>,
-) -> Option<notify::RecommendedWatcher> {
+) -> (Option<notify::RecommendedWatcher>, Option<detection::Notice>) {
     if !rules.watch || rules.paths.is_empty() {
-        return None;
+        return (None, None);
     }
     match detection::watch(&rules.paths, control.clone()) {
-        Ok(watcher) => Some(watcher),
-        Err(e) => {
-            notice(to_router, "rules_watch_failed", json!({"error": e.to_string()}));
-            None
-        }
+        Ok(watcher) => (Some(watcher), None),
+        Err(e) => (None, Some(("rules_watch_failed", json!({"error": e.to_string()})))),
     }
 }
 
