@@ -1,6 +1,7 @@
 //! Lines of the /proc/net tables (a unix socket's name is chosen by its creator and may hold any
-//! byte but NUL), and the same bytes as a sock_diag dump reply. None may panic; a unix name comes
-//! back byte for byte.
+//! byte but NUL), and the same bytes as a sock_diag dump reply and as process connector messages
+//! (any local process can address the agent's connector socket). None may panic; a unix name
+//! comes back byte for byte.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -17,6 +18,9 @@ fuzz_target!(|data: &[u8]| {
                 assert!(within.start <= name.as_ptr() && name.as_ptr_range().end <= within.end);
             }
         }
+    }
+    for event in parse::proc_events(data) {
+        let _ = event;
     }
     for line in data.split(|&b| b == b'\n') {
         let _ = parse::parse_inet_line(line, ByteOrder::Little);

@@ -6,9 +6,9 @@
 //! checked like any input: a short or inconsistent record is an error, never a panic.
 
 use super::ParseError;
+use super::netlink::{self, u16_at, u32_at};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-const HEADER_LEN: usize = 16;
 const NLMSG_NOOP: u16 = 1;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
@@ -46,29 +46,12 @@ pub enum DiagMessage<'a> {
 
 /// The messages of one `recv` of a dump reply, in order.
 pub fn diag_messages(buf: &[u8]) -> impl Iterator<Item = Result<DiagMessage<'_>, ParseError>> {
-    let mut rest = buf;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let message = next_message(&mut rest);
-        if message.is_err() {
-            rest = &[];
-        }
-        Some(message)
-    })
+    netlink::parse_messages(buf, diag_message)
 }
 
-fn next_message<'a>(rest: &mut &'a [u8]) -> Result<DiagMessage<'a>, ParseError> {
-    let header = rest.get(..HEADER_LEN).ok_or(ParseError::MissingField("nlmsghdr"))?;
-    let len = u32_at(header, 0) as usize;
-    if len < HEADER_LEN || len > rest.len() {
-        return Err(ParseError::Malformed("nlmsg_len"));
-    }
-    let kind = u16_at(header, 4);
-    let interrupted = u16_at(header, 6) & NLM_F_DUMP_INTR != 0;
-    let payload = &rest[HEADER_LEN..len];
-    *rest = rest.get(len.next_multiple_of(4)..).unwrap_or_default();
+fn diag_message(message: netlink::Message<'_>) -> Result<DiagMessage<'_>, ParseError> {
+    let netlink::Message { kind, flags, payload } = message;
+    let interrupted = flags & NLM_F_DUMP_INTR != 0;
     Ok(match kind {
         SOCK_DIAG_BY_FAMILY => DiagMessage::Record { interrupted, payload },
         NLMSG_DONE => DiagMessage::Done { interrupted },
@@ -183,30 +166,12 @@ pub fn parse_unix_record(payload: &[u8]) -> Result<UnixDiagRecord<'_>, ParseErro
     Ok(record)
 }
 
-fn u16_at(bytes: &[u8], at: usize) -> u16 {
-    u16::from_ne_bytes([bytes[at], bytes[at + 1]])
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    u32::from_ne_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn message(kind: u16, flags: u16, payload: &[u8]) -> Vec<u8> {
-        let len = (HEADER_LEN + payload.len()) as u32;
-        let mut out = Vec::new();
-        out.extend_from_slice(&len.to_ne_bytes());
-        out.extend_from_slice(&kind.to_ne_bytes());
-        out.extend_from_slice(&flags.to_ne_bytes());
-        out.extend_from_slice(&[0; 8]);
-        out.extend_from_slice(payload);
-        out.resize(out.len().next_multiple_of(4), 0);
-        out
-    }
+    use netlink::frame as message;
 
     fn inet_msg(family: u8, local: [u8; 16], remote: [u8; 16]) -> Vec<u8> {
         let mut msg = vec![family, 1, 0, 0];

@@ -1,15 +1,18 @@
-//! Pure parsers for what the kernel prints under /proc and answers to sock_diag dumps. They take bytes and return values or a
-//! `ParseError`; they never panic, never allocate per field where a slice will do, and keep
-//! attacker-chosen bytes (comm, paths, socket names) exact. The I/O that feeds them lives in the
-//! sibling modules of `scan`.
+//! Pure parsers for what the kernel prints under /proc, answers to sock_diag dumps and sends from
+//! the process connector. They take bytes and return values or a `ParseError`; they never panic,
+//! never allocate per field where a slice will do, and keep attacker-chosen bytes (comm, paths,
+//! socket names) exact. The I/O that feeds them lives in the sibling modules of `scan`.
 
+mod cnproc;
 mod diag;
 mod fdlink;
 mod mountinfo;
+mod netlink;
 mod number;
 mod procnet;
 mod stat;
 
+pub use cnproc::{ProcEvent, proc_events, subscription_request};
 pub use diag::{
     DiagMessage, InetDiagRecord, UnixDiagRecord, diag_messages, parse_inet_record,
     parse_unix_record,
