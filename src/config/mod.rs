@@ -61,6 +61,11 @@ pub struct AgentConfig {
     pub scan_threads: usize,
     /// Where open incidents and the last good rule set are kept across restarts.
     pub state_dir: PathBuf,
+    /// Scan soon after a process executes, not only on the interval (the kernel's process
+    /// connector; needs CAP_NET_ADMIN).
+    pub exec_trigger: bool,
+    /// The least time between the start of one scan and an exec-triggered one.
+    pub exec_trigger_min_gap: Duration,
 }
 
 /// `[rules]`.
@@ -128,6 +133,8 @@ struct AgentFile {
     queue_capacity: Option<Bounded<1, 10_000_000>>,
     scan_threads: Option<Bounded<1, 64>>,
     state_dir: Option<PathBuf>,
+    exec_trigger: Option<bool>,
+    exec_trigger_min_gap: Option<Interval>,
 }
 
 impl Config {
@@ -158,6 +165,8 @@ impl Config {
                 queue_capacity: 65_536,
                 scan_threads: 1,
                 state_dir: PathBuf::from("/var/lib/sockwatch"),
+                exec_trigger: false,
+                exec_trigger_min_gap: Duration::from_millis(250),
             },
             redact_patterns: Vec::new(),
             socket_families: Vec::new(),
@@ -176,6 +185,9 @@ impl Config {
                 a.queue_capacity = agent.queue_capacity.map_or(a.queue_capacity, |q| q.0);
                 a.scan_threads = agent.scan_threads.map_or(a.scan_threads, |t| t.0);
                 a.state_dir = agent.state_dir.unwrap_or(std::mem::take(&mut a.state_dir));
+                a.exec_trigger = agent.exec_trigger.unwrap_or(a.exec_trigger);
+                a.exec_trigger_min_gap =
+                    agent.exec_trigger_min_gap.map_or(a.exec_trigger_min_gap, |i| i.0);
             }
             if let Some(rules) = file.rules {
                 config.rules.paths = rules.paths.unwrap_or(std::mem::take(&mut config.rules.paths));

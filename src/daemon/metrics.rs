@@ -18,6 +18,7 @@ use std::time::Duration;
 #[derive(Debug, Default, Clone)]
 pub(crate) struct ScanFacts {
     pub scans: u64,
+    pub scans_triggered: u64,
     pub overruns: u64,
     pub last_duration: Duration,
     pub coverage: Coverage,
@@ -50,6 +51,12 @@ impl Collector for AgentCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
         let facts = self.facts.lock().unwrap_or_else(|p| p.into_inner()).clone();
         counter(&mut e, "sockwatch_scans", "Completed scans.", facts.scans)?;
+        counter(
+            &mut e,
+            "sockwatch_scans_exec_triggered",
+            "Scans brought forward by a process executing (exec_trigger).",
+            facts.scans_triggered,
+        )?;
         counter(
             &mut e,
             "sockwatch_scan_overruns",

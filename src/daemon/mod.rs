@@ -8,6 +8,7 @@
 //! refusal is counted. SIGTERM/SIGINT stop scanning, drain every queue and exit 0.
 
 mod detection;
+mod exec_trigger;
 mod host;
 mod metrics;
 mod router;
@@ -146,6 +147,7 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
         None => None,
     };
     let systemd = systemd::Systemd::new();
+    let exec_trigger = exec_trigger::ExecTrigger::start(options.config.agent.exec_trigger);
     let context = LoopContext {
         to_router: &to_router,
         control: &control,
@@ -154,6 +156,7 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
         systemd: &systemd,
         facts: &facts,
         running: &running,
+        exec_wakes: &exec_trigger.wakes,
     };
     let stop_reason = scan_loop(&mut scanner, &options, &context, detection, notices, watcher);
     systemd.stopping();
@@ -226,6 +229,7 @@ struct LoopContext<'a> {
     systemd: &'a systemd::Systemd,
     facts: &'a std::sync::Mutex<metrics::ScanFacts>,
     running: &'a RunningSinks,
+    exec_wakes: &'a Receiver<exec_trigger::Wake>,
 }
 
 fn scan_loop(
@@ -244,7 +248,9 @@ fn scan_loop(
         systemd,
         facts,
         running,
+        exec_wakes,
     } = *cx;
+    let mut exec_wakes = exec_wakes.clone();
     let mut agent = options.config.agent.clone();
     let mut sinks = options.config.sinks.clone();
     let own_pid = std::process::id() as i32;
@@ -252,6 +258,8 @@ fn scan_loop(
     let mut listeners = ListenerMemory::default();
     let mut previous_directions: Option<Arc<Directions>> = None;
     let (mut scans, mut overruns, mut batches_deferred) = (0u64, 0u64, 0u64);
+    let (mut scans_triggered, mut triggered) = (0u64, false);
+    let mut last_began = Instant::now();
     let started_at = now_ms();
     let _ = to_router.send(Message::Lifecycle {
         action: "agent_started",
@@ -315,9 +323,31 @@ fn scan_loop(
                 }
                 Err(_) => return "control channel closed",
             },
+            recv(exec_wakes) -> wake => {
+                match wake {
+                    Ok(exec_trigger::Wake::Exec) => {
+                        let soon = (Instant::now() + exec_trigger::SETTLE)
+                            .max(last_began + agent.exec_trigger_min_gap);
+                        if soon < next_tick {
+                            next_tick = soon;
+                            triggered = true;
+                        }
+                    }
+                    Ok(exec_trigger::Wake::Failed((action, fields))) => {
+                        notice(to_router, action, fields)
+                    }
+                    // The listener is gone (it said why): nothing will wake the loop again.
+                    Err(_) => exec_wakes = crossbeam_channel::never(),
+                }
+                continue;
+            }
             recv(crossbeam_channel::at(next_tick)) -> _ => {}
         }
         let began = Instant::now();
+        last_began = began;
+        if std::mem::take(&mut triggered) {
+            scans_triggered += 1;
+        }
         let mut snapshot = scanner.scan();
         scans += 1;
         if scans == 1 {
@@ -380,6 +410,7 @@ fn scan_loop(
         if let Ok(mut f) = facts.lock() {
             *f = metrics::ScanFacts {
                 scans,
+                scans_triggered,
                 overruns,
                 last_duration: took,
                 coverage: snapshot.coverage.clone(),
@@ -387,7 +418,7 @@ fn scan_loop(
         }
         if Instant::now() >= next_heartbeat {
             next_heartbeat += agent.heartbeat;
-            let counts = ScanCounts { scans, overruns, batches_deferred, took };
+            let counts = ScanCounts { scans, scans_triggered, overruns, batches_deferred, took };
             let _ = to_router.try_send(heartbeat(&snapshot, counts, detection.facts()));
         }
     }
@@ -444,8 +475,14 @@ fn reload(
 
 /// Sends a lifecycle event from the scan thread (rare: reloads, start-up notices).
 fn notice(to_router: &crossbeam_channel::Sender<Message>, action: &'static str, fields: Value) {
-    let needs_a_human =
-        ["rules_degraded", "reload_failed", "state_unavailable", "privileges_missing"];
+    let needs_a_human = [
+        "rules_degraded",
+        "reload_failed",
+        "state_unavailable",
+        "privileges_missing",
+        "exec_trigger_unavailable",
+        "exec_trigger_stopped",
+    ];
     if needs_a_human.contains(&action) {
         // Also on stderr, for the journal: these need a human.
         eprintln!("{}", json!({"sockwatch": action, "details": fields}));
@@ -627,13 +664,14 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The scan loop's counters, for the heartbeat.
 struct ScanCounts {
     scans: u64,
+    scans_triggered: u64,
     overruns: u64,
     batches_deferred: u64,
     took: Duration,
 }
 
 fn heartbeat(snapshot: &Snapshot, counts: ScanCounts, detection: serde_json::Value) -> Message {
-    let ScanCounts { scans, overruns, batches_deferred, took } = counts;
+    let ScanCounts { scans, scans_triggered, overruns, batches_deferred, took } = counts;
     Message::Lifecycle {
         action: "heartbeat",
         kind: EventKind::State,
@@ -641,6 +679,7 @@ fn heartbeat(snapshot: &Snapshot, counts: ScanCounts, detection: serde_json::Val
         fields: json!({
             "coverage": snapshot.coverage,
             "scans": scans,
+            "scans_exec_triggered": scans_triggered,
             "scan_overruns": overruns,
             "batches_deferred": batches_deferred,
             "last_scan_duration_ms": took.as_millis() as u64,

@@ -10,6 +10,7 @@
 //!   with inode 0 is counted, never keyed.
 //! - Pure parsers live in `parse` (fuzzed, property-tested); I/O lives beside it.
 
+mod exec_events;
 mod join;
 mod netns;
 pub mod parse;
@@ -21,6 +22,7 @@ mod table;
 mod text_tables;
 
 use crate::model::{Coverage, Fd, FdTarget, Snapshot};
+pub use exec_events::{ExecEvents, READ_TIMEOUT};
 use netns::NamespaceHandle;
 pub use netns::TableInterface;
 use process::{ProcOutcome, ProcessReader};
