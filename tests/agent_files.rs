@@ -264,6 +264,7 @@ fn a_broken_reload_keeps_running_and_says_reload_failed() {
             .contains("sockwatch.toml:3:1: unknown field `bogus`"),
         "{failed}"
     );
+    assert_eq!(failed["event"]["outcome"], "failure", "{failed}");
     // Still scanning: a new connection after the failed reload is reported.
     let (_p, facts) = python_in(
         &Netns::host(),
@@ -280,7 +281,16 @@ sys.stdin.read()
         std::fs::read_to_string(&events).is_ok_and(|t| t.contains(&format!("\"inode\":{inode},")))
     });
     signal(&mut agent, rustix::process::Signal::TERM);
-    assert!(agent.child().wait().unwrap().success());
+    let output = agent.take().wait_with_output().unwrap();
+    assert!(output.status.success());
+    // With events going to a file only, the journal still hears of it.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("\"sockwatch\":\"reload_failed\"") && l.contains("bogus")),
+        "{stderr}"
+    );
 }
 
 fn http_get(addr: &str, path: &str) -> String {

@@ -300,6 +300,9 @@ fn scan_loop(
                     let (message, new_rules) =
                         reload(options, &mut agent, &mut sinks, running, sink_context);
                     if let Some(message) = message {
+                        if let Message::Lifecycle { action, fields, .. } = &message {
+                            to_the_journal(action, fields);
+                        }
                         let _ = to_router.send(message);
                     }
                     if let Some(new_rules) = new_rules.filter(|r| *r != rules) {
@@ -473,20 +476,17 @@ fn reload(
     (Some(message), Some(rules))
 }
 
-/// Sends a lifecycle event from the scan thread (rare: reloads, start-up notices).
-fn notice(to_router: &crossbeam_channel::Sender<Message>, action: &'static str, fields: Value) {
-    let needs_a_human = [
-        "rules_degraded",
-        "reload_failed",
-        "state_unavailable",
-        "privileges_missing",
-        "exec_trigger_unavailable",
-        "exec_trigger_stopped",
-    ];
-    if needs_a_human.contains(&action) {
-        // Also on stderr, for the journal: these need a human.
+/// Events someone has to look at also go to stderr, which systemd keeps in the journal whatever
+/// the sinks are.
+fn to_the_journal(action: &str, fields: &Value) {
+    if crate::event::NEEDS_A_HUMAN.contains(&action) {
         eprintln!("{}", json!({"sockwatch": action, "details": fields}));
     }
+}
+
+/// Sends a lifecycle event from the scan thread (rare: reloads, start-up notices).
+fn notice(to_router: &crossbeam_channel::Sender<Message>, action: &'static str, fields: Value) {
+    to_the_journal(action, &fields);
     let _ = to_router.send(Message::Lifecycle {
         action,
         kind: EventKind::Event,

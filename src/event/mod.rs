@@ -26,6 +26,20 @@ pub const ECS_VERSION: &str = "8.11.0";
 /// Holders listed in one event; the total is always given.
 pub const MAX_HOLDERS_LISTED: usize = 64;
 
+/// Lifecycle events saying the agent runs with less than it was told to (a reload refused,
+/// rules, state or privileges missing, an optional feature unavailable): someone has to look.
+/// The agent also writes them to stderr (the journal), ECS marks them `event.outcome: failure`
+/// and OCSF `status: Failure`.
+pub const NEEDS_A_HUMAN: &[&str] = &[
+    "reload_failed",
+    "rules_degraded",
+    "rules_watch_failed",
+    "state_unavailable",
+    "privileges_missing",
+    "exec_trigger_unavailable",
+    "exec_trigger_stopped",
+];
+
 /// `event.kind`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -193,6 +207,9 @@ impl Encoder {
         let mut event = self.envelope(action, kind, at_ms, 0);
         event["event"]["category"] = json!(["host"]);
         event["event"]["type"] = json!(["info"]);
+        if NEEDS_A_HUMAN.contains(&action) {
+            event["event"]["outcome"] = json!("failure");
+        }
         event["sockwatch"] = fields;
         self.finish(event, kind, action, at_ms, Vec::new())
     }

@@ -145,15 +145,7 @@ fn lifecycle(event: &Value, action: &str) -> Value {
     let mut doc = class(6002, "Application Lifecycle", 6, "Application Activity", activity_id, "");
     doc["activity_name"] = json!(activity_name);
     doc["app"] = product(event);
-    let failed = matches!(
-        action,
-        "reload_failed"
-            | "rules_degraded"
-            | "state_unavailable"
-            | "rules_watch_failed"
-            | "privileges_missing"
-    );
-    if failed {
+    if super::NEEDS_A_HUMAN.contains(&action) {
         // A human has to look: the agent runs on, with less than it was told.
         doc["status_id"] = json!(2);
         doc["status"] = json!("Failure");
