@@ -11,11 +11,14 @@ fn action(e: &Value) -> &str {
     e["event"]["action"].as_str().unwrap_or("")
 }
 
-/// A config file turning the trigger on, in `dir`.
-fn trigger_config(dir: &ScratchDir) -> String {
-    let path = dir.path.join("sockwatch.toml");
-    std::fs::write(&path, "[agent]\nexec_trigger = true\n").unwrap();
-    path.to_str().unwrap().to_string()
+/// The agent with the trigger on, its config file and state directory in `dir`, started through
+/// `wrapper` (none, or a command that execs the rest) with `extra` arguments.
+fn start_with_trigger(dir: &ScratchDir, wrapper: &[&str], extra: &[&str]) -> Agent {
+    let config = dir.path.join("sockwatch.toml");
+    std::fs::write(&config, "[agent]\nexec_trigger = true\n").unwrap();
+    let mut args = vec!["--config", config.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    Agent::start_through(wrapper, &dir.path.join("state"), &args)
 }
 
 #[test]
@@ -24,8 +27,7 @@ fn a_shell_is_alerted_on_by_the_scan_its_exec_brings_not_the_next_tick() {
         return;
     }
     let dir = ScratchDir::new("exec-trigger");
-    let config = trigger_config(&dir);
-    let agent = Agent::start(&["--config", &config, "--interval", "1h", "--heartbeat", "50ms"]);
+    let agent = start_with_trigger(&dir, &[], &["--interval", "1h", "--heartbeat", "50ms"]);
     // The baseline comes out of the first scan: after it only an exec-triggered scan can run
     // within the hour.
     agent.wait_for("the first scan's baseline", |e| action(e) == "existing_socket");
@@ -50,11 +52,9 @@ fn without_cap_net_admin_the_trigger_is_reported_unavailable_and_the_interval_st
         return;
     }
     let dir = ScratchDir::new("exec-trigger-no-cap");
-    let config = trigger_config(&dir);
-    let state = ScratchDir::new("exec-trigger-state");
     // Root, less CAP_NET_ADMIN: everything else the agent uses is still there.
     let wrapper = ["setpriv", "--bounding-set=-net_admin", "--inh-caps=-net_admin"];
-    let agent = Agent::start_through(&wrapper, &state.path, &["--config", &config]);
+    let agent = start_with_trigger(&dir, &wrapper, &[]);
     let unavailable =
         agent.wait_for("exec_trigger_unavailable", |e| action(e) == "exec_trigger_unavailable");
     let details = unavailable["sockwatch"].to_string();
@@ -74,11 +74,8 @@ fn in_a_pid_namespace_the_unanswered_subscription_is_reported_and_scanning_goes_
         return;
     }
     let dir = ScratchDir::new("exec-trigger-pidns");
-    let config = trigger_config(&dir);
-    let state = ScratchDir::new("exec-trigger-pidns-state");
     let wrapper = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"];
-    let agent =
-        Agent::start_through(&wrapper, &state.path, &["--config", &config, "--heartbeat", "1s"]);
+    let agent = start_with_trigger(&dir, &wrapper, &["--heartbeat", "1s"]);
     let unavailable =
         agent.wait_for("exec_trigger_unavailable", |e| action(e) == "exec_trigger_unavailable");
     assert!(unavailable["sockwatch"]["error"].to_string().contains("did not answer"));

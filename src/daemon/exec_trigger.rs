@@ -41,13 +41,16 @@ impl ExecTrigger {
         let (wake, wakes) = bounded(1);
         let stopped = stop.clone();
         let failed = wake.clone();
-        let thread = std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("exec-events".into())
-            .spawn(move || listen(&wake, &stopped))
-            .map_err(|e| {
+            .spawn(move || listen(&wake, &stopped));
+        let thread = match spawned {
+            Ok(thread) => Some(thread),
+            Err(e) => {
                 let _ = failed.try_send(Wake::Failed(unavailable(&e)));
-            })
-            .ok();
+                None
+            }
+        };
         ExecTrigger { wakes, stop, thread }
     }
 }

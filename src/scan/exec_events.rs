@@ -5,13 +5,11 @@
 //! namespaces (in a container the request is ignored without a word, hence the wait for the
 //! answer). Only the kernel's messages count: other processes can address the socket.
 
-use super::parse::{ProcEvent, proc_events, subscription_request};
+use super::parse::{CN_IDX_PROC, ProcEvent, proc_events, subscription_request};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_CONNECTOR};
 use std::io;
 use std::time::{Duration, Instant};
 
-/// The process events channel, `CN_IDX_PROC`, as a multicast group.
-const CN_IDX_PROC: u32 = 1;
 /// How long the kernel gets to answer the subscription.
 const ANSWER_WITHIN: Duration = Duration::from_secs(2);
 /// The longest a read waits, so that the reader can be stopped.

@@ -2,16 +2,17 @@
 //! message carries a `cn_msg` (id, sequence, ack, length, flags: 20 bytes) and, for the process
 //! events channel, a `proc_event` (what, cpu, timestamp: 16 bytes, then the event's data). Only
 //! what the agent acts on is read: that a process executed, and the kernel's answer to a
-//! subscription request (`subscription_request` builds one). The bytes come from a socket other processes could address, so every length
-//! is checked.
+//! subscription request (`subscription_request` builds one). The bytes come from a socket other
+//! processes could address, so every length is checked.
 
 use super::ParseError;
-use super::netlink::{self, u16_at, u32_at};
+use super::netlink::{self, NLMSG_DONE, u16_at, u32_at};
 
 const CN_MSG_LEN: usize = 20;
 const PROC_EVENT_HEADER_LEN: usize = 16;
-/// `CN_IDX_PROC` and `CN_VAL_PROC`: the process events channel.
-const CN_IDX_PROC: u32 = 1;
+/// `CN_IDX_PROC` and `CN_VAL_PROC`: the process events channel (the index is also the multicast
+/// group a listening socket binds to).
+pub const CN_IDX_PROC: u32 = 1;
 const CN_VAL_PROC: u32 = 1;
 const PROC_EVENT_NONE: u32 = 0;
 const PROC_EVENT_EXEC: u32 = 2;
@@ -73,8 +74,6 @@ fn parse_cn_msg(payload: &[u8]) -> Result<ProcEvent, ParseError> {
 /// while any are left). `tag` is its acknowledgement number, to know the answer by.
 pub fn subscription_request(listen: bool, tag: u32) -> Vec<u8> {
     let operation: u32 = if listen { 1 } else { 2 };
-    /// The type the connector's messages carry.
-    const NLMSG_DONE: u16 = 3;
     let mut cn_msg = Vec::with_capacity(CN_MSG_LEN + 4);
     for field in [CN_IDX_PROC, CN_VAL_PROC, tag, tag] {
         cn_msg.extend_from_slice(&field.to_ne_bytes());
@@ -90,8 +89,6 @@ mod tests {
     use super::*;
     use netlink::frame;
     use proptest::prelude::*;
-
-    const NLMSG_DONE: u16 = 3;
 
     fn cn_msg(idx: u32, what: u32, body: &[u8]) -> Vec<u8> {
         let mut data = Vec::new();

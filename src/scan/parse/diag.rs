@@ -6,12 +6,9 @@
 //! checked like any input: a short or inconsistent record is an error, never a panic.
 
 use super::ParseError;
-use super::netlink::{self, u16_at, u32_at};
+use super::netlink::{self, NLMSG_DONE, NLMSG_ERROR, u16_at, u32_at};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-const NLMSG_NOOP: u16 = 1;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
 /// `SOCK_DIAG_BY_FAMILY`: every record of a sock_diag dump.
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 /// `NLM_F_DUMP_INTR`: the tables changed while the dump ran.
@@ -60,7 +57,6 @@ fn diag_message(message: netlink::Message<'_>) -> Result<DiagMessage<'_>, ParseE
             // A negative errno; 0 would be an acknowledgement, which a dump does not send.
             DiagMessage::Error(i32::from_ne_bytes(code.try_into().expect("4 bytes")).wrapping_neg())
         }
-        NLMSG_NOOP => DiagMessage::Other,
         _ => DiagMessage::Other,
     })
 }

@@ -12,7 +12,7 @@ mod number;
 mod procnet;
 mod stat;
 
-pub use cnproc::{ProcEvent, proc_events, subscription_request};
+pub use cnproc::{CN_IDX_PROC, ProcEvent, proc_events, subscription_request};
 pub use diag::{
     DiagMessage, InetDiagRecord, UnixDiagRecord, diag_messages, parse_inet_record,
     parse_unix_record,

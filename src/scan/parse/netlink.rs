@@ -5,6 +5,10 @@
 use super::ParseError;
 
 pub(crate) const HEADER_LEN: usize = 16;
+/// The kernel refused a request (an errno follows).
+pub(crate) const NLMSG_ERROR: u16 = 2;
+/// The end of a dump; also the type of every process connector message.
+pub(crate) const NLMSG_DONE: u16 = 3;
 
 /// One netlink message, borrowed from the receive buffer.
 pub(crate) struct Message<'a> {
