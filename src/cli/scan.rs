@@ -477,7 +477,8 @@ mod tests {
             SocketState::Listen,
             TableSource::SockDiag,
         );
-        unix.unix = Some(UnixInfo { name: RawText::new(b"/run/a b\n\xff"), peer: None });
+        unix.unix =
+            Some(UnixInfo { name: RawText::new(b"/run/a b\n\xff"), peer: None, shutdown: 0 });
         b.snapshot_mut().sockets.push(unix);
         b.fd(shell, 12345, AccessMode::Unknown, FdTarget::Socket { inode: 3 });
         let unresolved = SocketKey { netns: 0, inode: 4 };

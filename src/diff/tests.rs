@@ -110,21 +110,13 @@ fn a_snapshot_not_accepted_is_covered_by_the_next_diff() {
 
 #[test]
 fn exec_under_the_same_key_is_a_change() {
+    use crate::model::RawText;
     use crate::model::fixture::Builder;
-    use crate::model::{Exe, RawText};
     let with_exe = |path: &str, ino: u64| {
         let mut b = Builder::new();
         b.process(7, "x");
         let mut s = b.build();
-        s.processes[0].exe = Some(Exe {
-            path: RawText::from(path),
-            deleted: false,
-            memfd: false,
-            dev: 1,
-            ino,
-            owner_uid: 0,
-            mode: 0o755,
-        });
+        s.processes[0].exe = Some(crate::model::fixture::exe(path, ino));
         s
     };
     let (prev, next) = (with_exe("/usr/bin/bash", 5), with_exe("/usr/bin/sleep", 6));

@@ -2,11 +2,27 @@
 //! stated as data; the integration tests cover the same ground on real processes.
 
 use super::{
-    AccessMode, Endpoint, Family, Fd, FdTarget, Holder, NetnsInfo, ProcKey, Process, Protocol,
+    AccessMode, Endpoint, Exe, Family, Fd, FdTarget, Holder, NetnsInfo, ProcKey, Process, Protocol,
     RawText, Snapshot, Socket, SocketKey, SocketState, TableRead, TableSource, UnixInfo,
 };
 
 pub(crate) const NETNS: u64 = 4026531840;
+
+/// A root-owned binary at `path` on the host, as a package installs it.
+pub(crate) fn exe(path: &str, ino: u64) -> Exe {
+    Exe {
+        path: RawText::from(path),
+        deleted: false,
+        memfd: false,
+        dev: 1,
+        ino,
+        owner_uid: 0,
+        mode: 0o755,
+        size: 1000 + ino,
+        identity: None,
+        host_file: Some(true),
+    }
+}
 
 #[derive(Default)]
 pub(crate) struct Builder {
@@ -111,7 +127,8 @@ impl Builder {
                 SocketState::Established,
                 TableSource::SockDiag,
             );
-            socket.unix = Some(UnixInfo { name: RawText::default(), peer: Some(peer) });
+            socket.unix =
+                Some(UnixInfo { name: RawText::default(), peer: Some(peer), shutdown: 0 });
             self.snapshot.sockets.push(socket);
             self.fd(proc, fd, AccessMode::Unknown, FdTarget::Socket { inode });
         }

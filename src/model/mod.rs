@@ -3,6 +3,7 @@
 //! snapshot is also the rule-test fixture format.
 
 mod alert;
+mod binary;
 mod bounded;
 mod change;
 mod fd;
@@ -16,6 +17,7 @@ mod socket;
 mod text;
 
 pub use alert::{Alert, AlertAction, RuleHit, Severity, StdioPath};
+pub use binary::{BinaryKind, Identity, IdentityMatch};
 pub use bounded::Bounded;
 pub use change::Change;
 pub use fd::{AccessMode, Fd, FdTarget, PtyId};

@@ -1,6 +1,6 @@
 //! Processes, identified so that pid reuse can never alias two of them.
 
-use super::RawText;
+use super::{Identity, RawText};
 use serde::{Deserialize, Serialize};
 
 /// A process identity: the pid plus its start time in clock ticks since boot (/proc/pid/stat field
@@ -31,6 +31,18 @@ pub struct Exe {
     pub owner_uid: u32,
     /// Permission bits of the binary (`st_mode & 0o7777`).
     pub mode: u32,
+    /// Size of the binary in bytes.
+    #[serde(default)]
+    pub size: u64,
+    /// The host's shell, interpreter or network tool this binary is, by inode or by content;
+    /// `None` when it is none of them (or could not be told).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
+    /// Whether the binary is the very file its path names in the host's mount namespace (pid
+    /// 1's): false for a container's own copy or a bind mount over the path in a private mount
+    /// namespace; `None` when that could not be checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_file: Option<bool>,
 }
 
 /// One process (thread-group leader) as seen in one scan.

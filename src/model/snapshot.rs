@@ -96,6 +96,11 @@ pub struct Coverage {
     /// Rows whose inode appeared twice in one text table: a forged row (a unix name with a newline)
     /// or a torn read. The later row is ignored.
     pub duplicate_rows: u64,
+    /// Executables that may be copies of a known shell, interpreter or network tool (their size
+    /// matches one) but were not compared this scan: the hashing budget was spent. Their identity
+    /// rests on their name until a later scan compares them.
+    #[serde(default)]
+    pub exes_unhashed: u64,
     /// Scan wall time in microseconds.
     pub duration_us: u64,
 }
@@ -107,6 +112,7 @@ impl Coverage {
         self.processes_denied += other.processes_denied;
         self.processes_vanished += other.processes_vanished;
         self.fds_seen += other.fds_seen;
+        self.exes_unhashed += other.exes_unhashed;
         self.fd_dirs_denied += other.fd_dirs_denied;
         self.fds_denied += other.fds_denied;
         self.fds_vanished += other.fds_vanished;

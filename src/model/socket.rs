@@ -229,6 +229,32 @@ pub struct UnixInfo {
     pub name: RawText,
     /// The inode of the connected peer socket (sock_diag only: /proc/net/unix does not show it).
     pub peer: Option<u64>,
+    /// `shutdown(2)` state (sock_diag only): bit 0 no more receiving, bit 1 no more sending.
+    /// journald shuts down the sending side of every service's stdout stream, so data cannot
+    /// flow from it back into the services.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shutdown: u8,
+}
+
+impl UnixInfo {
+    /// `RCV_SHUTDOWN`: nothing more can be read through this socket.
+    pub const RECEIVE_SHUT: u8 = 1;
+    /// `SEND_SHUTDOWN`: nothing more can be written through this socket.
+    pub const SEND_SHUT: u8 = 2;
+
+    /// Data can still be read through this socket.
+    pub fn can_receive(&self) -> bool {
+        self.shutdown & Self::RECEIVE_SHUT == 0
+    }
+
+    /// Data can still be written through this socket.
+    pub fn can_send(&self) -> bool {
+        self.shutdown & Self::SEND_SHUT == 0
+    }
+}
+
+fn is_zero(value: &u8) -> bool {
+    *value == 0
 }
 
 /// Where a socket's row came from.

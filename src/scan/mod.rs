@@ -10,6 +10,7 @@
 //!   with inode 0 is counted, never keyed.
 //! - Pure parsers live in `parse` (fuzzed, property-tested); I/O lives beside it.
 
+mod binaries;
 mod exec_events;
 mod join;
 mod netns;
@@ -22,6 +23,7 @@ mod table;
 mod text_tables;
 
 use crate::model::{Coverage, Fd, FdTarget, Snapshot};
+use binaries::{Catalogue, HostRoot};
 pub use exec_events::{ExecEvents, READ_TIMEOUT};
 use netns::NamespaceHandle;
 pub use netns::TableInterface;
@@ -32,6 +34,7 @@ use rustix::fs::RawDir;
 use std::collections::BTreeMap;
 use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -63,7 +66,15 @@ pub struct Scanner {
     seq: u64,
     dirents: Vec<MaybeUninit<u8>>,
     file: Vec<u8>,
+    /// The host's root, for reference files; `None` when not even `/` opened.
+    host_root: Option<Arc<HostRoot>>,
+    /// The host's shells, interpreters and network tools, and when they were last listed.
+    catalogue: Arc<Catalogue>,
+    catalogue_listed: Option<Instant>,
 }
+
+/// How often the host's program directories are listed again (packages change binaries).
+const CATALOGUE_REFRESH: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl Scanner {
     /// A scanner over the host's /proc.
@@ -78,7 +89,8 @@ impl Scanner {
         let proc_dir = open_dir(rustix::fs::CWD, path)
             .map_err(|e| ScanError::ProcRoot { path: root.to_path_buf(), source: e.into() })?;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
-        Ok(Scanner {
+        let host_root = HostRoot::open(proc_dir.as_fd()).map(Arc::new);
+        let mut scanner = Scanner {
             root: root.to_path_buf(),
             proc_dir,
             readers: (0..threads).map(|_| ProcessReader::new()).collect(),
@@ -86,7 +98,14 @@ impl Scanner {
             seq: 0,
             dirents: vec![MaybeUninit::uninit(); 64 * 1024],
             file: Vec::new(),
-        })
+            host_root,
+            catalogue: Arc::default(),
+            catalogue_listed: None,
+        };
+        // Listed before the first scan, so that it does not delay that scan past the agent's
+        // start (hashing the host's interpreters takes a while).
+        scanner.refresh_catalogue();
+        Ok(scanner)
     }
 
     /// Reads processes on up to `threads` threads (at least 1) when the host is large. An agent
@@ -98,6 +117,21 @@ impl Scanner {
     /// How socket tables are read (sock_diag by default).
     pub fn set_table_interface(&mut self, interface: TableInterface) {
         self.interface = interface;
+    }
+
+    /// Whether reference files come from pid 1's root (false: the agent's own root stands in,
+    /// as pid 1's was refused), and how many known binaries that root holds.
+    pub fn host_root(&mut self) -> (bool, usize) {
+        self.refresh_catalogue();
+        (self.host_root.as_ref().is_some_and(|r| r.pid1), self.catalogue.len())
+    }
+
+    fn refresh_catalogue(&mut self) {
+        let stale = self.catalogue_listed.is_none_or(|at| at.elapsed() >= CATALOGUE_REFRESH);
+        if let (true, Some(root)) = (stale, &self.host_root) {
+            self.catalogue = Arc::new(Catalogue::build(root, Some(&self.catalogue)));
+            self.catalogue_listed = Some(Instant::now());
+        }
     }
 
     /// The privileges a scan would run with.
@@ -116,6 +150,7 @@ impl Scanner {
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         self.seq += 1;
         let privileges = self.privileges();
+        self.refresh_catalogue();
         let proc_dir = self.proc_dir.as_fd();
         let own_netns = namespace_inode(proc_dir, "thread-self/ns/net").unwrap_or(0);
         let pids = list_pids(proc_dir, &mut self.dirents);
@@ -124,7 +159,8 @@ impl Scanner {
             // A thread starts in its creator's network namespace: this one dumps the agent's own.
             let interface = self.interface;
             let own = scope.spawn(move || netns::read_own_namespace(proc_dir, interface));
-            let walked = read_processes(proc_dir, &pids, readers);
+            let known = (&self.catalogue, self.host_root.as_ref());
+            let walked = read_processes(proc_dir, &pids, readers, known);
             (own.join().expect("own namespace reader"), walked)
         });
 
@@ -169,6 +205,7 @@ fn read_processes(
     proc_dir: BorrowedFd<'_>,
     pids: &[u32],
     readers: &mut [ProcessReader],
+    (catalogue, host_root): (&Arc<Catalogue>, Option<&Arc<HostRoot>>),
 ) -> (Coverage, Vec<crate::model::Process>, Vec<Fd>) {
     let cursor = AtomicUsize::new(0);
     let threads = if pids.len() >= PARALLEL_MIN_PROCESSES { readers.len() } else { 1 };
@@ -193,7 +230,7 @@ fn read_processes(
             }
         }
     };
-    readers.iter_mut().for_each(ProcessReader::begin_scan);
+    readers.iter_mut().for_each(|r| r.begin_scan(catalogue, host_root));
     let (first, rest) = readers.split_first_mut().expect("at least one reader");
     let mut results = std::thread::scope(|scope| {
         let helpers: Vec<_> =

@@ -1,5 +1,6 @@
 //! Reads one process: identity, credentials, exe, argv, namespaces, and its fd table(s).
 
+use super::binaries::{Catalogue, HostRoot, Identifier};
 use super::parse::{
     FdLink, StatFields, StatusIds, fdinfo_field, parse_cgroup, parse_dec, parse_fd_link,
     parse_stat, parse_status_ids, split_cmdline,
@@ -8,12 +9,15 @@ use super::procfs::{
     Failure, NumName, namespace_inode, open_dir, read_file, read_link, read_record, stat_follow,
     stat_link,
 };
-use crate::model::{AccessMode, Coverage, Exe, Fd, FdTarget, ProcKey, Process, PtyId, RawText};
+use crate::model::{
+    AccessMode, Coverage, Exe, Fd, FdTarget, Identity, ProcKey, Process, PtyId, RawText,
+};
 use rustc_hash::FxHashMap;
 use rustix::fd::{AsFd, BorrowedFd};
 use rustix::fs::{FileType, RawDir};
 use std::collections::HashMap;
 use std::mem::MaybeUninit;
+use std::sync::Arc;
 
 /// argv beyond this is cut (and flagged): a process can present megabytes.
 const ARGV_LIMIT: usize = 64 * 1024;
@@ -64,13 +68,16 @@ struct ArgvMemo {
 }
 
 /// What the stat of a binary tells.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Binary {
     deleted: bool,
     dev: u64,
     ino: u64,
     owner_uid: u32,
     mode: u32,
+    size: u64,
+    identity: Option<Identity>,
+    host_file: Option<bool>,
 }
 
 #[derive(Clone)]
@@ -100,6 +107,8 @@ pub(crate) struct ProcessReader {
     remembered: FxHashMap<ProcKey, Remembered>,
     /// This scan's binaries by mount namespace and linked path (see `read_exe`).
     binaries: HashMap<u64, HashMap<Box<[u8]>, Binary>>,
+    /// Known binaries by file and content, and host files by path.
+    identifier: Identifier,
     /// Scans begun.
     scan: u64,
     /// Processes and fds this reader found in its last scan.
@@ -116,6 +125,7 @@ impl ProcessReader {
             kcmp_works: true,
             remembered: FxHashMap::default(),
             binaries: HashMap::new(),
+            identifier: Identifier::new(),
             scan: 0,
             last_counts: (0, 0),
         }
@@ -131,10 +141,11 @@ impl ProcessReader {
         self.last_counts = (processes, fds);
     }
 
-    /// Marks the start of a scan.
-    pub fn begin_scan(&mut self) {
+    /// Marks the start of a scan, with the host's known binaries as they stand.
+    pub fn begin_scan(&mut self, catalogue: &Arc<Catalogue>, host_root: Option<&Arc<HostRoot>>) {
         self.scan += 1;
         self.binaries.clear();
+        self.identifier.begin_scan(catalogue, host_root);
     }
 
     /// Forgets processes this reader did not see in the scan just ended.
@@ -262,7 +273,7 @@ impl ProcessReader {
             (None, None)
         } else {
             let mntns = namespace_inode(pid_dir, "ns/mnt");
-            let exe = match self.read_exe(pid_dir, mntns) {
+            let exe = match self.read_exe(pid_dir, mntns, coverage) {
                 Ok(exe) => Some(exe),
                 Err(e) => {
                     denied |= Failure::of(e) == Failure::Denied;
@@ -332,28 +343,42 @@ impl ProcessReader {
         &mut self,
         pid_dir: BorrowedFd<'_>,
         mntns: Option<u64>,
+        coverage: &mut Coverage,
     ) -> Result<Exe, rustix::io::Errno> {
         let link = read_link(pid_dir, "exe", &mut self.link)?;
         let shareable = link.starts_with(b"/") && !link.ends_with(b" (deleted)");
         let known = mntns
             .filter(|_| shareable)
             .and_then(|ns| self.binaries.get(&ns))
-            .and_then(|paths| paths.get(link).copied());
+            .and_then(|paths| paths.get(link).cloned());
         let binary = match known {
             Some(binary) => binary,
             None => {
                 // Through the magic link: the binary itself, even deleted or outside our mount
                 // namespace.
                 let st = stat_follow(pid_dir, "exe")?;
+                let deleted = st.st_nlink == 0;
+                let identity = self.identifier.identify(pid_dir, &st).unwrap_or_else(|()| {
+                    coverage.exes_unhashed += 1;
+                    None
+                });
+                // A deleted file or a memfd is no file the host can name.
+                let host_file = match shareable && !deleted {
+                    true => self.identifier.is_host_file(link, st.st_dev, st.st_ino),
+                    false => Some(false),
+                };
                 let binary = Binary {
-                    deleted: st.st_nlink == 0,
+                    deleted,
                     dev: st.st_dev,
                     ino: st.st_ino,
                     owner_uid: st.st_uid,
                     mode: st.st_mode & 0o7777,
+                    size: st.st_size as u64,
+                    identity,
+                    host_file,
                 };
                 if let (Some(ns), true) = (mntns, shareable) {
-                    self.binaries.entry(ns).or_default().insert(link.into(), binary);
+                    self.binaries.entry(ns).or_default().insert(link.into(), binary.clone());
                 }
                 binary
             }
@@ -366,6 +391,9 @@ impl ProcessReader {
             ino: binary.ino,
             owner_uid: binary.owner_uid,
             mode: binary.mode,
+            size: binary.size,
+            identity: binary.identity,
+            host_file: binary.host_file,
             path,
         })
     }

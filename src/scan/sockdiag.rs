@@ -115,7 +115,11 @@ impl SockDiag {
                 SocketState::from_tcp_number(record.state),
                 TableSource::SockDiag,
             );
-            row.unix = Some(UnixInfo { name, peer: record.peer.map(u64::from) });
+            row.unix = Some(UnixInfo {
+                name,
+                peer: record.peer.map(u64::from),
+                shutdown: record.shutdown,
+            });
             table.insert(inode, row);
             Ok(())
         })

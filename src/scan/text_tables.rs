@@ -119,7 +119,7 @@ fn row_of(kind: TextTable, line: &[u8]) -> Option<(u64, Socket)> {
             };
             let protocol = unix_protocol(u8::try_from(r.socket_type).unwrap_or(0));
             let mut socket = row(r.inode, Family::Unix, protocol, state);
-            socket.unix = Some(UnixInfo { name: r.name, peer: None });
+            socket.unix = Some(UnixInfo { name: r.name, peer: None, shutdown: 0 });
             Some((r.inode, socket))
         }
         TextTable::Packet => {

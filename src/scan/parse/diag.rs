@@ -19,6 +19,8 @@ const INET_DIAG_MSG_LEN: usize = 72;
 const UNIX_DIAG_MSG_LEN: usize = 16;
 const UNIX_DIAG_NAME: u16 = 0;
 const UNIX_DIAG_PEER: u16 = 2;
+/// Sent with every record (net/unix/diag.c), asked for or not.
+const UNIX_DIAG_SHUTDOWN: u16 = 6;
 
 /// One netlink message of a dump reply.
 #[derive(Debug, PartialEq, Eq)]
@@ -51,7 +53,14 @@ fn diag_message(message: netlink::Message<'_>) -> Result<DiagMessage<'_>, ParseE
     let interrupted = flags & NLM_F_DUMP_INTR != 0;
     Ok(match kind {
         SOCK_DIAG_BY_FAMILY => DiagMessage::Record { interrupted, payload },
-        NLMSG_DONE => DiagMessage::Done { interrupted },
+        // A dump the kernel could not run (no diag handler for the protocol: raw_diag is a
+        // separate kernel option) ends with a DONE carrying the negative errno, not an error.
+        NLMSG_DONE => {
+            match payload.get(..4).map(|c| i32::from_ne_bytes(c.try_into().expect("4"))) {
+                Some(code) if code < 0 => DiagMessage::Error(code.wrapping_neg()),
+                _ => DiagMessage::Done { interrupted },
+            }
+        }
         NLMSG_ERROR => {
             let code = payload.get(..4).ok_or(ParseError::MissingField("nlmsgerr"))?;
             // A negative errno; 0 would be an acknowledgement, which a dump does not send.
@@ -123,10 +132,13 @@ pub struct UnixDiagRecord<'a> {
     pub name: Option<&'a [u8]>,
     /// The connected peer's inode.
     pub peer: Option<u32>,
+    /// `sk_shutdown`: `RCV_SHUTDOWN` (1) and `SEND_SHUTDOWN` (2) bits.
+    pub shutdown: u8,
 }
 
 /// Reads a `unix_diag_msg` (family, type, state, pad: 1 byte each; inode; cookie) and its
-/// `UNIX_DIAG_NAME` and `UNIX_DIAG_PEER` attributes (the ones the scan asks for).
+/// `UNIX_DIAG_NAME` and `UNIX_DIAG_PEER` attributes (the ones the scan asks for), and
+/// `UNIX_DIAG_SHUTDOWN`, which the kernel always sends.
 pub fn parse_unix_record(payload: &[u8]) -> Result<UnixDiagRecord<'_>, ParseError> {
     let msg = payload.get(..UNIX_DIAG_MSG_LEN).ok_or(ParseError::MissingField("unix_diag_msg"))?;
     let mut record = UnixDiagRecord {
@@ -135,6 +147,7 @@ pub fn parse_unix_record(payload: &[u8]) -> Result<UnixDiagRecord<'_>, ParseErro
         inode: u32_at(msg, 4),
         name: None,
         peer: None,
+        shutdown: 0,
     };
     let mut attributes = &payload[UNIX_DIAG_MSG_LEN..];
     while attributes.len() >= 4 {
@@ -154,6 +167,10 @@ pub fn parse_unix_record(payload: &[u8]) -> Result<UnixDiagRecord<'_>, ParseErro
             UNIX_DIAG_PEER => {
                 let peer = value.get(..4).ok_or(ParseError::MissingField("UNIX_DIAG_PEER"))?;
                 record.peer = Some(u32_at(peer, 0));
+            }
+            UNIX_DIAG_SHUTDOWN => {
+                let state = value.first().ok_or(ParseError::MissingField("UNIX_DIAG_SHUTDOWN"))?;
+                record.shutdown = *state;
             }
             _ => {}
         }
@@ -202,6 +219,10 @@ mod tests {
         assert_eq!(messages[0], DiagMessage::Record { interrupted: false, payload: &v4 });
         assert!(matches!(messages[1], DiagMessage::Record { interrupted: true, .. }));
         assert_eq!(messages[2], DiagMessage::Done { interrupted: false });
+        // The kernel has no handler for the protocol: the dump "ends" with -ENOENT.
+        let refused = message(NLMSG_DONE, 0x2, &(-2i32).to_ne_bytes());
+        let messages: Vec<_> = diag_messages(&refused).collect::<Result<_, _>>().unwrap();
+        assert_eq!(messages, [DiagMessage::Error(2)]);
         let refused = message(NLMSG_ERROR, 0, &(-22i32).to_ne_bytes());
         assert_eq!(diag_messages(&refused).next(), Some(Ok(DiagMessage::Error(22))));
     }
@@ -245,6 +266,13 @@ mod tests {
         let record = parse_unix_record(&abstract_name).unwrap();
         assert_eq!(record.name, Some(&b"\0bus\0x"[..]));
         assert_eq!(record.peer, Some(88));
+        assert_eq!(record.shutdown, 0);
+        let mut shut = msg.clone();
+        shut.extend(attribute(UNIX_DIAG_SHUTDOWN, &[2]));
+        assert_eq!(parse_unix_record(&shut).unwrap().shutdown, 2, "journald's SHUT_WR");
+        let mut empty_shutdown = msg.clone();
+        empty_shutdown.extend(attribute(UNIX_DIAG_SHUTDOWN, &[]));
+        assert!(parse_unix_record(&empty_shutdown).is_err());
         assert_eq!(parse_unix_record(&msg).unwrap().name, None);
         let mut lying = msg.clone();
         lying.extend_from_slice(&[200, 0, 0, 0]);
