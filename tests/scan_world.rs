@@ -110,24 +110,34 @@ fn world_snapshot_has_every_holder_direction_and_link() {
     }
 
     // Stdio relay: the pty child reaches the server's network sockets through the pty, the piped
-    // child through its stdin pipe; both with the server as the one relay.
+    // child through its stdin pipe; both with the server as the first relay. The walk goes on
+    // past the server: what the client writes into the pipe and the socketpair can come out of
+    // the pty, and what goes into the pty can go on through the socketpair to the client, so the
+    // pty child's stdio also reaches the client's connection, through the server and the client.
+    // The server's own stdin is a pipe from this test binary, which holds pipes to other tests'
+    // processes: routes that leave the world through it are other tests' business.
+    let client = world.pid("client_pid");
+    let in_world = |l: &sockwatch::model::StdioLink| {
+        l.relays.iter().all(|r| [server, client].contains(&r.pid))
+    };
     let links_of = |pid: i32, fd: i32| {
-        doc.stdio_links().into_iter().filter(move |l| l.proc.pid == pid && l.fd == fd)
+        doc.stdio_links()
+            .into_iter()
+            .filter(move |l| l.proc.pid == pid && l.fd == fd)
+            .filter(in_world)
     };
     for fd in 0..=2 {
-        let sockets: BTreeSet<u64> = links_of(on_pty, fd)
-            .inspect(|l| {
-                assert_eq!(l.via, Via::Pty);
-                assert_eq!(l.relays.iter().map(|r| r.pid).collect::<Vec<_>>(), vec![server]);
-            })
-            .map(|l| l.socket.inode)
+        let routes: BTreeSet<(u64, Vec<i32>)> = links_of(on_pty, fd)
+            .inspect(|l| assert_eq!(l.via, Via::Pty))
+            .map(|l| (l.socket.inode, l.relays.iter().map(|r| r.pid).collect()))
             .collect();
-        let expected: BTreeSet<u64> =
+        let mut expected: BTreeSet<(u64, Vec<i32>)> =
             ["listener_inode", "accepted_inode", "udp_inode", "mapped_inode"]
                 .iter()
-                .map(|k| world.inode(k))
+                .map(|k| (world.inode(k), vec![server]))
                 .collect();
-        assert_eq!(sockets, expected, "pty child fd {fd}");
+        expected.insert((world.inode("client_inode"), vec![server, client]));
+        assert_eq!(routes, expected, "pty child fd {fd}");
     }
     let piped = world.pid("piped_pid");
     assert_eq!(doc.fd(piped, 0).target, FdTarget::Pipe { inode: world.inode("piped_pipe_inode") });

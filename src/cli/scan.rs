@@ -437,7 +437,7 @@ fn write_json(out: &mut impl Write, graph: &Graph<'_>) -> std::io::Result<()> {
                 })
                 .collect(),
             stdio: &graph.stdio,
-            reaches: &graph.reaches,
+            reaches: &graph.reaches(),
         },
     };
     serde_json::to_writer(&mut *out, &document)?;

@@ -2,10 +2,14 @@
 //!
 //! TCP is inbound when a LISTEN socket of the same namespace serves its local port (wildcard and
 //! dual-stack listeners match any local address), in this snapshot or an earlier one
-//! (`ListenerMemory`: `nc -l -e` closes its listener on accept). Without a listener, an ephemeral
-//! local port (`ip_local_port_range` of that namespace) means outbound, an ephemeral remote port
-//! inbound. Connected UDP is inbound when an unconnected socket binds its local port. Loopback is
-//! never special here: it is a property for rules, not a filter.
+//! (`ListenerMemory`: `nc -l -e` closes its listener on accept). When both ends of a connection
+//! are in one namespace (loopback, or a relay hop inside a host) and one end's direction rests on
+//! its state or a listener, the other end is the opposite: a hop with both ports picked outside
+//! the ephemeral range is still told. Without any of that, an ephemeral local port
+//! (`ip_local_port_range` of that namespace) means outbound, an ephemeral remote port inbound,
+//! and two ports outside the range leave the direction unknown — which rules treat as a
+//! candidate, never as benign. Connected UDP is inbound when an unconnected socket binds its
+//! local port. Loopback is never special here: it is a property for rules, not a filter.
 
 use crate::model::{Direction, DirectionSource, Endpoint, Protocol, Snapshot, Socket, SocketState};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
@@ -87,21 +91,58 @@ pub fn directions(
         .map(|n| (n.inode, n.ephemeral_ports.unwrap_or(own_range)))
         .collect();
 
-    snapshot
-        .sockets
-        .iter()
-        .map(|socket| {
+    let mut verdicts: Vec<(Direction, DirectionSource)> =
+        snapshot.sockets.iter().map(|socket| direction_of(socket, &listeners, memory)).collect();
+    from_peers(snapshot, &mut verdicts);
+    for (socket, verdict) in snapshot.sockets.iter().zip(&mut verdicts) {
+        if verdict.1 == DirectionSource::None {
             let range = ranges.get(&socket.key.netns).copied().unwrap_or(own_range);
-            direction_of(socket, &listeners, memory, range)
-        })
-        .collect()
+            *verdict = by_port_range(socket, range);
+        }
+    }
+    verdicts
 }
 
+/// Gives an end not judged yet the opposite of its peer's direction, when the peer is in the same
+/// namespace and was judged by its state or a listener.
+fn from_peers(snapshot: &Snapshot, verdicts: &mut [(Direction, DirectionSource)]) {
+    let key = |s: &Socket, swapped: bool| {
+        let (t, local, remote) = (transport(&s.protocol)?, s.local?, s.remote?);
+        let (a, b) = if swapped { (remote, local) } else { (local, remote) };
+        Some((s.key.netns, t, a.addr, a.port, b.addr, b.port))
+    };
+    let mut ends: HashMap<_, usize> = HashMap::default();
+    for (i, socket) in snapshot.sockets.iter().enumerate() {
+        if is_connected(socket)
+            && let Some(k) = key(socket, false)
+        {
+            ends.insert(k, i);
+        }
+    }
+    for (i, socket) in snapshot.sockets.iter().enumerate() {
+        if verdicts[i].1 != DirectionSource::None || !is_connected(socket) {
+            continue;
+        }
+        let Some(&peer) = key(socket, true).and_then(|k| ends.get(&k)) else { continue };
+        let opposite = match verdicts[peer] {
+            (Direction::Inbound, DirectionSource::State | DirectionSource::Listener) => {
+                Direction::Outbound
+            }
+            (Direction::Outbound, DirectionSource::State | DirectionSource::Listener) => {
+                Direction::Inbound
+            }
+            _ => continue,
+        };
+        verdicts[i] = (opposite, DirectionSource::Peer);
+    }
+}
+
+/// The direction from the socket's state and from listeners; `DirectionSource::None` when they
+/// do not tell.
 fn direction_of(
     socket: &Socket,
     listeners: &HashMap<(u64, Transport, u16), Vec<IpAddr>>,
     memory: Option<&ListenerMemory>,
-    ephemeral: (u16, u16),
 ) -> (Direction, DirectionSource) {
     let Some(t) = transport(&socket.protocol) else {
         return match socket.state {
@@ -109,7 +150,7 @@ fn direction_of(
             _ => (Direction::Unknown, DirectionSource::None),
         };
     };
-    let (Some(local), Some(remote)) = (socket.local, socket.remote) else {
+    let (Some(local), Some(_)) = (socket.local, socket.remote) else {
         return (Direction::Unknown, DirectionSource::None);
     };
     match (t, socket.state) {
@@ -135,13 +176,27 @@ fn direction_of(
     {
         return (Direction::Inbound, DirectionSource::Listener);
     }
+    (Direction::Unknown, DirectionSource::None)
+}
+
+/// The last resort for a connected socket: which end's port the kernel picked.
+fn by_port_range(socket: &Socket, ephemeral: (u16, u16)) -> (Direction, DirectionSource) {
+    let unknown = (Direction::Unknown, DirectionSource::None);
+    let (Some(_), Some(local), Some(remote)) =
+        (transport(&socket.protocol), socket.local, socket.remote)
+    else {
+        return unknown;
+    };
+    if !is_connected(socket) {
+        return unknown;
+    }
     let ephemeral = |e: &Endpoint| (ephemeral.0..=ephemeral.1).contains(&e.port);
     if ephemeral(&local) {
         (Direction::Outbound, DirectionSource::PortRange)
     } else if ephemeral(&remote) {
         (Direction::Inbound, DirectionSource::PortRange)
     } else {
-        (Direction::Unknown, DirectionSource::None)
+        unknown
     }
 }
 
@@ -229,6 +284,41 @@ mod tests {
         assert_eq!(verdict_of(&v, 2), (Direction::Unknown, DirectionSource::None));
         let v = verdicts(accepted(), Some(&memory));
         assert_eq!(verdict_of(&v, 2), (Direction::Inbound, DirectionSource::Listener));
+    }
+
+    #[test]
+    fn a_loopback_peer_judged_by_a_listener_tells_the_other_end() {
+        // A relay hop with both ports chosen below the ephemeral range: `nc -p 5555 127.0.0.1
+        // 6666` to a listener on 6666 that is still there, and to one already gone.
+        let mut b = Builder::new();
+        b.inet(1, Tcp, "127.0.0.1:6666", "0.0.0.0:0", Listen);
+        b.inet(2, Tcp, "127.0.0.1:5555", "127.0.0.1:6666", Established);
+        b.inet(3, Tcp, "127.0.0.1:6666", "127.0.0.1:5555", Established);
+        b.inet(4, Tcp, "127.0.0.1:7001", "127.0.0.1:7002", Established);
+        b.inet(5, Tcp, "127.0.0.1:7002", "127.0.0.1:7001", Established);
+        // Port range says inbound (an ephemeral remote port), the peer's listener says outbound.
+        b.inet(6, Tcp, "0.0.0.0:50000", "0.0.0.0:0", Listen);
+        b.inet(7, Tcp, "127.0.0.1:4444", "127.0.0.1:50000", Established);
+        b.inet(8, Tcp, "127.0.0.1:50000", "127.0.0.1:4444", Established);
+        let v = verdicts(b, None);
+        use Direction::*;
+        use DirectionSource as S;
+        assert_eq!(verdict_of(&v, 3), (Inbound, S::Listener));
+        assert_eq!(verdict_of(&v, 2), (Outbound, S::Peer));
+        assert_eq!(verdict_of(&v, 4), (Unknown, S::None), "nothing to tell either end by");
+        assert_eq!(verdict_of(&v, 5), (Unknown, S::None));
+        assert_eq!(verdict_of(&v, 7), (Outbound, S::Peer));
+        // Remembered listeners count as listeners for the peer too.
+        let mut earlier = Builder::new();
+        earlier.inet(9, Tcp, "0.0.0.0:7002", "0.0.0.0:0", Listen);
+        let mut memory = ListenerMemory::default();
+        memory.remember(&earlier.build());
+        let mut b = Builder::new();
+        b.inet(4, Tcp, "127.0.0.1:7001", "127.0.0.1:7002", Established);
+        b.inet(5, Tcp, "127.0.0.1:7002", "127.0.0.1:7001", Established);
+        let v = verdicts(b, Some(&memory));
+        assert_eq!(verdict_of(&v, 5), (Inbound, S::Listener));
+        assert_eq!(verdict_of(&v, 4), (Outbound, S::Peer));
     }
 
     #[test]

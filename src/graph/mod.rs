@@ -6,13 +6,14 @@ mod direction;
 mod relay;
 
 pub use direction::{DEFAULT_EPHEMERAL_PORTS, ListenerMemory, directions};
-pub use relay::{MAX_FANOUT, MAX_RELAY_DEPTH, MAX_ROUTES, MAX_VISITS};
+pub use relay::{MAX_NODES, MAX_ROUTES, MAX_SET_ENTRIES};
 
 use crate::model::{
     Direction, DirectionSource, Fd, FdTarget, ProcKey, PtyId, Snapshot, Socket, SocketKey,
-    StdioEnd, StdioLink, StdioReach, TableSource, Via,
+    StdioEnd, StdioLink, StdioReach, TableSource,
 };
 use rustc_hash::FxHashMap as HashMap;
+use std::rc::Rc;
 
 /// A snapshot with its derived relations.
 pub struct Graph<'s> {
@@ -20,14 +21,11 @@ pub struct Graph<'s> {
     pub snapshot: &'s Snapshot,
     /// Direction of each socket, in `snapshot.sockets` order.
     pub directions: Vec<(Direction, DirectionSource)>,
-    /// Each process's fd 0-2 that leads to a network socket or whose walk was truncated, sorted
-    /// by (process, fd).
+    /// Each process's stdin, stdout and stderr that lead to a network socket or whose walk was
+    /// truncated, sorted by (process, fd).
     pub stdio: Vec<StdioEnd>,
-    /// Where each walked stdio object leads; `StdioEnd::reach` indexes this.
-    pub reaches: Vec<StdioReach>,
-    /// For each reach, the position in `snapshot.sockets` of each route's socket (`None` for a
-    /// socket no table has): resolved once, for all the processes that share the reach.
-    route_sockets: Vec<Vec<Option<usize>>>,
+    /// Where each walked stdio object leads; `StdioEnd::reach` indexes it.
+    resolved: Option<relay::Resolved>,
     socket_by_inode: HashMap<u64, usize>,
     fd_ranges: HashMap<ProcKey, (usize, usize)>,
     pipes: HashMap<u64, Vec<usize>>,
@@ -43,8 +41,7 @@ impl<'s> Graph<'s> {
             snapshot,
             directions: directions(snapshot, memory),
             stdio: Vec::new(),
-            reaches: Vec::new(),
-            route_sockets: Vec::new(),
+            resolved: None,
             socket_by_inode: HashMap::with_capacity_and_hasher(
                 snapshot.sockets.len(),
                 Default::default(),
@@ -77,73 +74,75 @@ impl<'s> Graph<'s> {
                 _ => {}
             }
         }
-        let (stdio, reaches) = relay::resolve(&graph);
-        graph.route_sockets = reaches
-            .iter()
-            .map(|r| r.routes.iter().map(|route| graph.socket_index(route.socket.inode)).collect())
-            .collect();
+        let (stdio, resolved) = relay::resolve(&graph);
         graph.stdio = stdio;
-        graph.reaches = reaches;
+        graph.resolved = Some(resolved);
         graph
+    }
+
+    fn resolved(&self) -> &relay::Resolved {
+        self.resolved.as_ref().expect("relations resolved in build")
     }
 
     /// The links of one stdio end, one per network socket it reaches.
     pub fn links(&self, end: &StdioEnd) -> Vec<StdioLink> {
-        self.routes(end)
-            .map(|(relays, socket)| StdioLink {
-                proc: end.proc,
-                fd: end.fd,
-                via: end.via,
-                relays: relays.to_vec(),
-                socket,
-            })
-            .collect()
+        let link = |relays: Vec<ProcKey>, socket| StdioLink {
+            proc: end.proc,
+            fd: end.fd,
+            via: end.via,
+            relays,
+            socket,
+        };
+        match (end.socket, end.reach) {
+            (Some(socket), _) => vec![link(Vec::new(), socket)],
+            (None, Some(reach)) => self
+                .resolved()
+                .sockets(reach)
+                .map(|i| link(self.relays(end, i).to_vec(), self.snapshot.sockets[i].key))
+                .collect(),
+            (None, None) => Vec::new(),
+        }
     }
 
-    /// The (relays, socket) routes of one stdio end, borrowed: many processes share one reach,
-    /// so its routes are read in place rather than copied per process.
-    pub fn routes<'a>(
-        &'a self,
-        end: &StdioEnd,
-    ) -> impl Iterator<Item = (&'a [ProcKey], SocketKey)> + 'a {
-        let direct = match (end.via, end.socket) {
-            (Via::Direct, Some(socket)) => Some((&[][..], socket)),
-            _ => None,
-        };
-        let relayed = end.reach.map(|i| &self.reaches[i].routes[..]).unwrap_or_default();
-        direct.into_iter().chain(relayed.iter().map(|r| (&r.relays[..], r.socket)))
+    /// The positions in `snapshot.sockets` (and `directions`) of the sockets one stdio end
+    /// reaches, most relevant first; a direct end's socket when some table has it.
+    pub fn reached<'a>(&'a self, end: &StdioEnd) -> impl Iterator<Item = usize> + 'a {
+        let direct = end.socket.and_then(|s| self.socket_index(s.inode));
+        let relayed = end.reach.map(|reach| self.resolved().sockets(reach));
+        direct.into_iter().chain(relayed.into_iter().flatten())
     }
 
-    /// Like `routes`, each socket given by its position in `snapshot.sockets` (and
-    /// `directions`); routes to a socket no table has are left out.
-    pub fn indexed_routes<'a>(
-        &'a self,
-        end: &StdioEnd,
-    ) -> impl Iterator<Item = (&'a [ProcKey], usize)> + 'a {
-        let direct = match (end.via, end.socket) {
-            (Via::Direct, Some(socket)) => self.socket_index(socket.inode).map(|i| (&[][..], i)),
-            _ => None,
-        };
-        let relayed = end.reach.map(|i| (&self.reaches[i].routes[..], &self.route_sockets[i][..]));
-        let (routes, positions) = relayed.unwrap_or_default();
-        let relayed =
-            routes.iter().zip(positions).filter_map(|(r, p)| Some((&r.relays[..], (*p)?)));
-        direct.into_iter().chain(relayed)
+    /// The relay processes between a stdio end and the socket at `position`, nearest first
+    /// (none when the end is the socket). Found when first asked for, then remembered.
+    pub fn relays(&self, end: &StdioEnd, position: usize) -> Rc<[ProcKey]> {
+        match end.reach {
+            Some(reach) => self.resolved().relays(self, reach, position),
+            None => Rc::from([]),
+        }
     }
 
     /// Every stdio link of one process.
     pub fn links_of(&self, proc: ProcKey) -> Vec<StdioLink> {
-        let start = self.stdio.partition_point(|e| e.proc < proc);
-        self.stdio[start..]
-            .iter()
-            .take_while(|e| e.proc == proc)
-            .flat_map(|e| self.links(e))
-            .collect()
+        self.ends_of(proc).iter().flat_map(|e| self.links(e)).collect()
     }
 
-    /// True when the walk from this stdio end hit a bound.
+    /// The stdio ends of one process.
+    pub fn ends_of(&self, proc: ProcKey) -> &[StdioEnd] {
+        let start = self.stdio.partition_point(|e| e.proc < proc);
+        let len = self.stdio[start..].partition_point(|e| e.proc == proc);
+        &self.stdio[start..start + len]
+    }
+
+    /// True when the walk from this stdio end was cut short.
     pub fn truncated(&self, end: &StdioEnd) -> bool {
-        end.reach.is_some_and(|i| self.reaches[i].truncated)
+        end.reach.is_some_and(|i| self.resolved().truncated(i))
+    }
+
+    /// Every reach with its routes' relays, as `scan --format json` shows them (`StdioEnd::reach`
+    /// indexes this).
+    pub fn reaches(&self) -> Vec<StdioReach> {
+        let resolved = self.resolved();
+        (0..resolved.len()).map(|i| resolved.described(self, i)).collect()
     }
 
     /// The socket with this inode, if any table (or the unresolved set) has it.
@@ -198,14 +197,7 @@ impl<'s> Graph<'s> {
         self.socket(peer)
     }
 
-    fn unix_peer_holders(&self, inode: u64) -> Vec<ProcKey> {
-        self.unix_peer(inode)
-            .map(|s| s.holders.iter().map(|h| h.proc).collect())
-            .unwrap_or_default()
-    }
-
-    /// The socket key when `target` is an internet socket (resolved, or unresolved with an
-    /// internet protocol name).
+    /// The socket key when `target` is a network socket (see `is_network`).
     pub fn network_socket(&self, target: &FdTarget) -> Option<SocketKey> {
         self.network_socket_index(target).map(|i| self.snapshot.sockets[i].key)
     }
@@ -217,9 +209,11 @@ impl<'s> Graph<'s> {
         self.is_network(&self.snapshot.sockets[i]).then_some(i)
     }
 
-    /// An internet socket, or a held one found in no table whose protocol is an IP one.
+    /// An internet or packet socket, or a held one found in no table whose protocol is an IP
+    /// one. Packet sockets count: a shell can talk over raw frames as well as over TCP.
     pub fn is_network(&self, socket: &Socket) -> bool {
         socket.family.is_inet()
+            || socket.family == crate::model::Family::Packet
             || (socket.source == TableSource::Unresolved
                 && socket.protocol.ip_number(socket.family) != 0)
     }

@@ -45,6 +45,21 @@ pub struct Exe {
     pub host_file: Option<bool>,
 }
 
+impl Exe {
+    /// A binary of the csh family (`csh`, `bsd-csh`, `tcsh`), by what it is or, failing that, by
+    /// its file name. They move their stdio to fds 16-19 at start (see `Process::stdio_fds`).
+    pub fn is_csh_family(&self) -> bool {
+        let csh = |name: &[u8]| matches!(name, b"csh" | b"bsd-csh" | b"tcsh");
+        if let Some(identity) = &self.identity {
+            return csh(identity.name.as_bytes());
+        }
+        let path = self.path.as_bytes();
+        let path =
+            if self.deleted { path.strip_suffix(b" (deleted)").unwrap_or(path) } else { path };
+        csh(path.rsplit(|&b| b == b'/').next().unwrap_or(path))
+    }
+}
+
 /// One process (thread-group leader) as seen in one scan.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Process {
@@ -91,4 +106,18 @@ pub struct Process {
     /// Something the scan needed was refused (exe link, fd links): this process's fds may be
     /// incomplete. Counted in `Coverage::processes_denied`.
     pub denied: bool,
+}
+
+/// The csh family's copies of its stdio (sh.h: `SHIN`, `SHOUT`, `SHDIAG`, `OLDSTD`) and the
+/// stream each stands for. csh closes fds 0-2 after copying them; tcsh points them at /dev/null.
+const CSH_STDIO: [(i32, i32); 4] = [(16, 0), (17, 1), (18, 2), (19, 0)];
+const STDIO: [(i32, i32); 3] = [(0, 0), (1, 1), (2, 2)];
+
+impl Process {
+    /// The fds that are this process's stdin, stdout and stderr: (fd, stream 0-2). fds 0-2, plus
+    /// 16-19 for the csh family.
+    pub fn stdio_fds(&self) -> impl Iterator<Item = (i32, i32)> {
+        let csh = self.exe.as_ref().is_some_and(Exe::is_csh_family);
+        STDIO.into_iter().chain(CSH_STDIO.into_iter().filter(move |_| csh))
+    }
 }

@@ -23,8 +23,12 @@ pub enum Direction {
 pub enum DirectionSource {
     /// The socket's own state (LISTEN, unconnected).
     State,
-    /// A listener (or unconnected UDP socket) of the same namespace serves the local port.
+    /// A listener (or unconnected UDP socket) of the same namespace serves the local port, in
+    /// this snapshot or an earlier one.
     Listener,
+    /// The other end of the connection is in the same namespace (loopback) and its direction
+    /// rests on its state or a listener: this end is the opposite.
+    Peer,
     /// The local (or remote) port lies in the namespace's ephemeral range.
     PortRange,
     /// Nothing to judge by.
@@ -61,20 +65,23 @@ pub struct Route {
 /// thousand workers sharing one stdout pipe, all point at the same reach.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StdioReach {
-    /// Shortest route to each network socket found.
+    /// Shortest route to each network socket found, connections first.
     pub routes: Vec<Route>,
-    /// The walk hit a bound (depth, fan-out, visits, routes): what it did not reach is unknown,
-    /// not absent.
+    /// The walk hit a bound (more sockets than are listed, or the work budget): what it did not
+    /// list is unknown, not absent.
     pub truncated: bool,
 }
 
-/// What a process's fd 0, 1 or 2 leads to.
+/// What a process's stdin, stdout or stderr leads to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct StdioEnd {
     /// The process.
     pub proc: ProcKey,
-    /// 0, 1 or 2.
+    /// The fd: 0, 1 or 2, or one of the csh family's copies of them (16-19).
     pub fd: i32,
+    /// For a csh copy, the stream it stands for (0 stdin, 1 stdout, 2 stderr).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<i32>,
     /// The kind of the first hop.
     pub via: Via,
     /// For `Via::Direct`, the socket itself.
@@ -83,6 +90,13 @@ pub struct StdioEnd {
     /// Otherwise the index of the shared reach.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reach: Option<usize>,
+}
+
+impl StdioEnd {
+    /// 0 for stdin, 1 for stdout, 2 for stderr.
+    pub fn stream(&self) -> i32 {
+        self.stream.unwrap_or(self.fd)
+    }
 }
 
 /// A process's fd 0, 1 or 2 leads to a network socket, possibly through relay processes.

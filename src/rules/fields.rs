@@ -243,6 +243,7 @@ fn direction_source_name(source: DirectionSource) -> &'static str {
     match source {
         DirectionSource::State => "state",
         DirectionSource::Listener => "listener",
+        DirectionSource::Peer => "peer",
         DirectionSource::PortRange => "port_range",
         DirectionSource::None => "none",
     }

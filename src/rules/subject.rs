@@ -115,8 +115,11 @@ pub struct Subject<'g> {
     pub vias: u8,
     /// Some route here passes through a relay process (see `Subject::relays`).
     pub relayed: bool,
-    /// Some route's last relay (the process holding the socket) is an ancestor of this process.
+    /// Reached through relays, and held by an ancestor of this process (a parent serving its
+    /// child's stdio).
     pub holder_is_ancestor: bool,
+    /// The socket's position in the snapshot's sockets.
+    position: usize,
     /// Some stdio walk of this process hit a bound: more may be reached than is listed.
     pub truncated: bool,
     /// Macro results already computed for this subject.
@@ -156,15 +159,14 @@ impl Subject<'_> {
     /// for the relays of a few.
     pub fn relays(&self, cx: &Context<'_>) -> Vec<ProcKey> {
         let graph = cx.graph;
-        let key = self.process.key;
-        let ends = &graph.stdio[graph.stdio.partition_point(|e| e.proc < key)..];
         let mut found: Vec<ProcKey> = Vec::new();
-        for end in ends.iter().take_while(|e| e.proc == key) {
-            for (relays, _) in graph.routes(end).filter(|(_, socket)| *socket == self.socket.key) {
-                for relay in relays {
-                    if !found.contains(relay) {
-                        found.push(*relay);
-                    }
+        for end in graph.ends_of(self.process.key) {
+            if end.reach.is_none() || !graph.reached(end).any(|p| p == self.position) {
+                continue;
+            }
+            for relay in graph.relays(end, self.position).iter() {
+                if !found.contains(relay) {
+                    found.push(*relay);
                 }
             }
         }
@@ -242,6 +244,7 @@ impl Subjects {
                 vias: 0,
                 relayed: false,
                 holder_is_ancestor: false,
+                position,
                 truncated: false,
                 memo: Memo::default(),
                 process_memo: Rc::clone(process_memo.get_or_insert_default()),
@@ -257,23 +260,25 @@ impl Subjects {
                 subject.fds.push(fd.num);
             }
         }
-        let ends = &graph.stdio[graph.stdio.partition_point(|e| e.proc < process.key)..];
         let mut truncated = false;
         let ancestors = &mut self.ancestors;
         ancestors.clear();
-        for end in ends.iter().take_while(|e| e.proc == process.key) {
+        for end in graph.ends_of(process.key) {
             truncated |= graph.truncated(end);
-            for (relays, position) in graph.indexed_routes(end) {
+            let relayed = end.reach.is_some();
+            for position in graph.reached(end) {
                 let i = entry(position, out);
-                if ancestors.is_empty() && !relays.is_empty() {
+                if ancestors.is_empty() && relayed {
                     ancestors.extend(cx.ancestors(process).map(|p| p.key));
                 }
-                let holder_is_ancestor = relays.last().is_some_and(|h| ancestors.contains(h));
+                let holders = &sockets[position].holders;
+                let holder_is_ancestor =
+                    relayed && holders.iter().any(|h| ancestors.contains(&h.proc));
                 let subject = &mut out[i];
-                subject.stdio_fds |= 1 << end.fd;
+                subject.stdio_fds |= 1 << end.stream();
                 subject.vias |= via_bit(end.via);
                 subject.holder_is_ancestor |= holder_is_ancestor;
-                subject.relayed |= !relays.is_empty();
+                subject.relayed |= relayed;
             }
         }
         for subject in &mut out[first..] {
