@@ -3,7 +3,7 @@
 //! reason; a broken rule file never replaces working rules, at reload or at start.
 
 use crate::agent::Agent;
-use crate::detect_shells::{Catcher, Group, is_incident_for};
+use crate::shells::{Catcher, Group, is_incident_for};
 use crate::util::{ScratchDir, prerequisites, sockwatch};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -216,7 +216,8 @@ fn sighup_reloads_rules_when_the_watcher_is_off() {
     let pid = rustix::process::Pid::from_raw(agent.pid()).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
     let reloaded = agent.wait_for("rules_reloaded", |e| action(e) == "rules_reloaded");
-    assert_eq!(reloaded["sockwatch"]["rules_loaded"], 5);
+    let shipped = sockwatch::rules::RuleSet::compile(sockwatch::rules::RuleSource::embedded());
+    assert_eq!(reloaded["sockwatch"]["rules_loaded"], shipped.unwrap().rules.len());
     let (_catcher, _shell, port) = reverse_shell("");
     wait_until("an alert from the reloaded rules", || !incidents(&agent, port).is_empty());
     let rule_ids = incidents(&agent, port)[0]["rule"]["id"].to_string();

@@ -3,7 +3,7 @@
 //! connector does not answer, the agent says so once and keeps scanning on the interval.
 
 use crate::agent::Agent;
-use crate::detect_shells::is_incident_for;
+use crate::shells::is_incident_for;
 use crate::util::{ScratchDir, bash_reverse_shell, prerequisites};
 use serde_json::Value;
 

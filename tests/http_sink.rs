@@ -340,7 +340,7 @@ fn an_alert_is_not_held_behind_stalled_telemetry() {
     // A reverse shell to a listener of the test's.
     let (mut shell, _peer, port) = crate::util::bash_reverse_shell();
     let opened = agent.wait_for("incident_opened", |e| {
-        e["event"]["action"] == "incident_opened" && crate::detect_shells::is_incident_for(e, port)
+        e["event"]["action"] == "incident_opened" && crate::shells::is_incident_for(e, port)
     });
     let id = opened["event"]["id"].as_str().unwrap().to_string();
     let seen = Instant::now();

@@ -4,8 +4,8 @@
 //! and HTTP sinks carry the same projection of the same events as stdout carries canonically.
 
 use crate::agent::Agent;
-use crate::detect_shells::is_incident_for;
 use crate::http_sink::{Receiver, connections, wait_until};
+use crate::shells::is_incident_for;
 use crate::util::{KillOnDrop, ScratchDir, bash_reverse_shell, prerequisites};
 use serde_json::Value;
 use std::collections::HashMap;

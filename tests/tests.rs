@@ -5,6 +5,8 @@
 mod agent;
 mod agent_files;
 mod boundaries;
+mod detect_adversary;
+mod detect_benign;
 mod detect_lifecycle;
 mod detect_shells;
 mod exec_trigger;
@@ -21,5 +23,6 @@ mod scan_processes;
 mod scan_ptys;
 mod scan_relays;
 mod scan_world;
+mod shells;
 mod systemd;
 mod util;

@@ -4,7 +4,7 @@
 
 use super::text::{NAME_CAP, PATH_CAP, put_text};
 use super::{Encoded, Encoder, EventKind, Processes};
-use crate::model::{Alert, AlertAction, Process};
+use crate::model::{Alert, AlertAction, IncidentEndpoint, Process};
 use serde_json::{Map, Value, json};
 
 /// Processes listed by name in an incident (the total is always given).
@@ -55,6 +55,10 @@ impl Encoder {
         );
         event["sockwatch"]["socket"] = Value::Object(details);
         event["sockwatch"]["incident"] = self.incident(alert, &mut truncated);
+        let related = related_ips(alert);
+        if !related.is_empty() {
+            event["related"] = json!({ "ip": related });
+        }
         let mut encoded = self.finish(event, EventKind::Alert, action, alert.at_ms, truncated);
         encoded.severity = alert.severity.id();
         encoded
@@ -113,12 +117,55 @@ impl Encoder {
                 "relays": relays,
             },
             "fds": alert.fds,
+            "endpoints": alert.endpoints.iter().take(MAX_MEMBERS_LISTED).map(endpoint).collect::<Vec<_>>(),
+            "endpoints_total": alert.endpoints.len().max(1),
         });
         if let Some(reason) = &alert.reason {
             incident["reason"] = json!(reason);
         }
         incident
     }
+}
+
+/// One socket of an incident: where it goes, which way, and which streams lead to it.
+fn endpoint(e: &IncidentEndpoint) -> Value {
+    let socket = &e.socket;
+    let address = |end: Option<crate::model::Endpoint>| {
+        end.filter(|_| socket.family.is_inet())
+            .map(|a| json!({"ip": a.addr.to_string(), "port": a.port}))
+    };
+    let mut o = json!({
+        "inode": socket.key.inode,
+        "netns": socket.key.netns,
+        "protocol": socket.protocol.name(),
+        "state": socket.state.name(),
+        "direction": e.direction.0,
+        "direction_source": e.direction.1,
+        "streams": e.streams,
+    });
+    if let Some(local) = address(socket.local) {
+        o["local"] = local;
+    }
+    if let Some(remote) = address(socket.remote.filter(|r| r.port != 0 || !r.addr.is_unspecified()))
+    {
+        o["remote"] = remote;
+    }
+    o
+}
+
+/// ECS `related.ip`: every remote address the incident's sockets reach, once.
+fn related_ips(alert: &Alert) -> Vec<String> {
+    let mut ips: Vec<String> = Vec::new();
+    let sockets = std::iter::once(&alert.socket).chain(alert.endpoints.iter().map(|e| &e.socket));
+    for socket in sockets.filter(|s| s.family.is_inet()) {
+        let remote = socket.remote.filter(|r| !r.addr.is_unspecified());
+        if let Some(ip) = remote.map(|r| r.addr.to_string())
+            && !ips.contains(&ip)
+        {
+            ips.push(ip);
+        }
+    }
+    ips
 }
 
 /// `threat.*` from `mitre.T…` (techniques, sub-techniques) and `mitre.TA…` (tactics) tags.

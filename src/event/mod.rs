@@ -346,7 +346,23 @@ impl Encoder {
     fn process_extras(p: &Process) -> Value {
         match &p.exe {
             Some(exe) => {
-                json!({"exe_deleted": exe.deleted, "exe_memfd": exe.memfd, "exe_owner_uid": exe.owner_uid})
+                let mut extras = json!({
+                    "exe_deleted": exe.deleted,
+                    "exe_memfd": exe.memfd,
+                    "exe_owner_uid": exe.owner_uid,
+                });
+                if let Some(host_file) = exe.host_file {
+                    extras["exe_host_file"] = json!(host_file);
+                }
+                // What the binary is when its name says otherwise (a renamed shell, a memfd).
+                if let Some(identity) = &exe.identity {
+                    extras["binary"] = json!({
+                        "name": &*identity.name,
+                        "kind": identity.kind.name(),
+                        "match": identity.by,
+                    });
+                }
+                extras
             }
             None => json!({"kernel_thread": p.kernel_thread}),
         }

@@ -1,6 +1,7 @@
-//! Alerts: what the rules engine reports about an incident. An incident is keyed by the network
-//! socket reached, so one reverse shell and all the children that inherit its fds are one incident
-//! however many rules match. Alerts are self-contained (they carry the processes and the socket)
+//! Alerts: what the rules engine reports about an incident. An incident is keyed by a network
+//! socket reached, and takes in every other socket its processes match on, so one reverse shell,
+//! all the children that inherit its fds and every connection it uses are one incident however
+//! many rules match. Alerts are self-contained (they carry the processes and the socket)
 //! so that they can be encoded after the snapshot they came from is gone.
 
 use super::{Direction, DirectionSource, Process, Socket, Via};
@@ -82,6 +83,18 @@ pub struct StdioPath {
     pub relays: Vec<Process>,
 }
 
+/// One network socket an incident's processes reach.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentEndpoint {
+    /// The socket (as last seen).
+    pub socket: Socket,
+    /// Its direction.
+    pub direction: (Direction, DirectionSource),
+    /// Which streams of the matching processes lead to it (0 stdin, 1 stdout, 2 stderr; empty
+    /// when only held on other fds).
+    pub streams: Vec<i32>,
+}
+
 /// An alert about one incident.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Alert {
@@ -89,8 +102,12 @@ pub struct Alert {
     pub action: AlertAction,
     /// The incident's id, the same in all its alerts.
     pub incident_id: String,
-    /// The network socket the incident is about (as last seen).
+    /// The network socket the incident is about (as last seen): its key is the incident's.
     pub socket: Socket,
+    /// Every socket the incident's processes reach, this one first: a shell reading commands
+    /// from one connection and answering on another is one incident naming both.
+    #[serde(default)]
+    pub endpoints: Vec<IncidentEndpoint>,
     /// Its direction.
     pub direction: (Direction, DirectionSource),
     /// The highest severity among `rules`.

@@ -16,7 +16,7 @@ mod snapshot;
 mod socket;
 mod text;
 
-pub use alert::{Alert, AlertAction, RuleHit, Severity, StdioPath};
+pub use alert::{Alert, AlertAction, IncidentEndpoint, RuleHit, Severity, StdioPath};
 pub use binary::{BinaryKind, Identity, IdentityMatch};
 pub use bounded::Bounded;
 pub use change::Change;

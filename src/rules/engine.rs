@@ -4,11 +4,12 @@
 //! the first scan that sees it" hold without any bookkeeping of what changed.
 
 use super::incident::{Found, Incident, Incidents};
-use super::ruleset::Rule;
-use super::ruleset::RuleSet;
+use super::ruleset::{Covers, Rule, RuleSet};
 use super::subject::{Clock, Context, Subject, Subjects, VIAS, subjects, via_bit};
 use crate::graph::Graph;
-use crate::model::{Alert, AlertAction, ProcKey, Process, RuleHit, Severity, SocketKey, StdioPath};
+use crate::model::{
+    Alert, AlertAction, IncidentEndpoint, ProcKey, Process, RuleHit, Severity, SocketKey, StdioPath,
+};
 use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 
@@ -155,6 +156,7 @@ impl Engine {
         let mut builder = Subjects::default();
         let mut batch: Vec<Subject<'_>> = Vec::new();
         let mut live: Vec<(usize, &Rule)> = Vec::with_capacity(rules.len());
+        let mut matched: Vec<usize> = Vec::new();
         let mut hits: HashMap<SocketKey, Vec<Hit<'_>>> = HashMap::new();
         for process in &snapshot.processes {
             let began = std::time::Instant::now();
@@ -172,24 +174,38 @@ impl Engine {
                     rule.process_gate.as_ref().is_none_or(|gate| gate(probe, &cx))
                 }));
             }
-            for subject in &batch {
-                for &(r, rule) in &live {
+            for &(r, rule) in &live {
+                matched.clear();
+                let mut streams = 0u8;
+                for (i, subject) in batch.iter().enumerate() {
                     if (rule.predicate)(subject, &cx) {
-                        let first_seen = self.socket_first_seen(subject.socket.key, seq);
-                        let message = rule.message.render(subject, &cx);
-                        let hit = Hit::new(subject, &cx, r, message, first_seen);
-                        hits.entry(subject.socket.key).or_default().push(hit);
+                        matched.push(i);
+                        streams |= subject.stdio_fds;
                     }
+                }
+                let covered = match rule.covers {
+                    None => true,
+                    Some(Covers::StdinAndOutput) => streams & 1 != 0 && streams & 0b110 != 0,
+                };
+                if !covered {
+                    continue;
+                }
+                for &i in &matched {
+                    let subject = &batch[i];
+                    let first_seen = self.socket_first_seen(subject.socket.key, seq);
+                    let message = rule.message.render(subject, &cx);
+                    let hit = Hit::new(subject, &cx, r, message, first_seen);
+                    hits.entry(subject.socket.key).or_default().push(hit);
                 }
             }
             stats.rules_time += built.elapsed();
         }
         self.process_seen.retain(|_, seen| seen.1 == seq);
         stats.matched_sockets = hits.len();
-        let mut keys: Vec<SocketKey> = hits.keys().copied().collect();
-        keys.sort_unstable();
-        let found =
-            keys.iter().map(|key| self.found(&cx, &hits[key], &rules, seq)).collect::<Vec<_>>();
+        let found = incident_groups(&hits)
+            .iter()
+            .map(|group| self.found(&cx, &hits, group, &rules, seq))
+            .collect::<Vec<_>>();
         let alive = |key: SocketKey| snapshot.sockets.binary_search_by_key(&key, |s| s.key).is_ok();
         let first_scan = self.scans == 1;
         let alerts = self.incidents.update(found, alive, (seq, snapshot.taken_at_ms), first_scan);
@@ -218,25 +234,46 @@ impl Engine {
         found.map_or(seq, |i| self.socket_seen[i].1)
     }
 
-    /// The alert one socket's matches raise.
-    fn found(&self, cx: &Context<'_>, hits: &[Hit<'_>], rules: &[&Rule], seq: u64) -> Found {
+    /// The alert one group of sockets raises: the sockets one set of processes matched on.
+    fn found(
+        &self,
+        cx: &Context<'_>,
+        by_socket: &HashMap<SocketKey, Vec<Hit<'_>>>,
+        group: &[SocketKey],
+        rules: &[&Rule],
+        seq: u64,
+    ) -> Found {
+        let hits: Vec<&Hit<'_>> = group.iter().flat_map(|k| &by_socket[k]).collect();
         let mut members: Vec<ProcKey> = Vec::new();
-        for hit in hits {
+        for hit in &hits {
             if !members.contains(&hit.process.key) {
                 members.push(hit.process.key);
             }
         }
-        let top_key = top_most(cx, &members);
-        let top = hits.iter().find(|h| h.process.key == top_key).unwrap_or(&hits[0]);
+        // The process the alert is about: among those matching the most severe rule (the shell,
+        // not the `cat` relaying to it), the top-most (the shell, not its `sleep` child).
+        let worst = |key: ProcKey| {
+            hits.iter().filter(|h| h.process.key == key).map(|h| rules[h.rule].severity).max()
+        };
+        let most = members.iter().map(|&m| worst(m)).max().flatten();
+        let leading: Vec<ProcKey> = members.iter().copied().filter(|&m| worst(m) == most).collect();
+        let top_key = top_most(cx, &leading);
+        let primary = primary_socket(group, by_socket, rules, top_key);
+        let on_primary = &by_socket[&primary];
+        let top = on_primary.iter().find(|h| h.process.key == top_key).unwrap_or(&on_primary[0]);
         let mut rule_hits: Vec<RuleHit> = Vec::new();
-        for hit in hits {
+        // The primary socket's rules first: its message leads.
+        for hit in on_primary.iter().chain(hits.iter().copied()) {
             let rule = rules[hit.rule];
             if rule_hits.iter().any(|h| h.id == rule.id) {
                 continue;
             }
             // The message speaks of the top-most process when it matched this rule itself.
-            let speaker =
-                hits.iter().find(|h| h.rule == hit.rule && h.process.key == top_key).unwrap_or(hit);
+            let speaker = hits
+                .iter()
+                .find(|h| h.rule == hit.rule && h.process.key == top_key)
+                .copied()
+                .unwrap_or(hit);
             rule_hits.push(RuleHit {
                 id: rule.id.clone(),
                 version: rule.version,
@@ -257,27 +294,109 @@ impl Engine {
                 holders.extend(cx.by_key(holder.proc).cloned());
             }
         }
+        let endpoint = |key: &SocketKey| {
+            let on = &by_socket[key];
+            let streams = on.iter().fold(0u8, |m, h| m | h.stdio_fds);
+            IncidentEndpoint {
+                socket: on[0].socket.clone(),
+                direction: on[0].direction,
+                streams: (0..3).filter(|n| streams & (1 << n) != 0).collect(),
+            }
+        };
+        let endpoints: Vec<IncidentEndpoint> = std::iter::once(&primary)
+            .chain(group.iter().filter(|k| **k != primary))
+            .map(endpoint)
+            .collect();
+        // A match on several sockets needed all of them: it could be seen once the last was.
+        let first_seen = hits.iter().map(|h| h.socket_first_seen).max().unwrap_or(seq);
         let alert = Alert {
             action: AlertAction::Opened,
             incident_id: String::new(),
             socket: top.socket.clone(),
+            endpoints,
             direction: top.direction,
             severity,
             rules: rule_hits,
             subject: Some(top.process.clone()),
             processes,
             holders,
-            path: path(cx, hits, top),
+            path: path(cx, &hits, top),
             fds: top.fds.clone(),
             snapshot_seq: seq,
             opened_seq: seq,
-            first_seen_seq: process_first.max(top.socket_first_seen),
+            first_seen_seq: process_first.max(first_seen),
             present_at_start: false,
             reason: None,
             at_ms: cx.snapshot().taken_at_ms,
         };
-        Found { alert, members }
+        Found { alert, members, sockets: group.to_vec() }
     }
+}
+
+/// Sockets matched by the same process belong to one incident: a shell that reads commands from
+/// one connection and answers on another, or that opens a second one, is one intrusion. Groups
+/// are connected by shared processes, in socket order.
+fn incident_groups(hits: &HashMap<SocketKey, Vec<Hit<'_>>>) -> Vec<Vec<SocketKey>> {
+    let mut keys: Vec<SocketKey> = hits.keys().copied().collect();
+    keys.sort_unstable();
+    let mut by_process: HashMap<ProcKey, usize> = HashMap::new();
+    let mut groups: Vec<Vec<SocketKey>> = Vec::new();
+    let mut parent: Vec<usize> = Vec::new();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    for (i, key) in keys.iter().enumerate() {
+        parent.push(i);
+        for hit in &hits[key] {
+            match by_process.get(&hit.process.key) {
+                Some(&other) => {
+                    let (a, b) = (root(&mut parent, i), root(&mut parent, other));
+                    parent[a.max(b)] = a.min(b);
+                }
+                None => {
+                    by_process.insert(hit.process.key, i);
+                }
+            }
+        }
+    }
+    let mut slot: HashMap<usize, usize> = HashMap::new();
+    for (i, key) in keys.iter().enumerate() {
+        let r = root(&mut parent, i);
+        let g = *slot.entry(r).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[g].push(*key);
+    }
+    groups
+}
+
+/// The socket an incident is named after: the one with the most severe rule, then the one the
+/// top-most process reads its stdin from (where its commands come from), then by direction
+/// (outbound, unknown, inbound), then the first.
+fn primary_socket(
+    group: &[SocketKey],
+    by_socket: &HashMap<SocketKey, Vec<Hit<'_>>>,
+    rules: &[&Rule],
+    top: ProcKey,
+) -> SocketKey {
+    let rank = |key: &SocketKey| {
+        let hits = &by_socket[key];
+        let severity = hits.iter().map(|h| rules[h.rule].severity).max();
+        let stdin = hits.iter().any(|h| h.process.key == top && h.stdio_fds & 1 != 0);
+        let direction = match hits[0].direction.0 {
+            crate::model::Direction::Outbound => 0,
+            crate::model::Direction::Unknown => 1,
+            crate::model::Direction::Inbound => 2,
+            crate::model::Direction::Listening => 3,
+        };
+        (std::cmp::Reverse(severity), !stdin, direction, *key)
+    };
+    group.iter().min_by_key(|k| rank(k)).copied().unwrap_or(group[0])
 }
 
 /// Records a process sighting; its first-seen scan restarts when its executable changes.
@@ -328,16 +447,20 @@ impl<'g> Hit<'g> {
     }
 }
 
-/// The stdio path an alert shows: of the top-most matching process whose stdio is relayed, else
-/// the subject's.
-fn path(cx: &Context<'_>, hits: &[Hit<'_>], top: &Hit<'_>) -> StdioPath {
+/// The stdio path an alert shows: the subject's own when its stdio is relayed, else that of the
+/// top-most matching process whose stdio is relayed, else the subject's.
+fn path(cx: &Context<'_>, hits: &[&Hit<'_>], top: &Hit<'_>) -> StdioPath {
     let relayed: Vec<ProcKey> =
         hits.iter().filter(|h| !h.relays.is_empty()).map(|h| h.process.key).collect();
     let chosen = if relayed.is_empty() {
         top
+    } else if let Some(own) =
+        hits.iter().find(|h| h.process.key == top.process.key && !h.relays.is_empty())
+    {
+        own
     } else {
         let key = top_most(cx, &relayed);
-        hits.iter().find(|h| h.process.key == key && !h.relays.is_empty()).unwrap_or(top)
+        hits.iter().find(|h| h.process.key == key && !h.relays.is_empty()).copied().unwrap_or(top)
     };
     StdioPath {
         process: chosen.process.key,

@@ -6,7 +6,7 @@
 //! any element passes, and `!=` is the negation of `=` (true when none is equal).
 
 use super::subject::{Context, Subject};
-use crate::model::{Direction, DirectionSource, Exe, Process, RawText};
+use crate::model::{BinaryKind, Direction, DirectionSource, Exe, Fd, Process, RawText};
 use std::borrow::Cow;
 use std::net::IpAddr;
 
@@ -163,9 +163,47 @@ fn exe_writable(exe: &Exe) -> bool {
 }
 
 /// What an attacker cannot fake cheaply: a root-owned binary nobody else can write, still on disk,
-/// not a memfd. Allowlists match exe paths only under this condition (DESIGN §5).
+/// not a memfd, the very file its path names on the host (not a container's copy, not a bind mount
+/// over the path), and not a shell, interpreter or network tool under another name. Allowlists
+/// match exe paths only under this condition (DESIGN §5, §10).
 pub fn exe_trusted(exe: &Exe) -> bool {
-    !exe_writable(exe) && !exe.deleted && !exe.memfd
+    // A name is free to choose, so it can only take trust away: an interpreter installed outside
+    // the program directories (pyenv, a venv) is not in the catalogue, but its name says it.
+    let named_like_a_program = BinaryKind::of_file_name(exe_name(exe).as_bytes()).is_some();
+    !exe_writable(exe)
+        && !exe.deleted
+        && !exe.memfd
+        && exe.host_file == Some(true)
+        && exe.identity.is_none()
+        && !named_like_a_program
+}
+
+/// argv[0]'s file name without a login shell's leading `-`.
+fn argv0_name(process: &Process) -> Option<Cow<'_, str>> {
+    process.argv.first().map(|a| match base_name(text(a)) {
+        Cow::Borrowed(b) => Cow::Borrowed(b.trim_start_matches('-')),
+        Cow::Owned(b) => Cow::Owned(b.trim_start_matches('-').to_string()),
+    })
+}
+
+/// The program a multi-call binary runs: argv[0]'s name, or argv[1]'s when argv[0] names the
+/// multi-call binary itself (`busybox sh`).
+fn applet(process: &Process) -> Option<Cow<'_, str>> {
+    let first = argv0_name(process)?;
+    if matches!(&*first, "busybox" | "toybox") {
+        return process.argv.get(1).map(|a| base_name(text(a)));
+    }
+    Some(first)
+}
+
+fn identity_name(process: &Process) -> Option<Cow<'_, str>> {
+    let identity = process.exe.as_ref()?.identity.as_ref()?;
+    Some(Cow::Borrowed(&*identity.name))
+}
+
+fn identity_kind(process: &Process) -> Option<Cow<'static, str>> {
+    let identity = process.exe.as_ref()?.identity.as_ref()?;
+    Some(Cow::Borrowed(identity.kind.name()))
 }
 
 fn trusted_path(process: &Process) -> Option<Cow<'_, str>> {
@@ -227,6 +265,43 @@ fn listener_holders<'a, T>(
         }
     }
     out
+}
+
+/// The fd that stands for a process's stream (0 stdin, 1 stdout).
+fn stream_fd<'a>(cx: &Context<'a>, process: &Process, stream: i32) -> Option<&'a Fd> {
+    let (num, _) = process.stdio_fds().find(|&(_, s)| s == stream)?;
+    cx.graph.fds_of(process.key).iter().find(|f| f.num == num && f.tid.is_none())
+}
+
+fn holder_shares_stdio(s: &Subject<'_>, cx: &Context<'_>) -> bool {
+    let (Some(stdin), Some(stdout)) = (stream_fd(cx, s.process, 0), stream_fd(cx, s.process, 1))
+    else {
+        return false;
+    };
+    // The client may have moved them (ssh keeps them on fds 4 and 5 and points 1 at /dev/null):
+    // any fd on the same end of the same object counts.
+    let holds = |holder: &Process, like: &Fd| {
+        let same = |f: &&Fd| f.target == like.target && f.mode == like.mode;
+        cx.graph.fds_of(holder.key).iter().any(|f| same(&f))
+    };
+    s.socket.holders.iter().any(|holder| {
+        let Some(holder) = cx.by_key(holder.proc).filter(|h| h.key != s.process.key) else {
+            return false;
+        };
+        cx.is_ancestor(s.process.key, holder) && holds(holder, stdin) && holds(holder, stdout)
+    })
+}
+
+fn sibling_holds_socket(s: &Subject<'_>, cx: &Context<'_>) -> bool {
+    let Some(parent) = parent(s, cx) else { return false };
+    let sibling = |h: &crate::model::Holder| {
+        cx.by_key(h.proc).is_some_and(|holder| {
+            holder.key != s.process.key
+                && cx.is_ancestor(parent.key, holder)
+                && !cx.is_ancestor(s.process.key, holder)
+        })
+    };
+    s.relayed && s.socket.holders.iter().any(sibling) && s.relays(cx).first() == Some(&parent.key)
 }
 
 /// The lowercase name of a direction or its source.
@@ -344,9 +419,65 @@ pub static FIELDS: &[Field] = &[
         name: "proc.exe_trusted",
         kind: Kind::Bool,
         shape: Shape::Scalar,
-        doc: "Root-owned, writable by root only, not deleted, not a memfd: the only exe paths an \
+        doc: "Root-owned, writable by root only, not deleted, not a memfd, the very file its path \
+              names on the host (`proc.exe_host_file`), and no shell, interpreter or network \
+              tool, by what it is (`proc.binary`) or by its name: the only exe paths an \
               allowlist should trust.",
         get: |s, _| exe_flag(s, exe_trusted),
+    },
+    Field {
+        name: "proc.exe_host_file",
+        kind: Kind::Bool,
+        shape: Shape::Scalar,
+        doc: "The executable is the file its path names in the host's mount namespace (pid 1's): \
+              false for a container's own copy or a bind mount over the path; absent when it \
+              could not be checked.",
+        get: |s, _| {
+            let host = s.process.exe.as_ref().and_then(|e| e.host_file);
+            host.map_or(Value::Absent, Value::Bool)
+        },
+    },
+    Field {
+        name: "proc.binary",
+        kind: Kind::Str,
+        shape: Shape::Scalar,
+        doc: "The host's shell, interpreter or network tool the executable *is*, whatever its \
+              name: the same file (device and inode) or the same bytes (SHA-256, for a renamed \
+              copy, a memfd or a deleted file), named as on the host (`dash`, `bsd-csh`, \
+              `python3.11`); absent when it is none of them.",
+        get: |s, _| str_or_absent(identity_name(s.process)),
+    },
+    Field {
+        name: "proc.binary_kind",
+        kind: Kind::Str,
+        shape: Shape::Scalar,
+        doc: "What `proc.binary` is: `shell`, `interpreter`, `network_tool` or `multicall` \
+              (busybox, toybox: see `proc.applet`).",
+        get: |s, _| str_or_absent(identity_kind(s.process)),
+    },
+    Field {
+        name: "proc.binary_match",
+        kind: Kind::Str,
+        shape: Shape::Scalar,
+        doc: "How `proc.binary` was recognised: `inode` (the same file) or `content` (a copy).",
+        get: |s, _| {
+            let identity = s.process.exe.as_ref().and_then(|e| e.identity.as_ref());
+            identity.map_or(Value::Absent, |i| {
+                Value::Str(Cow::Borrowed(match i.by {
+                    crate::model::IdentityMatch::Inode => "inode",
+                    crate::model::IdentityMatch::Content => "content",
+                }))
+            })
+        },
+    },
+    Field {
+        name: "proc.applet",
+        kind: Kind::Str,
+        shape: Shape::Scalar,
+        doc: "The program a multi-call binary runs: argv[0]'s file name, or argv[1]'s when \
+              argv[0] is `busybox` or `toybox` (`busybox sh -i`). Free to fake like argv: \
+              combine it with `proc.binary`.",
+        get: |s, _| str_or_absent(applet(s.process)),
     },
     Field {
         name: "proc.argv0",
@@ -361,12 +492,7 @@ pub static FIELDS: &[Field] = &[
         shape: Shape::Scalar,
         doc: "File name part of argv[0], leading `-` of a login shell removed (busybox applets \
               are told by it).",
-        get: |s, _| {
-            str_or_absent(s.process.argv.first().map(|a| match base_name(text(a)) {
-                Cow::Borrowed(b) => Cow::Borrowed(b.trim_start_matches('-')),
-                Cow::Owned(b) => Cow::Owned(b.trim_start_matches('-').to_string()),
-            }))
-        },
+        get: |s, _| str_or_absent(argv0_name(s.process)),
     },
     Field {
         name: "proc.args",
@@ -412,6 +538,14 @@ pub static FIELDS: &[Field] = &[
         shape: Shape::Scalar,
         doc: "Parent's executable path.",
         get: |s, cx| str_or_absent(parent(s, cx).and_then(exe_path)),
+    },
+    Field {
+        name: "proc.parent.trusted_exe",
+        kind: Kind::Str,
+        shape: Shape::Scalar,
+        doc: "Parent's executable path, when its binary is trusted (see proc.exe_trusted); absent \
+              otherwise.",
+        get: |s, cx| str_or_absent(parent(s, cx).and_then(trusted_path)),
     },
     Field {
         name: "proc.ancestors",
@@ -497,7 +631,8 @@ pub static FIELDS: &[Field] = &[
         name: "sock.family",
         kind: Kind::Str,
         shape: Shape::Scalar,
-        doc: "`inet` or `inet6`.",
+        doc: "`inet`, `inet6` or `packet` (`unknown` for a socket in no table whose protocol did \
+              not say).",
         get: |s, _| {
             Value::Str(Cow::Borrowed(match s.socket.family {
                 crate::model::Family::Inet => "inet",
@@ -513,7 +648,8 @@ pub static FIELDS: &[Field] = &[
         name: "sock.protocol",
         kind: Kind::Str,
         shape: Shape::Scalar,
-        doc: "`tcp`, `udp`, `udplite`, `raw` or `icmp`.",
+        doc: "`tcp`, `udp`, `udplite`, `raw`, `icmp`, or for packet sockets `packet_raw` or \
+              `packet_dgram`.",
         get: |s, _| Value::Str(Cow::Borrowed(s.socket.protocol.name())),
     },
     Field {
@@ -576,7 +712,8 @@ pub static FIELDS: &[Field] = &[
         name: "sock.direction_source",
         kind: Kind::Str,
         shape: Shape::Scalar,
-        doc: "What the direction rests on: `state`, `listener`, `port_range` or `none`.",
+        doc: "What the direction rests on: `state`, `listener` (now or earlier), `peer` (the \
+              loopback connection's other end), `port_range` or `none`.",
         get: |s, _| Value::Str(Cow::Borrowed(direction_source_name(s.direction.1))),
     },
     Field {
@@ -622,6 +759,39 @@ pub static FIELDS: &[Field] = &[
         get: |s, cx| Value::Strs(holders(s, cx, trusted_path)),
     },
     Field {
+        name: "sock.holder.untrusted_pid",
+        kind: Kind::Int,
+        shape: Shape::List,
+        doc: "Processes holding the socket whose binaries are not trusted (see \
+              proc.exe_trusted), or unknown.",
+        get: |s, cx| {
+            let mut pids: Vec<i64> = Vec::new();
+            for holder in &s.socket.holders {
+                let process = cx.by_key(holder.proc);
+                let trusted = process.and_then(|p| p.exe.as_ref()).is_some_and(exe_trusted);
+                let pid = i64::from(holder.proc.pid);
+                if !trusted && !pids.contains(&pid) {
+                    pids.push(pid);
+                }
+            }
+            Value::Ints(pids)
+        },
+    },
+    Field {
+        name: "sock.table",
+        kind: Kind::Str,
+        shape: Shape::Scalar,
+        doc: "Where the socket was found: `sock_diag`, `proc_net`, or `unresolved` (held by a \
+              process, in no table the agent could read: what it is connected to is unknown).",
+        get: |s, _| {
+            Value::Str(Cow::Borrowed(match s.socket.source {
+                crate::model::TableSource::SockDiag => "sock_diag",
+                crate::model::TableSource::ProcNet => "proc_net",
+                crate::model::TableSource::Unresolved => "unresolved",
+            }))
+        },
+    },
+    Field {
         name: "sock.listener.pid",
         kind: Kind::Int,
         shape: Shape::List,
@@ -639,7 +809,9 @@ pub static FIELDS: &[Field] = &[
         name: "stdio.fds",
         kind: Kind::Int,
         shape: Shape::Bits,
-        doc: "Which of the process's fds 0, 1, 2 lead to the socket, directly or through relays.",
+        doc: "Which of the process's streams (0 stdin, 1 stdout, 2 stderr) lead to the socket, \
+              directly or through relays. The csh family's copies of them on fds 16-19 count \
+              as the streams they stand for.",
         get: |s, _| Value::IntBits(s.stdio_fds & 0b111),
     },
     Field {
@@ -660,9 +832,28 @@ pub static FIELDS: &[Field] = &[
         name: "stdio.holder_is_ancestor",
         kind: Kind::Bool,
         shape: Shape::Scalar,
-        doc: "The relay holding the socket is an ancestor of the process (a parent serving its \
-              child's stdio: `socat exec:`, `pty.spawn`, `ncat -e`).",
+        doc: "The socket is reached through relays and held by an ancestor of the process (a \
+              parent serving its child's stdio: `socat exec:`, `pty.spawn`, `ncat -e`).",
         get: |s, _| Value::Bool(s.holder_is_ancestor),
+    },
+    Field {
+        name: "stdio.holder_shares_stdio",
+        kind: Kind::Bool,
+        shape: Shape::Scalar,
+        doc: "The socket is held by a descendant of the process that has the very same stdin and \
+              stdout: a wrapper that runs a network client in its place (`sh -c 'ssh …'` run by \
+              git as GIT_SSH_COMMAND, an ssh ProxyCommand) and waits while the client talks.",
+        get: |s, cx| Value::Bool(holder_shares_stdio(s, cx)),
+    },
+    Field {
+        name: "stdio.sibling_holds_socket",
+        kind: Kind::Bool,
+        shape: Shape::Scalar,
+        doc: "The socket is held by another descendant of this process's parent (a sibling, or a \
+              sibling's child), and the parent is the first relay between them: a program \
+              talking to the network through one helper and feeding another (git between the \
+              ssh it runs through `sh -c` and `index-pack`).",
+        get: |s, cx| Value::Bool(sibling_holds_socket(s, cx)),
     },
     Field {
         name: "stdio.relay.pid",
@@ -691,6 +882,21 @@ pub static FIELDS: &[Field] = &[
         shape: Shape::List,
         doc: "Executable file names of the relays.",
         get: |s, cx| Value::Strs(relays(s, cx, |p| p.exe.as_ref().map(exe_name))),
+    },
+    Field {
+        name: "stdio.relay.binary",
+        kind: Kind::Str,
+        shape: Shape::List,
+        doc: "`proc.binary` of the relays: the known shells, interpreters and network tools \
+              among them, by file or content.",
+        get: |s, cx| Value::Strs(relays(s, cx, identity_name)),
+    },
+    Field {
+        name: "stdio.relay.binary_kind",
+        kind: Kind::Str,
+        shape: Shape::List,
+        doc: "`proc.binary_kind` of the relays.",
+        get: |s, cx| Value::Strs(relays(s, cx, identity_kind)),
     },
     Field {
         name: "stdio.relay.trusted_exe",

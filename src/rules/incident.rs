@@ -17,6 +17,8 @@ pub struct Found {
     pub alert: Alert,
     /// Every matching process.
     pub members: Vec<ProcKey>,
+    /// Every socket they matched on (the alert's own first among them or not).
+    pub sockets: Vec<SocketKey>,
 }
 
 /// One open incident.
@@ -65,8 +67,16 @@ impl Incidents {
     ) -> Vec<Alert> {
         let mut alerts = Vec::new();
         let mut matched = std::collections::HashSet::new();
-        for Found { mut alert, members } in found {
-            let key = alert.socket.key;
+        for Found { mut alert, members, sockets } in found {
+            // An open incident about any of these sockets goes on (under its own socket): a
+            // second connection joining a shell is news for the same incident.
+            let continued = std::iter::once(alert.socket.key)
+                .chain(sockets.iter().copied())
+                .find(|k| self.open.contains_key(k) && !matched.contains(k));
+            let key = continued.unwrap_or(alert.socket.key);
+            if key != alert.socket.key {
+                lead_with(&mut alert, key);
+            }
             matched.insert(key);
             match self.open.get_mut(&key) {
                 None => {
@@ -84,6 +94,15 @@ impl Incidents {
                         .iter()
                         .any(|r| !incident.last.rules.iter().any(|o| o.id == r.id));
                     let new_members = members.iter().any(|m| !incident.members.contains(m));
+                    let known =
+                        |k: SocketKey| incident.last.endpoints.iter().any(|e| e.socket.key == k);
+                    let new_sockets = sockets.iter().any(|&k| k != key && !known(k));
+                    // Sockets that matched once stay listed, like rules.
+                    for old in &incident.last.endpoints {
+                        if !alert.endpoints.iter().any(|e| e.socket.key == old.socket.key) {
+                            alert.endpoints.push(old.clone());
+                        }
+                    }
                     alert.incident_id = incident.last.incident_id.clone();
                     alert.opened_seq = incident.last.opened_seq;
                     alert.first_seen_seq = incident.last.first_seen_seq;
@@ -102,7 +121,7 @@ impl Incidents {
                         }
                     }
                     incident.misses = 0;
-                    if new_rules || new_members {
+                    if new_rules || new_members || new_sockets {
                         alert.action = AlertAction::Updated;
                         alerts.push(alert.clone());
                         self.changed = true;
@@ -170,12 +189,22 @@ impl Incidents {
     }
 }
 
+/// Makes the endpoint with socket `key` the alert's own: an incident keeps the socket it was
+/// opened for while that socket lives.
+fn lead_with(alert: &mut Alert, key: SocketKey) {
+    let Some(at) = alert.endpoints.iter().position(|e| e.socket.key == key) else { return };
+    let endpoint = alert.endpoints.remove(at);
+    alert.socket = endpoint.socket.clone();
+    alert.direction = endpoint.direction;
+    alert.endpoints.insert(0, endpoint);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::{
-        Direction, DirectionSource, Family, Protocol, RuleHit, Severity, Socket, SocketState,
-        StdioPath, TableSource,
+        Direction, DirectionSource, Family, IncidentEndpoint, Protocol, RuleHit, Severity, Socket,
+        SocketState, StdioPath, TableSource,
     };
 
     fn found(inode: u64, rules: &[&str], members: &[i32]) -> Found {
@@ -200,6 +229,11 @@ mod tests {
         let alert = Alert {
             action: AlertAction::Opened,
             incident_id: String::new(),
+            endpoints: vec![IncidentEndpoint {
+                socket: socket.clone(),
+                direction: (Direction::Outbound, DirectionSource::PortRange),
+                streams: vec![0, 1],
+            }],
             socket,
             direction: (Direction::Outbound, DirectionSource::PortRange),
             severity: Severity::High,
@@ -221,7 +255,7 @@ mod tests {
             reason: None,
             at_ms: 0,
         };
-        Found { alert, members }
+        Found { alert, members, sockets: vec![key] }
     }
 
     fn actions(alerts: &[Alert]) -> Vec<(AlertAction, Option<&str>)> {

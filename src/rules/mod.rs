@@ -12,6 +12,8 @@ mod engine;
 mod error;
 mod fields;
 mod incident;
+#[cfg(test)]
+mod pack_tests;
 mod ruleset;
 mod store;
 mod subject;
@@ -24,6 +26,6 @@ pub use engine::{Engine, EvaluationStats, Prepared};
 pub use error::{RuleError, RuleErrors};
 pub use fields::{FIELDS, Field, Kind, fields_markdown};
 pub use incident::{Incident, MISSES_TO_RESOLVE};
-pub use ruleset::{EMBEDDED_PACK, Rule, RuleSet, RuleSource};
+pub use ruleset::{Covers, EMBEDDED_PACK, Rule, RuleSet, RuleSource};
 pub use store::{SavedIncidents, StateDir};
 pub use subject::Clock;

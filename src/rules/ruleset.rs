@@ -138,8 +138,18 @@ struct RuleDef {
     enabled: Option<bool>,
     exceptions: Option<Vec<ExceptionDef>>,
     message: Option<Spanned<String>>,
+    covers: Option<Covers>,
     #[serde(default, rename = "override")]
     replace: bool,
+}
+
+/// What a rule's matching subjects must cover, together, for the rule to match a process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Covers {
+    /// The process's stdin and its stdout or stderr, on one socket or several: `nc H P | sh |
+    /// nc H P2` reads commands from one connection and answers on another.
+    StdinAndOutput,
 }
 
 #[derive(Clone, Deserialize)]
@@ -172,6 +182,9 @@ pub struct Rule {
     pub process_gate: Option<Predicate>,
     /// Message template.
     pub message: Template,
+    /// `None`: each subject matches on its own. Otherwise the process's subjects that satisfy
+    /// the condition must together cover this, and then each of them is a match.
+    pub covers: Option<Covers>,
     /// Where it was (last) defined, `file:line`.
     pub defined_at: String,
 }
@@ -567,6 +580,7 @@ fn inherit(mut def: RuleDef, base: &RuleDef) -> RuleDef {
     def.enabled = def.enabled.or(base.enabled);
     def.exceptions = def.exceptions.or_else(|| base.exceptions.clone());
     def.message = def.message.or_else(|| base.message.clone());
+    def.covers = def.covers.or(base.covers);
     def
 }
 
@@ -648,6 +662,7 @@ fn compile_rule(
         predicate,
         process_gate,
         message,
+        covers: def.covers,
         defined_at: errors.located(&origin),
     })
 }
