@@ -145,11 +145,13 @@ pub(crate) fn descendants(pid: i32) -> HashSet<i32> {
 pub(crate) fn free_port() -> u16 {
     // Never the same port twice in one run: each case's events are told apart by port.
     static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
-    let offset = NEXT.fetch_add(37, std::sync::atomic::Ordering::Relaxed);
-    let start = 20_000 + (std::process::id() % 5_000) as u16 + offset;
+    let offset = NEXT.fetch_add(37, std::sync::atomic::Ordering::Relaxed) as u32;
+    let start = 20_000 + (std::process::id() % 5_000 + offset) % 12_000;
     (start..32_000)
+        .chain(20_000..start)
+        .map(|p| p as u16)
         .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
-        .expect("a free port below 32000")
+        .expect("a free port between 20000 and 32000")
 }
 
 pub(crate) fn is_incident_for(e: &Value, port: u16) -> bool {
@@ -265,16 +267,25 @@ pub(crate) fn check(agent: &Agent, case: &Case) -> Result<(), String> {
     let dir = crate::util::ScratchDir::new("case");
     let relay_path = dir.path.join("dgram_shell.py");
     std::fs::write(&relay_path, DGRAM_SHELL).unwrap();
-    let token = format!("{}x{}", std::process::id(), free_port());
+    static CASES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = CASES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let token = format!("{}x{n}", std::process::id());
     let mut values: Vec<(&'static str, String)> = vec![
         ("DIR", dir.path.display().to_string()),
         ("RELAY", relay_path.display().to_string()),
         ("TOKEN", token.clone()),
-        ("FIXED", free_port().to_string()),
-        ("SRC", free_port().to_string()),
-        ("SRC2", free_port().to_string()),
-        ("HOP", free_port().to_string()),
     ];
+    // Fixed ports only for the cases that use them: each is a free port taken from a shared
+    // range.
+    let fixed = matches!(case.far, Far::TcpOnce);
+    for key in ["FIXED", "SRC", "SRC2", "HOP"] {
+        if case.script.contains(key)
+            || (key == "FIXED" && fixed)
+            || (key == "SRC" && matches!(case.far, Far::BindFrom))
+        {
+            values.push((key, free_port().to_string()));
+        }
+    }
     let value = |values: &Vec<(&str, String)>, k: &str| {
         values.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()).unwrap()
     };
@@ -283,11 +294,10 @@ pub(crate) fn check(agent: &Agent, case: &Case) -> Result<(), String> {
     let (catcher, _shell);
     match case.far {
         Far::Tcp | Far::Udp | Far::TcpOnce | Far::Split => {
-            let fixed = value(&values, "FIXED");
             catcher = match case.far {
                 Far::Tcp => start(&["tcp-listen"]),
                 Far::Udp => start(&["udp-listen"]),
-                Far::TcpOnce => start(&["tcp-listen-once", &fixed]),
+                Far::TcpOnce => start(&["tcp-listen-once", &value(&values, "FIXED")]),
                 _ => start(&["split-listen"]),
             };
             values.push(("PORT", catcher.port().to_string()));
