@@ -174,6 +174,15 @@ struct Walk {
     carried: HashMap<ProcKey, Rc<[Half]>>,
     /// Processes at the far end of each channel in this flow (sorted).
     far: HashMap<Half, Rc<[ProcKey]>>,
+    /// Processes at the near end of each channel in this flow (sorted).
+    near: HashMap<Half, Rc<[ProcKey]>>,
+    /// Each relay's channels by the fingerprint of their far ends.
+    echoes: HashMap<ProcKey, Rc<HashMap<u64, Vec<Half>>>>,
+    /// Whether a channel's far end is another's near end, once asked.
+    same: HashMap<(Half, Half), bool>,
+    /// Fingerprint sums of the `far` and `near` sets, by address (they live as long as the
+    /// walk, in those maps).
+    sums: HashMap<usize, u64>,
     /// Network sockets each relay holds, as a set.
     held: HashMap<ProcKey, Rc<Set>>,
     entries_used: usize,
@@ -196,6 +205,10 @@ impl Walk {
             next_index: 0,
             carried: HashMap::default(),
             far: HashMap::default(),
+            near: HashMap::default(),
+            echoes: HashMap::default(),
+            same: HashMap::default(),
+            sums: HashMap::default(),
             held: HashMap::default(),
             entries_used: 0,
             empty: Rc::new(Set::default()),
@@ -336,11 +349,90 @@ impl Walk {
         }
     }
 
-    /// `relay` entered through `half`: it may not send back into the other direction of that
-    /// channel.
+    /// `relay` entered through `half`: it does not send the data back to the processes it came
+    /// from — into the other direction of the same channel (a pty, a socketpair), or into a
+    /// channel whose far end is exactly those processes (a parent reading its workers' shared
+    /// stdout pipe does not feed it into their shared stdin pipe). A working relay moves data
+    /// from one party to another; sending it back to the same party is an echo, and counting it
+    /// would make every worker of such a parent reach every other worker's sockets.
     fn entered(&mut self, graph: &Graph<'_>, relay: ProcKey, half: Half) -> Node {
-        let back = half.reverse().filter(|b| self.carried(graph, relay).binary_search(b).is_ok());
+        let carried = self.carried(graph, relay);
+        if let Some(back) = half.reverse().filter(|b| carried.binary_search(b).is_ok()) {
+            return Node::Relay(relay, Some(back));
+        }
+        let from = self.near(graph, half);
+        let wanted = self.fingerprint(&from, relay);
+        let candidates = self.echoes(graph, relay).get(&wanted).cloned().unwrap_or_default();
+        let back = candidates.into_iter().find(|&c| self.echoes_back(graph, relay, half, c));
         Node::Relay(relay, back)
+    }
+
+    /// A hash of a process set without `relay`, to find equal sets without comparing every
+    /// pair: a sum of the members' hashes (computed once per set), so that leaving one out
+    /// costs a subtraction.
+    fn fingerprint(&mut self, processes: &Rc<[ProcKey]>, relay: ProcKey) -> u64 {
+        let key = Rc::as_ptr(processes) as *const ProcKey as usize;
+        let sum = *self.sums.entry(key).or_insert_with(|| {
+            processes.iter().fold(0u64, |sum, &p| sum.wrapping_add(member_hash(p)))
+        });
+        match processes.binary_search(&relay) {
+            Ok(_) => sum.wrapping_sub(member_hash(relay)),
+            Err(_) => sum,
+        }
+    }
+
+    /// Whether the far end of `onward` is the near end of `entry`, `relay` apart.
+    fn echoes_back(
+        &mut self,
+        graph: &Graph<'_>,
+        relay: ProcKey,
+        entry: Half,
+        onward: Half,
+    ) -> bool {
+        let (to, from) = (self.far(graph, onward), self.near(graph, entry));
+        let (in_to, in_from) =
+            (to.binary_search(&relay).is_ok(), from.binary_search(&relay).is_ok());
+        if to.len() - usize::from(in_to) != from.len() - usize::from(in_from) {
+            return false;
+        }
+        // With the relay on both sides or on neither, the answer is the same for every relay:
+        // a parent's thousand workers ask it once.
+        if in_to == in_from {
+            return *self.same.entry((onward, entry)).or_insert_with(|| to == from);
+        }
+        without(&to, relay) == without(&from, relay)
+    }
+
+    /// The processes at the near end of a half in this flow (where the data came from).
+    fn near(&mut self, graph: &Graph<'_>, half: Half) -> Rc<[ProcKey]> {
+        let opposite = match self.flow {
+            Flow::Sink => Flow::Source,
+            Flow::Source => Flow::Sink,
+        };
+        self.near
+            .entry(half)
+            .or_insert_with(|| {
+                let mut relays = graph.far_ends(half, opposite);
+                relays.sort_unstable();
+                relays.dedup();
+                relays.into()
+            })
+            .clone()
+    }
+
+    /// The channels `relay` carries on, by the fingerprint of their far ends (without `relay`).
+    fn echoes(&mut self, graph: &Graph<'_>, relay: ProcKey) -> Rc<HashMap<u64, Vec<Half>>> {
+        if let Some(index) = self.echoes.get(&relay) {
+            return index.clone();
+        }
+        let mut index: HashMap<u64, Vec<Half>> = HashMap::default();
+        for &half in self.carried(graph, relay).iter() {
+            let far = self.far(graph, half);
+            index.entry(self.fingerprint(&far, relay)).or_default().push(half);
+        }
+        let index = Rc::new(index);
+        self.echoes.insert(relay, index.clone());
+        index
     }
 
     /// Where `relay` sends data on through `half`: to the channel's far end, without `relay`
@@ -513,6 +605,19 @@ impl Walk {
         relays.reverse();
         relays
     }
+}
+
+/// A sorted process list without `relay`.
+fn without(processes: &[ProcKey], relay: ProcKey) -> Vec<ProcKey> {
+    processes.iter().copied().filter(|&p| p != relay).collect()
+}
+
+fn member_hash(process: ProcKey) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = rustc_hash::FxHasher::default();
+    process.hash(&mut hasher);
+    // FxHash of small integers is close to linear: spread the bits before summing.
+    hasher.finish().wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29)
 }
 
 /// The successors of a node standing for every item of a list but the `k`-th: the items
@@ -852,6 +957,39 @@ mod tests {
         let s = b.build();
         assert_eq!(routes_of(&s, 10, 0), (vec![], false));
         assert_eq!(routes_of(&s, 10, 1), (vec![], false));
+    }
+
+    #[test]
+    fn a_parent_does_not_echo_its_workers_output_back_into_their_input() {
+        // A parent writing the stdin pipe and reading the stdout pipe that 100 workers share;
+        // one worker holds a connection. What the parent reads from the workers does not go back
+        // into their stdin: no worker's stdio reaches another's sockets through it.
+        let mut b = Builder::new();
+        let parent = b.process(10, "python3");
+        for i in 0..100 {
+            let w = b.process(100 + i, "worker");
+            b.fd(w, 0, AccessMode::Read, FdTarget::Pipe { inode: 7 });
+            b.fd(w, 1, AccessMode::Write, FdTarget::Pipe { inode: 8 });
+            if i == 50 {
+                b.connection(500, w, 3);
+            }
+        }
+        b.fd(parent, 4, AccessMode::Write, FdTarget::Pipe { inode: 7 });
+        b.fd(parent, 5, AccessMode::Read, FdTarget::Pipe { inode: 8 });
+        let s = b.build();
+        assert_eq!(routes_of(&s, 110, 0), (vec![], false));
+        assert_eq!(routes_of(&s, 110, 1), (vec![], false));
+        // A relay between two different children still relays: python spawning nc and sh.
+        let mut b = Builder::new();
+        let (py, nc, sh) = (b.process(10, "python3"), b.process(11, "nc"), b.process(12, "sh"));
+        b.pipe(100, (nc, 1), (py, 4));
+        b.pipe(101, (py, 5), (nc, 0));
+        b.pipe(102, (py, 6), (sh, 0));
+        b.pipe(103, (sh, 1), (py, 7));
+        b.connection(500, nc, 3);
+        let s = b.build();
+        assert_eq!(routes_of(&s, 12, 0), (vec![(vec![10, 11], 500)], false));
+        assert_eq!(routes_of(&s, 12, 1), (vec![(vec![10, 11], 500)], false));
     }
 
     #[test]
