@@ -193,8 +193,7 @@ impl Engine {
                 for &i in &matched {
                     let subject = &batch[i];
                     let first_seen = self.socket_first_seen(subject.socket.key, seq);
-                    let message = rule.message.render(subject, &cx);
-                    let hit = Hit::new(subject, &cx, r, message, first_seen);
+                    let hit = Hit::new(subject, r, first_seen);
                     hits.entry(subject.socket.key).or_default().push(hit);
                 }
             }
@@ -280,7 +279,7 @@ impl Engine {
                 name: rule.name.clone(),
                 severity: rule.severity,
                 tags: rule.tags.clone(),
-                message: speaker.message.clone(),
+                message: Shown::of(cx, speaker, rule).message,
             });
         }
         let severity =
@@ -320,7 +319,7 @@ impl Engine {
             subject: Some(top.process.clone()),
             processes,
             holders,
-            path: path(cx, &hits, top),
+            path: path(cx, &hits, top, rules),
             fds: top.fds.clone(),
             snapshot_seq: seq,
             opened_seq: seq,
@@ -416,57 +415,71 @@ struct Hit<'g> {
     socket: &'g crate::model::Socket,
     direction: (crate::model::Direction, crate::model::DirectionSource),
     rule: usize,
-    message: String,
     stdio_fds: u8,
     vias: u8,
-    relays: Vec<ProcKey>,
+    /// Some route passes through a relay. The relays themselves, and the rule's message, are
+    /// found again for the few hits an alert shows (`Shown`): a host can have hundreds of
+    /// thousands of hits in one scan.
+    relayed: bool,
     fds: Vec<i32>,
     socket_first_seen: u64,
 }
 
 impl<'g> Hit<'g> {
-    fn new(
-        subject: &Subject<'g>,
-        cx: &Context<'g>,
-        rule: usize,
-        message: String,
-        socket_first_seen: u64,
-    ) -> Self {
+    fn new(subject: &Subject<'g>, rule: usize, socket_first_seen: u64) -> Self {
         Hit {
             process: subject.process,
             socket: subject.socket,
             direction: subject.direction,
             rule,
-            message,
             stdio_fds: subject.stdio_fds,
             vias: subject.vias,
-            relays: subject.relays(cx),
+            relayed: subject.relayed,
             fds: subject.fds.clone(),
             socket_first_seen,
         }
     }
 }
 
+/// What an alert shows of a hit, read from its subject built again: the rule's message and the
+/// relays.
+struct Shown {
+    message: String,
+    relays: Vec<ProcKey>,
+}
+
+impl Shown {
+    fn of(cx: &Context<'_>, hit: &Hit<'_>, rule: &Rule) -> Shown {
+        let mut batch = Vec::new();
+        Subjects::default().of(cx, hit.process, &mut batch);
+        match batch.iter().find(|s| s.socket.key == hit.socket.key) {
+            Some(subject) => {
+                Shown { message: rule.message.render(subject, cx), relays: subject.relays(cx) }
+            }
+            None => Shown { message: String::new(), relays: Vec::new() },
+        }
+    }
+}
+
 /// The stdio path an alert shows: the subject's own when its stdio is relayed, else that of the
 /// top-most matching process whose stdio is relayed, else the subject's.
-fn path(cx: &Context<'_>, hits: &[&Hit<'_>], top: &Hit<'_>) -> StdioPath {
-    let relayed: Vec<ProcKey> =
-        hits.iter().filter(|h| !h.relays.is_empty()).map(|h| h.process.key).collect();
+fn path(cx: &Context<'_>, hits: &[&Hit<'_>], top: &Hit<'_>, rules: &[&Rule]) -> StdioPath {
+    let relayed: Vec<ProcKey> = hits.iter().filter(|h| h.relayed).map(|h| h.process.key).collect();
     let chosen = if relayed.is_empty() {
         top
-    } else if let Some(own) =
-        hits.iter().find(|h| h.process.key == top.process.key && !h.relays.is_empty())
-    {
+    } else if let Some(own) = hits.iter().find(|h| h.process.key == top.process.key && h.relayed) {
         own
     } else {
         let key = top_most(cx, &relayed);
-        hits.iter().find(|h| h.process.key == key && !h.relays.is_empty()).copied().unwrap_or(top)
+        hits.iter().find(|h| h.process.key == key && h.relayed).copied().unwrap_or(top)
     };
+    let relays =
+        if chosen.relayed { Shown::of(cx, chosen, rules[chosen.rule]).relays } else { Vec::new() };
     StdioPath {
         process: chosen.process.key,
         stdio_fds: (0..3).filter(|n| chosen.stdio_fds & (1 << n) != 0).collect(),
         vias: VIAS.iter().copied().filter(|v| chosen.vias & via_bit(*v) != 0).collect(),
-        relays: chosen.relays.iter().filter_map(|&k| cx.by_key(k)).cloned().collect(),
+        relays: relays.iter().filter_map(|&k| cx.by_key(k)).cloned().collect(),
     }
 }
 
