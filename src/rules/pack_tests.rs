@@ -33,14 +33,21 @@ fn program(b: &mut Builder, pid: i32, parent: i32, path: &str) -> ProcKey {
 /// An accepted connection on `port` held on fds 0-2 by `holder`, from a listener on that port
 /// held by `listener`.
 fn served(b: &mut Builder, listener: ProcKey, holder: ProcKey, port: u16) {
+    served_on(b, listener, holder, port, 0);
+    for fd in 1..3 {
+        b.fd(holder, fd, AccessMode::Unknown, FdTarget::Socket { inode: 91 });
+    }
+}
+
+/// An accepted connection on `port` held on fd `fd` by `holder`, from a listener on that port
+/// held by `listener`.
+fn served_on(b: &mut Builder, listener: ProcKey, holder: ProcKey, port: u16, fd: i32) {
     let listening = format!("0.0.0.0:{port}");
     b.inet(90, Protocol::Tcp, &listening, "0.0.0.0:0", SocketState::Listen);
     b.fd(listener, 3, AccessMode::Unknown, FdTarget::Socket { inode: 90 });
     let local = format!("127.0.0.1:{port}");
     b.inet(91, Protocol::Tcp, &local, "127.0.0.1:40001", SocketState::Established);
-    for fd in 0..3 {
-        b.fd(holder, fd, AccessMode::Unknown, FdTarget::Socket { inode: 91 });
-    }
+    b.fd(holder, fd, AccessMode::Unknown, FdTarget::Socket { inode: 91 });
 }
 
 #[test]
@@ -60,6 +67,25 @@ fn a_shell_served_by_a_socket_unit_of_pid_1_is_a_bind_shell_and_cat_is_not() {
     let cat = program(&mut b, 500, 1, "/usr/bin/cat");
     served(&mut b, systemd, cat, 2222);
     assert_eq!(evaluate(&b.build()), []);
+}
+
+#[test]
+fn inetd_serving_excuses_the_programs_it_serves_but_never_a_shell() {
+    // pid 1's listener; the accepted connection on a relay whose child's stdio it relays.
+    let layout = |child: &str| {
+        let mut b = Builder::new();
+        let systemd = program(&mut b, 1, 0, "/usr/lib/systemd/systemd");
+        let relay = program(&mut b, 500, 1, "/usr/sbin/in.helperd");
+        let served = program(&mut b, 501, 500, child);
+        served_on(&mut b, systemd, relay, 2222, 3);
+        b.pipe(100, (relay, 4), (served, 0));
+        b.pipe(101, (served, 1), (relay, 5));
+        b.build()
+    };
+    assert_eq!(evaluate(&layout("/usr/bin/python3.11")), [], "an interpreter serving a protocol");
+    let alerts = evaluate(&layout("/usr/bin/dash"));
+    assert_eq!(alerts.len(), 1);
+    assert!(rule_ids(&alerts[0]).contains(&"bind-shell"), "{:?}", rule_ids(&alerts[0]));
 }
 
 #[test]
