@@ -111,13 +111,27 @@ fn from_peers(snapshot: &Snapshot, verdicts: &mut [(Direction, DirectionSource)]
         let (a, b) = if swapped { (remote, local) } else { (local, remote) };
         Some((s.key.netns, t, a.addr, a.port, b.addr, b.port))
     };
+    let undecided =
+        |i: usize, s: &Socket| verdicts[i].1 == DirectionSource::None && is_connected(s);
+    if !snapshot.sockets.iter().enumerate().any(|(i, s)| undecided(i, s)) {
+        return;
+    }
+    // Only ends judged by their state or a listener can tell their peer anything.
+    let decided = |i: usize| {
+        matches!(verdicts[i].1, DirectionSource::State | DirectionSource::Listener)
+            && matches!(verdicts[i].0, Direction::Inbound | Direction::Outbound)
+    };
     let mut ends: HashMap<_, usize> = HashMap::default();
     for (i, socket) in snapshot.sockets.iter().enumerate() {
-        if is_connected(socket)
+        if decided(i)
+            && is_connected(socket)
             && let Some(k) = key(socket, false)
         {
             ends.insert(k, i);
         }
+    }
+    if ends.is_empty() {
+        return;
     }
     for (i, socket) in snapshot.sockets.iter().enumerate() {
         if verdicts[i].1 != DirectionSource::None || !is_connected(socket) {

@@ -116,7 +116,7 @@ impl<'s> Graph<'s> {
     /// (none when the end is the socket). Found when first asked for, then remembered.
     pub fn relays(&self, end: &StdioEnd, position: usize) -> Rc<[ProcKey]> {
         match end.reach {
-            Some(reach) => self.resolved().relays(self, reach, position),
+            Some(reach) => self.resolved().relays(reach, position),
             None => Rc::from([]),
         }
     }

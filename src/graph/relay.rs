@@ -21,8 +21,8 @@
 //! and shared. A reach lists at most `MAX_ROUTES` sockets, connections first, so sockets an
 //! attacker adds as decoys cannot push a connection out; a reach cut short, or a walk stopped by
 //! the work budget, is flagged as truncated — unknown, never "no link". The relays between a
-//! stdio end and one socket are found when asked for (a rule reads them, an alert shows them),
-//! by a breadth-first search through the nodes that reach that socket.
+//! stdio end and its sockets are found when first asked for (a rule reads them, an alert shows
+//! them), by one breadth-first search from the stdio end.
 
 use super::Graph;
 use crate::model::{
@@ -123,12 +123,6 @@ type Entry = (u8, u32);
 struct Set {
     entries: Vec<Entry>,
     truncated: bool,
-}
-
-impl Set {
-    fn contains(&self, entry: Entry) -> bool {
-        self.entries.binary_search(&entry).is_ok()
-    }
 }
 
 /// How much a socket matters to a reach: established connections first, then connections
@@ -560,32 +554,30 @@ impl Walk {
         Rc::new(Set { entries, truncated })
     }
 
-    /// The relays on a shortest way from `start` to the socket `entry`: a breadth-first search
-    /// through the nodes whose reach holds it.
-    fn relays_to(&self, start: Node, entry: Entry) -> Vec<ProcKey> {
-        let Some(&start) = self.ids.get(&start) else { return Vec::new() };
-        let reaches = |n: u32| {
-            let part = self.part[n as usize];
-            part != UNSET && self.sets[part as usize].contains(entry)
-        };
-        let mut parent: HashMap<u32, u32> = HashMap::default();
+    /// Shortest ways from `start` to every socket it reaches: one breadth-first search, which
+    /// records for each socket the first relay holding it and each node's parent.
+    fn routes_from(&self, start: Node) -> Tree {
+        let mut tree = Tree::default();
+        let Some(&start) = self.ids.get(&start) else { return tree };
         let mut queue = VecDeque::from([start]);
-        parent.insert(start, start);
+        tree.parent.insert(start, start);
         while let Some(node) = queue.pop_front() {
             if let Node::Relay(relay, _) = self.nodes[node as usize]
-                && self.held.get(&relay).is_some_and(|s| s.contains(entry))
+                && let Some(held) = self.held.get(&relay)
             {
-                return self.path(node, &parent);
+                for &(_, position) in &held.entries {
+                    tree.holder.entry(position).or_insert(node);
+                }
             }
             let (from, to) = self.edges[node as usize];
             for &next in &self.successors[from as usize..to as usize] {
-                if reaches(next) && !parent.contains_key(&next) {
-                    parent.insert(next, node);
+                if let std::collections::hash_map::Entry::Vacant(e) = tree.parent.entry(next) {
+                    e.insert(node);
                     queue.push_back(next);
                 }
             }
         }
-        Vec::new()
+        tree
     }
 
     fn path(&self, mut node: u32, parent: &HashMap<u32, u32>) -> Vec<ProcKey> {
@@ -644,6 +636,14 @@ fn all_but(
 /// Relays by (reach, socket position).
 type RelayMemo = HashMap<(usize, u32), Rc<[ProcKey]>>;
 
+/// A breadth-first search tree from a reach's start: each node's parent, and for each socket
+/// (by position) the first relay node holding it.
+#[derive(Default)]
+struct Tree {
+    parent: HashMap<u32, u32>,
+    holder: HashMap<u32, u32>,
+}
+
 /// What `resolve` leaves for the graph: the walks, and where each reach starts.
 pub(crate) struct Resolved {
     walks: [Walk; 2],
@@ -651,6 +651,8 @@ pub(crate) struct Resolved {
     reaches: Vec<(usize, Node, u32)>,
     /// Relays between a reach and a socket, found when first asked for.
     relays: RefCell<RelayMemo>,
+    /// Each asked reach's shortest ways to its sockets.
+    trees: RefCell<HashMap<usize, Rc<Tree>>>,
 }
 
 impl Resolved {
@@ -675,14 +677,23 @@ impl Resolved {
     }
 
     /// The relays between a reach's stdio object and the socket at `position`, nearest first.
-    pub fn relays(&self, graph: &Graph<'_>, reach: usize, position: usize) -> Rc<[ProcKey]> {
+    pub fn relays(&self, reach: usize, position: usize) -> Rc<[ProcKey]> {
         let key = (reach, position as u32);
         if let Some(found) = self.relays.borrow().get(&key) {
             return found.clone();
         }
         let (flow, start, _) = self.reaches[reach];
-        let entry = (relevance(&graph.snapshot.sockets[position]), position as u32);
-        let found: Rc<[ProcKey]> = self.walks[flow].relays_to(start, entry).into();
+        let walk = &self.walks[flow];
+        let tree = self
+            .trees
+            .borrow_mut()
+            .entry(reach)
+            .or_insert_with(|| Rc::new(walk.routes_from(start)))
+            .clone();
+        let found: Rc<[ProcKey]> = match tree.holder.get(&(position as u32)) {
+            Some(&node) => walk.path(node, &tree.parent).into(),
+            None => Rc::from([]),
+        };
         self.relays.borrow_mut().insert(key, found.clone());
         found
     }
@@ -693,10 +704,7 @@ impl Resolved {
         StdioReach {
             routes: self
                 .sockets(reach)
-                .map(|i| Route {
-                    relays: self.relays(graph, reach, i).to_vec(),
-                    socket: sockets[i].key,
-                })
+                .map(|i| Route { relays: self.relays(reach, i).to_vec(), socket: sockets[i].key })
                 .collect(),
             truncated: self.truncated(reach),
         }
@@ -749,7 +757,7 @@ pub(crate) fn resolve(graph: &Graph<'_>) -> (Vec<StdioEnd>, Resolved) {
             }
         }
     }
-    (ends, Resolved { walks, reaches, relays: RefCell::default() })
+    (ends, Resolved { walks, reaches, relays: RefCell::default(), trees: RefCell::default() })
 }
 
 /// The fd `num` of the process's own table (not a thread's private one), from its sorted fds.

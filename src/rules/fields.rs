@@ -301,7 +301,33 @@ fn sibling_holds_socket(s: &Subject<'_>, cx: &Context<'_>) -> bool {
                 && !cx.is_ancestor(s.process.key, holder)
         })
     };
-    s.relayed && s.socket.holders.iter().any(sibling) && s.relays(cx).first() == Some(&parent.key)
+    // The parent is the first relay: it holds the other end of the process's stdin and stdout.
+    // Read from the fds rather than from the route, which a search would have to find.
+    let fed_by_parent =
+        |stream| stream_fd(cx, s.process, stream).is_some_and(|fd| holds_other_end(cx, parent, fd));
+    s.relayed && s.socket.holders.iter().any(sibling) && fed_by_parent(0) && fed_by_parent(1)
+}
+
+/// Whether `holder` has an fd on the other end of `fd`'s channel: the other end of the same
+/// pipe or FIFO, the peer of a unix socket, the master of a pty slave.
+fn holds_other_end(cx: &Context<'_>, holder: &Process, fd: &Fd) -> bool {
+    use crate::model::{AccessMode, FdTarget};
+    let graph = cx.graph;
+    let peer = match &fd.target {
+        FdTarget::Socket { inode } => graph.unix_peer(*inode).map(|p| p.key.inode),
+        _ => None,
+    };
+    graph.fds_of(holder.key).iter().any(|theirs| match (&fd.target, &theirs.target) {
+        (FdTarget::Pipe { .. } | FdTarget::Fifo { .. }, _) => {
+            theirs.target == fd.target
+                && (theirs.mode != fd.mode
+                    || theirs.mode == AccessMode::ReadWrite
+                    || theirs.mode == AccessMode::Unknown)
+        }
+        (FdTarget::PtySlave { pty }, FdTarget::PtyMaster { pty: master }) => pty == master,
+        (FdTarget::Socket { .. }, FdTarget::Socket { inode }) => peer == Some(*inode),
+        _ => false,
+    })
 }
 
 /// The lowercase name of a direction or its source.
