@@ -4,14 +4,49 @@ use crate::util::{Netns, Running, prerequisites, python_in, sockwatch};
 use std::process::Command;
 
 #[test]
-fn a_bad_flag_is_one_line_and_exit_64() {
-    let output = sockwatch(&["scan", "--no-such-flag"]);
-    assert_eq!(output.status.code(), Some(64));
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.starts_with("sockwatch: ") && stderr.contains("--no-such-flag"), "{stderr}");
-    let output = sockwatch(&["scan", "--format", "xml"]);
-    assert_eq!(output.status.code(), Some(64));
+fn a_bad_command_line_is_explained_whole_and_exits_64() {
+    let stderr = |args: &[&str]| {
+        let output = sockwatch(args);
+        assert_eq!(output.status.code(), Some(64), "{args:?}");
+        String::from_utf8(output.stderr).unwrap()
+    };
+    let unknown = stderr(&["scan", "--no-such-flag"]);
+    assert!(unknown.starts_with("sockwatch: ") && unknown.contains("--no-such-flag"), "{unknown}");
+    let typo = stderr(&["run", "--intreval", "1s"]);
+    assert!(typo.contains("a similar argument exists: '--interval'"), "{typo}");
+    let value = stderr(&["scan", "--format", "jsn"]);
+    assert!(value.contains("[possible values: table, ndjson, json]"), "{value}");
+    assert!(value.contains("a similar value exists: 'json'"), "{value}");
+    // Bare `sockwatch` is a question: the answer is the usage.
+    let bare = stderr(&[]);
+    assert!(bare.contains("Usage: sockwatch <COMMAND>") && bare.contains("scan"), "{bare}");
+}
+
+/// A reader that goes away ends a listing quietly: no panic, exit 0, nothing on stderr.
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    for args in [
+        &["rules", "fields"][..],
+        &["rules", "fields", "--markdown"],
+        &["rules", "check"],
+        &["rules", "test", "rules/tests/bash_dev_tcp.toml"],
+        &["scan", "--format", "table"],
+        &["config", "check", "config/sockwatch.toml"],
+    ] {
+        // The reading end is closed before the command writes: its first write meets EPIPE.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = Command::new(env!("CARGO_BIN_EXE_sockwatch"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+    }
 }
 
 /// Missing privilege is judged by capabilities: uid 0 without them is refused too.

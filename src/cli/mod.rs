@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 /// sockwatch: which process holds which socket, and where every shell's stdio leads.
 #[derive(Debug, Parser)]
-#[command(name = "sockwatch", version, about)]
+#[command(name = "sockwatch", version, about, arg_required_else_help = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -97,10 +97,16 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
+            // All of it: the possible values, "a similar argument exists", the usage line. Bare
+            // `sockwatch` gets the help.
             let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("sockwatch: {first} (see sockwatch --help)");
+            let rendered = rendered.strip_prefix("error: ").unwrap_or(&rendered);
+            let prefix = match e.kind() {
+                clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => "",
+                _ => "sockwatch: ",
+            };
+            let _ = write!(std::io::stderr(), "{prefix}{}", rendered.trim_end_matches('\n'));
+            let _ = writeln!(std::io::stderr());
             return ExitCode::from(EXIT_USAGE);
         }
     };

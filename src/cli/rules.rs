@@ -10,6 +10,7 @@ use crate::model::{AlertAction, Snapshot};
 use crate::rules::{Clock, Engine, FIELDS, RuleSet};
 use serde::Deserialize;
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, clap::Subcommand)]
@@ -38,24 +39,28 @@ pub(super) enum RulesCommand {
 }
 
 pub(super) fn run(command: &RulesCommand) -> Result<(), CliError> {
+    // Written with `?`, not `println!`: a reader that goes away (`| head`) ends the command
+    // quietly instead of panicking.
+    let mut out = std::io::stdout().lock();
     match command {
         RulesCommand::Check { paths } => {
             let set = compile(paths)?;
             let enabled = set.enabled().count();
-            println!(
+            writeln!(
+                out,
                 "ok: {} rules ({enabled} enabled) from {} files",
                 set.rules.len(),
                 set.sources.len()
-            );
+            )?;
             Ok(())
         }
-        RulesCommand::Test { rules, fixtures } => test(rules, fixtures),
+        RulesCommand::Test { rules, fixtures } => test(&mut out, rules, fixtures),
         RulesCommand::Fields { markdown } => {
             if *markdown {
-                print!("{}", crate::rules::fields_markdown());
+                write!(out, "{}", crate::rules::fields_markdown())?;
             } else {
                 for field in FIELDS {
-                    println!("{:<28} {:<16} {}", field.name, field.type_name(), field.doc);
+                    writeln!(out, "{:<28} {:<16} {}", field.name, field.type_name(), field.doc)?;
                 }
             }
             Ok(())
@@ -109,21 +114,21 @@ fn fixture_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
     Ok(files)
 }
 
-fn test(rules: &[PathBuf], fixtures: &[PathBuf]) -> Result<(), CliError> {
+fn test(out: &mut impl Write, rules: &[PathBuf], fixtures: &[PathBuf]) -> Result<(), CliError> {
     let files = fixture_files(fixtures)?;
     let set = compile(rules)?;
     let mut failures = Vec::new();
     for file in &files {
         match run_fixture(&set, file) {
-            Ok(()) => println!("ok   {}", file.display()),
+            Ok(()) => writeln!(out, "ok   {}", file.display())?,
             Err(why) => {
-                println!("FAIL {}: {why}", file.display());
+                writeln!(out, "FAIL {}: {why}", file.display())?;
                 failures.push(file.display().to_string());
             }
         }
     }
     if failures.is_empty() {
-        println!("{} fixtures passed", files.len());
+        writeln!(out, "{} fixtures passed", files.len())?;
         Ok(())
     } else {
         Err(CliError::RuleTests(format!("{} of {} fixtures failed", failures.len(), files.len())))

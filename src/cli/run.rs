@@ -3,6 +3,7 @@
 use super::CliError;
 use crate::config::Config;
 use crate::daemon::{Overrides, RunOptions, run as run_agent};
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -62,7 +63,7 @@ pub(super) fn config(command: &ConfigCommand) -> Result<(), CliError> {
     match command {
         ConfigCommand::Check { file } => {
             let config = Config::load(file)?;
-            println!("{}: ok ({} sinks)", file.display(), config.sinks.len());
+            writeln!(std::io::stdout(), "{}: ok ({} sinks)", file.display(), config.sinks.len())?;
             Ok(())
         }
     }
