@@ -128,6 +128,36 @@ sys.stdin.read()
     assert_eq!(table.lines().count(), 2, "{table}");
     assert!(table.contains(r"x\n\u{001b}[31m\u{202e}\xff"), "{table}");
     assert!(!table.contains('\u{1b}'));
+    drop(running);
+
+    // Valid UTF-8 that turns a terminal around (a C1 control, a right-to-left override, a line
+    // separator) as the name: the JSON formats escape it on the wire and read back exactly.
+    let name = "e\u{85}\u{202e}gpj\u{2028}x";
+    let program = format!(
+        "{}\nl = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()\n\
+         ctypes.CDLL(None).prctl(15, sys.argv[1].encode())\n\
+         print(json.dumps({{'pid': os.getpid()}}), flush=True)\nsys.stdin.read()\n",
+        crate::util::PRELUDE
+    );
+    let mut command = netns.command("python3");
+    command.args(["-c", &program, name]);
+    let (running, line) = crate::util::Running::spawn_with_line(command);
+    let pid: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let pid = pid["pid"].to_string();
+    for format in ["ndjson", "json"] {
+        let output = sockwatch(&["scan", "--format", format, "--pid", &pid]);
+        assert!(output.status.success());
+        let text = String::from_utf8(output.stdout).unwrap();
+        for c in ['\u{85}', '\u{202e}', '\u{2028}'] {
+            assert!(!text.contains(c), "{format} shows {c:?} raw");
+        }
+        assert!(text.contains(r"e\u0085\u202egpj\u2028x"), "{format}: {text}");
+        let values: Vec<serde_json::Value> =
+            text.lines().map(|l| serde_json::from_str(l).expect("JSON")).collect();
+        let read_back = serde_json::to_string(&values).unwrap();
+        assert!(read_back.contains(name), "{format}: the strings read back exactly");
+    }
+    drop(running);
 }
 
 /// A socket in flight through SCM_RIGHTS is in its table with no holder: pid -1 with --all only.

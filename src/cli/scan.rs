@@ -77,7 +77,7 @@ pub(super) fn run(args: &ScanArgs) -> Result<(), CliError> {
     match args.format {
         Format::Json => write_json(&mut out, &graph)?,
         Format::Ndjson => for_each_row(&graph, args, |row| {
-            serde_json::to_writer(&mut out, &row)?;
+            crate::model::write_json_escaped(&mut out, &row)?;
             out.write_all(b"\n")
         })?,
         Format::Table => write_table(&mut out, &graph, args)?,
@@ -440,7 +440,7 @@ fn write_json(out: &mut impl Write, graph: &Graph<'_>) -> std::io::Result<()> {
             reaches: &graph.reaches(),
         },
     };
-    serde_json::to_writer(&mut *out, &document)?;
+    crate::model::write_json_escaped(&mut *out, &document)?;
     out.write_all(b"\n")
 }
 

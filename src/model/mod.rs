@@ -28,4 +28,4 @@ pub use snapshot::{Coverage, NetnsInfo, Privileges, Snapshot, TableRead};
 pub use socket::{
     Endpoint, Family, Holder, Protocol, Socket, SocketKey, SocketState, TableSource, UnixInfo,
 };
-pub use text::{RawText, escape_visible};
+pub use text::{RawText, escape_visible, write_json_escaped};

@@ -105,6 +105,39 @@ pub fn escape_visible(bytes: &[u8]) -> String {
     out
 }
 
+/// Writes `value` as JSON, lossless as any JSON, with every character that could mislead a reader
+/// of the raw output (C1 controls, DEL, line and paragraph separators, bidi marks) written as a
+/// `\uXXXX` escape, as serde_json already does for C0 controls: `jq` and any parser read back the
+/// same strings, and a terminal showing the output cannot be turned around by them.
+pub fn write_json_escaped<W: std::io::Write, T: Serialize + ?Sized>(
+    writer: W,
+    value: &T,
+) -> serde_json::Result<()> {
+    let mut serializer = serde_json::Serializer::with_formatter(writer, EscapingFormatter);
+    value.serialize(&mut serializer)
+}
+
+struct EscapingFormatter;
+
+impl serde_json::ser::Formatter for EscapingFormatter {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let mut start = 0;
+        for (at, c) in fragment.char_indices() {
+            if is_deceptive(c) {
+                writer.write_all(&fragment.as_bytes()[start..at])?;
+                // Every such character is in the Basic Multilingual Plane: one escape each.
+                write!(writer, "\\u{:04x}", c as u32)?;
+                start = at + c.len_utf8();
+            }
+        }
+        writer.write_all(&fragment.as_bytes()[start..])
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct Base64Text {
     base64: String,
@@ -156,7 +189,30 @@ mod tests {
         assert_eq!(serde_json::from_str::<RawText>(&json).unwrap(), raw);
     }
 
+    #[test]
+    fn escaped_json_shows_no_deceptive_character_and_reads_back_the_same() {
+        let hostile = "a\u{85}b\u{202e}c\u{2028}d\u{7f}e\u{1b}f\"g";
+        let mut out = Vec::new();
+        write_json_escaped(&mut out, &serde_json::json!({ "name": hostile })).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text, r#"{"name":"a\u0085b\u202ec\u2028d\u007fe\u001bf\"g"}"#);
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back["name"], hostile);
+    }
+
     proptest! {
+        #[test]
+        fn escaped_json_is_lossless(text in "\\PC*", controls in proptest::collection::vec(0x80u32..0xa0, 0..4)) {
+            let mut text = text;
+            text.extend(controls.into_iter().filter_map(char::from_u32));
+            text.push('\u{2067}');
+            let mut out = Vec::new();
+            write_json_escaped(&mut out, &text).unwrap();
+            let shown = String::from_utf8(out).unwrap();
+            prop_assert!(shown.chars().all(|c| !is_deceptive(c)));
+            prop_assert_eq!(serde_json::from_str::<String>(&shown).unwrap(), text);
+        }
+
         #[test]
         fn json_is_lossless_and_single_line(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let raw = RawText::new(bytes);
