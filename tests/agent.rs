@@ -102,22 +102,28 @@ impl Agent {
     }
 
     /// SIGTERM; returns the exit status, every event, and the final stderr line (JSON tally).
-    pub(crate) fn stop(mut self) -> (std::process::ExitStatus, Vec<Value>, Value) {
+    pub(crate) fn stop(self) -> (std::process::ExitStatus, Vec<Value>, Value) {
+        let (status, events, stderr) = self.stop_with_stderr();
+        let tally =
+            stderr.lines().last().and_then(|l| serde_json::from_str(l).ok()).unwrap_or(Value::Null);
+        (status, events, tally)
+    }
+
+    /// SIGTERM; returns the exit status, every event, and all the agent wrote to stderr.
+    pub(crate) fn stop_with_stderr(mut self) -> (std::process::ExitStatus, Vec<Value>, String) {
         let pid = rustix::process::Pid::from_raw(self.pid()).unwrap();
         rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
         let status = self.child.wait().unwrap();
         self.reader.take().unwrap().join().unwrap();
         let mut stderr = String::new();
         self.child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-        let tally =
-            stderr.lines().last().and_then(|l| serde_json::from_str(l).ok()).unwrap_or(Value::Null);
         assert!(
             self.bad_lines.lock().unwrap().is_empty(),
             "lines that are not JSON: {:?}",
             self.bad_lines.lock().unwrap()
         );
         let events = self.events();
-        (status, events, tally)
+        (status, events, stderr)
     }
 }
 

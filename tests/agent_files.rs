@@ -3,7 +3,7 @@
 //! disk counted and survived, reload_failed on a broken reload.
 
 use crate::util::{
-    KillOnDrop, Netns, PRELUDE, Running, ScratchDir, prerequisites, python_in, sockwatch,
+    KillOnDrop, Netns, PRELUDE, Running, ScratchDir, Tmpfs, prerequisites, python_in, sockwatch,
 };
 use serde_json::Value;
 use std::path::Path;
@@ -180,21 +180,8 @@ fn a_full_disk_is_counted_survived_and_recovered_from() {
     let netns = Netns::new();
     let _churn = churn(&netns);
     let dir = ScratchDir::new("diskfull");
-    let mount = dir.path.join("tmpfs");
-    std::fs::create_dir_all(&mount).unwrap();
-    let status = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
-        .arg(&mount)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(mount.clone());
+    let tmpfs = Tmpfs::mount(&dir.path.join("tmpfs"), "256k");
+    let mount = tmpfs.path.clone();
     let filler = mount.join("filler");
     std::fs::write(&filler, vec![0u8; 200 * 1024]).unwrap();
     let events = mount.join("events.ndjson");

@@ -10,6 +10,7 @@ mod detect_benign;
 mod detect_lifecycle;
 mod detect_shells;
 mod exec_trigger;
+mod health;
 mod http_sink;
 mod http_spool;
 mod http_tls;

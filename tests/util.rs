@@ -327,3 +327,39 @@ pub fn bash_reverse_shell() -> (KillOnDrop, std::net::TcpStream, u16) {
     let (peer, _) = listener.accept().unwrap();
     (shell, peer, port)
 }
+
+/// A tmpfs mounted by the test (a small disk to fill, a directory to make read-only), unmounted
+/// on drop.
+pub struct Tmpfs {
+    pub path: std::path::PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (e.g. "256k") at `path`, creating the directory.
+    pub fn mount(path: &std::path::Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(path).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(path)
+            .status()
+            .expect("mount");
+        assert!(status.success(), "mount tmpfs at {}", path.display());
+        Tmpfs { path: path.to_path_buf() }
+    }
+
+    /// `mount -o remount,OPTION`: "ro" or "rw".
+    pub fn remount(&self, option: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,{option}")])
+            .arg(&self.path)
+            .status()
+            .expect("mount");
+        assert!(status.success(), "remount {option} {}", self.path.display());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}

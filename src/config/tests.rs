@@ -47,6 +47,10 @@ fn errors_name_file_line_and_column() {
     assert_eq!((e.line, e.column), (4, 1), "an unknown sink key is found by name: {e}");
     assert!(e.message.contains("colour"), "{e}");
 
+    let e = files(&[("g.toml", "[[sinks]]\ntype = \"stdout\"\nmin_severity = \"severe\"\n")])
+        .unwrap_err();
+    assert!(e.message.contains("\"medium\"") && e.line == 3, "a sink's severity by name: {e}");
+
     let e = files(&[("f.toml", "[[sinks]]\ntype = \"carrier-pigeon\"\n")]).unwrap_err();
     assert!(e.message.contains("carrier-pigeon"), "{e}");
 
@@ -73,7 +77,7 @@ fn later_files_override_key_by_key_and_replace_sink_lists() {
     let config = files(&[
         ("<embedded>", EMBEDDED_DEFAULT),
         ("sockwatch.toml", "[agent]\ninterval = \"2s\"\n"),
-        ("conf.d/10-local.toml", "[agent]\nheartbeat = \"30s\"\n[[sinks]]\ntype = \"file\"\npath = \"/var/log/x.ndjson\"\nfsync_interval = \"5s\"\nkinds = [\"alert\"]\nmin_severity = 3\n"),
+        ("conf.d/10-local.toml", "[agent]\nheartbeat = \"30s\"\n[[sinks]]\ntype = \"file\"\npath = \"/var/log/x.ndjson\"\nfsync_interval = \"5s\"\nkinds = [\"alert\"]\nmin_severity = \"medium\"\n"),
     ])
     .unwrap();
     assert_eq!(config.agent.interval, Duration::from_secs(2));

@@ -5,11 +5,12 @@
 //! the rule paths for edits.
 
 use super::Control;
+use super::state::KeptState;
 use crate::config::Config;
 use crate::event::HostIdentity;
 use crate::graph::Graph;
 use crate::model::Alert;
-use crate::rules::{Clock, Engine, EvaluationStats, RuleErrors, RuleSet, SavedIncidents, StateDir};
+use crate::rules::{Clock, Engine, EvaluationStats, RuleErrors, RuleSet, SavedIncidents};
 use crossbeam_channel::Sender;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -29,7 +30,7 @@ pub(crate) type Notice = (&'static str, Value);
 /// The rule engine and what surrounds it in the agent.
 pub(crate) struct Detection {
     engine: Engine,
-    state: Option<StateDir>,
+    state: KeptState,
     boot_id: String,
     /// Alerts the router has not taken yet.
     pending: Vec<Alert>,
@@ -61,25 +62,15 @@ impl Detection {
         host: &HostIdentity,
     ) -> Result<(Detection, Vec<Notice>), RulesUnusable> {
         let mut notices = Vec::new();
-        let state = match StateDir::open(&config.agent.state_dir) {
-            Ok(state) => Some(state),
-            Err(e) => {
-                let dir = config.agent.state_dir.display().to_string();
-                let error = format!("{dir}: {e}: incidents and the last good rules are not kept");
-                notices.push(("state_unavailable", json!({"state_dir": dir, "error": error})));
-                None
-            }
-        };
+        let mut state = KeptState::open(config.agent.state_dir.clone());
         let paths = &config.rules.paths;
         let (rules, degraded) = match RuleSet::load(paths) {
             Ok(rules) => {
-                if let Some(state) = &state {
-                    let _ = state.save_good_rules(&rules.sources);
-                }
+                state.save_good_rules(&rules.sources);
                 (rules, false)
             }
             Err(errors) => {
-                let fallback = state.as_ref().and_then(|s| s.last_good_rules().ok().flatten());
+                let fallback = state.readable().and_then(|s| s.last_good_rules().ok().flatten());
                 let Some(Ok(rules)) = fallback.map(RuleSet::compile) else {
                     return Err(RulesUnusable { errors });
                 };
@@ -97,7 +88,7 @@ impl Detection {
         };
         let clock =
             Clock { boot_time_ms: host.boot_time_ms, ticks_per_second: host.ticks_per_second };
-        let saved = match state.as_ref().map(StateDir::incidents) {
+        let saved = match state.readable().map(|s| s.incidents()) {
             Some(Ok(saved)) => saved,
             Some(Err(error)) => {
                 notices.push(("state_unreadable", json!({"error": error})));
@@ -118,7 +109,7 @@ impl Detection {
             }
             None => Engine::new(rules, clock),
         };
-        let detection = Detection {
+        let mut detection = Detection {
             engine,
             state,
             boot_id: host.boot_id.clone(),
@@ -128,7 +119,10 @@ impl Detection {
             last_duration: Duration::ZERO,
             truncated_walks: 0,
         };
-        Ok((detection, notices))
+        // The state directory's own reports come first: a degraded rule set may be why.
+        let mut all = detection.state.take_notices();
+        all.extend(notices);
+        Ok((detection, all))
     }
 
     /// Evaluates the rules on one scan's graph.
@@ -146,14 +140,18 @@ impl Detection {
         if !self.engine.incidents_changed() {
             return;
         }
-        if let Some(state) = &self.state {
-            let saved = SavedIncidents {
-                boot_id: self.boot_id.clone(),
-                incidents: self.engine.incidents().cloned().collect(),
-            };
-            // A failed save only costs a re-alert after a restart; the next change retries.
-            let _ = state.save_incidents(&saved);
-        }
+        let saved = SavedIncidents {
+            boot_id: self.boot_id.clone(),
+            incidents: self.engine.incidents().cloned().collect(),
+        };
+        // A failed save costs a re-alert after a restart; it is reported, and the next change
+        // retries.
+        self.state.save_incidents(&saved);
+    }
+
+    /// Health events since the last call (the state directory failing or back).
+    pub(crate) fn take_notices(&mut self) -> Vec<Notice> {
+        self.state.take_notices()
     }
 
     /// Alerts waiting for the router; the caller gives back what it could not hand over.
@@ -172,9 +170,7 @@ impl Detection {
     pub(crate) fn reload(&mut self, paths: &[PathBuf]) -> Notice {
         match RuleSet::load(paths) {
             Ok(rules) => {
-                if let Some(state) = &self.state {
-                    let _ = state.save_good_rules(&rules.sources);
-                }
+                self.state.save_good_rules(&rules.sources);
                 let count = rules.rules.len();
                 let resolved = self.engine.replace_rules(rules, now_ms());
                 let resolved_count = resolved.len();
@@ -210,6 +206,7 @@ impl Detection {
             "matched_sockets": self.last.matched_sockets,
             "last_evaluation_us": self.last_duration.as_micros() as u64,
             "stdio_walks_truncated": self.truncated_walks,
+            "state_writes_failed": self.state.failed_writes(),
         })
     }
 }

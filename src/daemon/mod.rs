@@ -12,6 +12,7 @@ mod exec_trigger;
 mod host;
 mod metrics;
 mod router;
+mod state;
 mod systemd;
 
 use crate::config::{Config, RulesConfig};
@@ -327,12 +328,18 @@ fn scan_loop(
                     }
                     let (action, fields) = detection.reload(&rules.paths);
                     notice(to_router, action, fields);
+                    for (action, fields) in detection.take_notices() {
+                        notice(to_router, action, fields);
+                    }
                     systemd.ready();
                     continue;
                 }
                 Ok(Control::ReloadRules) => {
                     let (action, fields) = detection.reload(&rules.paths);
                     notice(to_router, action, fields);
+                    for (action, fields) in detection.take_notices() {
+                        notice(to_router, action, fields);
+                    }
                     continue;
                 }
                 Err(_) => return "control channel closed",
@@ -370,6 +377,9 @@ fn scan_loop(
         systemd.scanned();
         let graph = Graph::build(&snapshot, Some(&listeners));
         detection.evaluate(&graph);
+        for (action, fields) in detection.take_notices() {
+            notice(to_router, action, fields);
+        }
         listeners.remember(&snapshot);
         let directions: Arc<Directions> = Arc::new(graph.directions.clone());
         drop(graph);
@@ -490,7 +500,7 @@ fn reload(
 /// Events someone has to look at also go to stderr, which systemd keeps in the journal whatever
 /// the sinks are.
 fn to_the_journal(action: &str, fields: &Value) {
-    if crate::event::NEEDS_A_HUMAN.contains(&action) {
+    if crate::event::health::goes_to_the_journal(action) {
         eprintln!("{}", json!({"sockwatch": action, "details": fields}));
     }
 }

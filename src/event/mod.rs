@@ -5,6 +5,7 @@
 
 mod alert;
 mod community_id;
+pub mod health;
 pub mod ocsf;
 mod redact;
 mod text;
@@ -25,20 +26,6 @@ use text::{ARG_CAP, COMMAND_LINE_CAP, MAX_ARGS, NAME_CAP, PATH_CAP, put_text};
 pub const ECS_VERSION: &str = "8.11.0";
 /// Holders listed in one event; the total is always given.
 pub const MAX_HOLDERS_LISTED: usize = 64;
-
-/// Lifecycle events saying the agent runs with less than it was told to (a reload refused,
-/// rules, state or privileges missing, an optional feature unavailable): someone has to look.
-/// The agent also writes them to stderr (the journal), ECS marks them `event.outcome: failure`
-/// and OCSF `status: Failure`.
-pub const NEEDS_A_HUMAN: &[&str] = &[
-    "reload_failed",
-    "rules_degraded",
-    "rules_watch_failed",
-    "state_unavailable",
-    "privileges_missing",
-    "exec_trigger_unavailable",
-    "exec_trigger_stopped",
-];
 
 /// `event.kind`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -207,11 +194,16 @@ impl Encoder {
         let mut event = self.envelope(action, kind, at_ms, 0);
         event["event"]["category"] = json!(["host"]);
         event["event"]["type"] = json!(["info"]);
-        if NEEDS_A_HUMAN.contains(&action) {
-            event["event"]["outcome"] = json!("failure");
+        let severity = health::severity(action).map_or(0, |s| s.id());
+        if severity > 0 {
+            event["event"]["severity"] = json!(severity);
+            let failed = health::is_failure(action);
+            event["event"]["outcome"] = json!(if failed { "failure" } else { "success" });
         }
         event["sockwatch"] = fields;
-        self.finish(event, kind, action, at_ms, Vec::new())
+        let mut encoded = self.finish(event, kind, action, at_ms, Vec::new());
+        encoded.severity = severity;
+        encoded
     }
 
     fn envelope(&mut self, action: &str, kind: EventKind, at_ms: u64, snapshot_seq: u64) -> Value {

@@ -145,11 +145,14 @@ fn lifecycle(event: &Value, action: &str) -> Value {
     let mut doc = class(6002, "Application Lifecycle", 6, "Application Activity", activity_id, "");
     doc["activity_name"] = json!(activity_name);
     doc["app"] = product(event);
-    if super::NEEDS_A_HUMAN.contains(&action) {
+    if super::health::is_failure(action) {
         // A human has to look: the agent runs on, with less than it was told.
         doc["status_id"] = json!(2);
         doc["status"] = json!("Failure");
-        doc["severity_id"] = json!(3);
+    }
+    let severity = event["event"]["severity"].as_u64().unwrap_or(0);
+    if severity > 0 {
+        doc["severity_id"] = json!(severity);
     }
     doc["message"] = json!(format!("sockwatch: {}", action.replace('_', " ")));
     doc
@@ -540,7 +543,10 @@ mod tests {
 
     #[test]
     fn lifecycle_events_are_application_lifecycle_and_failures_say_so() {
-        let event = |action: &str| json!({"event": {"id": "x", "kind": "event", "action": action}});
+        let event = |action: &str| {
+            let severity = super::super::health::severity(action).map_or(0, |s| s.id());
+            json!({"event": {"id": "x", "kind": "event", "action": action, "severity": severity}})
+        };
         let started = project(&event("agent_started"), AT);
         assert_eq!(
             (started["class_uid"].as_u64(), started["activity_id"].as_u64()),
@@ -556,6 +562,17 @@ mod tests {
             (failed["status_id"].as_u64(), failed["severity_id"].as_u64()),
             (Some(2), Some(3))
         );
+        let blind = project(&event("privileges_missing"), AT);
+        assert_eq!(
+            (blind["severity_id"].as_u64(), blind["severity"].as_str()),
+            (Some(4), Some("High"))
+        );
+        let recovered = project(&event("sink_recovered"), AT);
+        assert_eq!(
+            (recovered.get("status_id"), recovered["severity_id"].as_u64()),
+            (None, Some(3))
+        );
+        assert_eq!(started["severity_id"], 1, "other lifecycle events are informational");
         let exec =
             project(&json!({"event": {"action": "process_exec"}, "process": {"pid": 9}}), AT);
         assert_eq!(

@@ -189,5 +189,18 @@ fn exec_and_lifecycle_events() {
         (Some("heartbeat"), Some("state"))
     );
     assert_eq!(l["sockwatch"]["coverage"]["processes_seen"], 3);
+    assert_eq!((l["event"]["severity"].as_u64(), l.get("outcome")), (Some(0), None));
+    let blind = encoder().lifecycle("privileges_missing", EventKind::Event, 0, json!({}));
+    assert_eq!(blind.severity, 4, "routed as high");
+    let blind = parse(&blind);
+    assert_eq!(
+        (blind["event"]["severity"].as_u64(), blind["event"]["outcome"].as_str()),
+        (Some(4), Some("failure"))
+    );
+    let back = parse(&encoder().lifecycle("sink_recovered", EventKind::Event, 0, json!({})));
+    assert_eq!(
+        (back["event"]["severity"].as_u64(), back["event"]["outcome"].as_str()),
+        (Some(3), Some("success"))
+    );
     assert_eq!(SocketKey { netns: 1, inode: 2 }.inode, 2);
 }

@@ -33,8 +33,8 @@ pub struct FileSinkConfig {
     pub fsync_interval: Option<Interval>,
     /// Event kinds this sink takes (all when absent).
     pub kinds: Option<Vec<EventKind>>,
-    /// Minimum event severity.
-    pub min_severity: Option<u8>,
+    /// Lowest `event.severity` taken (all when absent).
+    pub min_severity: Option<super::MinSeverity>,
     /// `ecs` (default) or `ocsf`.
     #[serde(default)]
     pub schema: super::Schema,

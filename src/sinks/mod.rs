@@ -4,12 +4,14 @@
 
 mod file;
 mod http;
+mod min_severity;
 mod schema;
 mod spool;
 mod stdout;
 
 pub use file::{FileSink, FileSinkConfig};
 pub use http::{Format as HttpFormat, HttpSink, HttpSinkConfig, Lane};
+pub use min_severity::MinSeverity;
 pub use schema::Schema;
 pub use spool::{Budget, Consumer, Restored, Spool, SpoolConfig, SpoolWriter};
 pub use stdout::{StdoutSink, StdoutSinkConfig};
@@ -81,7 +83,10 @@ impl SinkConfig {
             SinkConfig::File(c) => (&c.kinds, c.min_severity),
             SinkConfig::Http(c) => (&c.kinds, c.min_severity),
         };
-        Route { kinds: kinds.clone().unwrap_or_default(), min_severity: min_severity.unwrap_or(0) }
+        Route {
+            kinds: kinds.clone().unwrap_or_default(),
+            min_severity: min_severity.unwrap_or_default().0,
+        }
     }
 
     /// The queues this sink runs: one, or for HTTP an alert lane and a telemetry lane (so an

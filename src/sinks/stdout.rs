@@ -12,8 +12,8 @@ use std::sync::Arc;
 pub struct StdoutSinkConfig {
     /// Event kinds this sink takes (all when absent).
     pub kinds: Option<Vec<crate::event::EventKind>>,
-    /// Minimum event severity.
-    pub min_severity: Option<u8>,
+    /// Lowest `event.severity` taken (all when absent).
+    pub min_severity: Option<super::MinSeverity>,
     /// `ecs` (default) or `ocsf`.
     #[serde(default)]
     pub schema: super::Schema,

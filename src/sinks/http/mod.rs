@@ -63,8 +63,8 @@ pub struct HttpSinkConfig {
     pub spool: Option<SpoolConfig>,
     /// Event kinds this sink takes (all when absent).
     pub kinds: Option<Vec<EventKind>>,
-    /// Minimum event severity.
-    pub min_severity: Option<u8>,
+    /// Lowest `event.severity` taken (all when absent).
+    pub min_severity: Option<super::MinSeverity>,
     /// `ecs` (default) or `ocsf`.
     #[serde(default)]
     pub schema: super::Schema,
