@@ -184,6 +184,83 @@ fn rules_check_reports_every_error_and_the_shipped_fixtures_pass() {
     }
 }
 
+/// Rule files made to exhaust the stack: nesting ten thousand deep, a chain of ten thousand
+/// macros, TOML arrays nested a hundred thousand deep.
+fn hostile_rule_files() -> Vec<(&'static str, String, &'static str)> {
+    let rule = |condition: &str| {
+        format!(
+            "[[rule]]\nid = \"deep\"\nname = \"n\"\nseverity = \"low\"\nmessage = \"m\"\ncondition = \"{condition}\"\n"
+        )
+    };
+    let parens = format!("{}proc.pid = 1{}", "(".repeat(10_000), ")".repeat(10_000));
+    let nots = format!("{}proc.pid = 1", "not ".repeat(100_000));
+    let mut macros: String = (0..10_000)
+        .map(|i| {
+            format!("[[macro]]\nname = \"m{i}\"\ncondition = \"m{} or proc.pid = {i}\"\n", i + 1)
+        })
+        .collect();
+    macros += "[[macro]]\nname = \"m10000\"\ncondition = \"proc.pid = 0\"\n";
+    macros += &rule("m0");
+    vec![
+        ("parens.toml", rule(&parens), "parens.toml:6:78: rule `deep`: nested deeper than 64"),
+        ("nots.toml", rule(&nots), "nots.toml:6:270: rule `deep`: nested deeper than 64"),
+        (
+            "macros.toml",
+            macros,
+            "macros.toml:2:8: macro `m0`: macros using macros more than 16 deep",
+        ),
+        (
+            "arrays.toml",
+            format!("x = {}{}\n", "[".repeat(100_000), "]".repeat(100_000)),
+            "arrays.toml:1:",
+        ),
+    ]
+}
+
+#[test]
+fn hostile_rule_files_are_located_errors_at_check_start_and_reload_never_a_crash() {
+    if !prerequisites(&["python3"]) {
+        return;
+    }
+    let dir = ScratchDir::new("rules-hostile");
+    let state = ScratchDir::new("state-hostile");
+    let state = state.path.to_str().unwrap();
+    for (name, text, expected) in hostile_rule_files() {
+        let path = dir.path.join(name);
+        std::fs::write(&path, text).unwrap();
+        let path = path.to_str().unwrap();
+        for args in [&["rules", "check", path][..], &["run", "--rules", path, "--state-dir", state]]
+        {
+            let out = sockwatch(args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(78),
+                "{args:?}: {}",
+                &stderr[..stderr.len().min(500)]
+            );
+            assert!(stderr.contains(expected), "{args:?}: {}", &stderr[..stderr.len().min(500)]);
+        }
+        std::fs::remove_file(path).unwrap();
+    }
+
+    // Dropped into the rule directory of a running agent: refused, and the agent detects on.
+    let rules = ScratchDir::new("rules-hostile-live");
+    for (name, text) in sockwatch::rules::EMBEDDED_PACK {
+        std::fs::write(rules.path.join(name), text).unwrap();
+    }
+    let live = rules.path.to_str().unwrap();
+    let agent = Agent::start(&["--interval", "250ms", "--no-baseline", "--rules", live]);
+    let (name, text, expected) = hostile_rule_files().swap_remove(0);
+    std::fs::write(rules.path.join(name), text).unwrap();
+    let failed = agent.wait_for("reload_failed", |e| action(e) == "reload_failed");
+    assert!(failed["sockwatch"]["errors"].to_string().contains(expected), "{failed}");
+    let (_catcher, _shell, port) = reverse_shell("");
+    wait_until("an alert from the rules in force", || !incidents(&agent, port).is_empty());
+    let (status, _, _) = agent.stop();
+    assert!(status.success());
+}
+
 #[test]
 fn sighup_reloads_rules_when_the_watcher_is_off() {
     if !prerequisites(&["python3"]) {

@@ -131,11 +131,11 @@ fn node(expr: &Expr, scope: &Scope<'_>, errors: &mut Vec<CompileError>) -> Optio
 
 /// A run of `and`s (or of `or`s), flattened and ordered cheapest first.
 fn chain(expr: &Expr, scope: &Scope<'_>, errors: &mut Vec<CompileError>) -> Option<Compiled> {
+    // `(a and b) and c` is one chain too; the recursion is as deep as the parentheses.
     fn operands<'e>(expr: &'e Expr, and: bool, out: &mut Vec<&'e Expr>) {
         match (expr, and) {
-            (Expr::And(a, b), true) | (Expr::Or(a, b), false) => {
-                operands(a, and, out);
-                operands(b, and, out);
+            (Expr::And(all), true) | (Expr::Or(all), false) => {
+                all.iter().for_each(|e| operands(e, and, out));
             }
             _ => out.push(expr),
         }

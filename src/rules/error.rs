@@ -47,16 +47,30 @@ impl fmt::Display for RuleErrors {
 
 impl std::error::Error for RuleErrors {}
 
-/// Line and column (both 1-based, column in characters) of a byte offset.
-pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let mut offset = offset.min(text.len());
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
+/// Where each line of a text starts: a file with thousands of errors is read once to locate
+/// them all, not once per error.
+pub struct Lines {
+    starts: Vec<usize>,
+}
+
+impl Lines {
+    /// Indexes `text`.
+    pub fn new(text: &str) -> Lines {
+        let breaks = text.match_indices('\n').map(|(at, _)| at + 1);
+        Lines { starts: std::iter::once(0).chain(breaks).collect() }
     }
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
-    (line, column)
+
+    /// Line and column (both 1-based, column in characters) of a byte offset into the text this
+    /// index was made from.
+    pub fn locate(&self, text: &str, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = self.starts.partition_point(|start| *start <= offset);
+        let column = text[self.starts[line - 1]..offset].chars().count() + 1;
+        (line, column)
+    }
 }
 
 #[cfg(test)]
@@ -66,10 +80,11 @@ mod tests {
     #[test]
     fn lines_and_columns_count_characters() {
         let text = "ab\nçd\n";
-        assert_eq!(line_column(text, 0), (1, 1));
-        assert_eq!(line_column(text, 3), (2, 1));
-        assert_eq!(line_column(text, 5), (2, 2));
-        assert_eq!(line_column(text, 4), (2, 1), "inside a character: its start");
-        assert_eq!(line_column(text, 99), (3, 1));
+        let line_column = |offset| Lines::new(text).locate(text, offset);
+        assert_eq!(line_column(0), (1, 1));
+        assert_eq!(line_column(3), (2, 1));
+        assert_eq!(line_column(5), (2, 2));
+        assert_eq!(line_column(4), (2, 1), "inside a character: its start");
+        assert_eq!(line_column(99), (3, 1));
     }
 }

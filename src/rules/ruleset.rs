@@ -8,7 +8,7 @@
 //! loaded.
 
 use super::compile::{CompileError, Compiled, ListItems, Predicate, Scope, compile, memoized};
-use super::error::{RuleError, RuleErrors, line_column};
+use super::error::{Lines, RuleError, RuleErrors};
 use super::syntax::{self, Expr, Literal, Span};
 use super::template::Template;
 use crate::model::Severity;
@@ -207,19 +207,25 @@ struct Origin {
 /// Collects located errors.
 struct Errors<'a> {
     sources: &'a [RuleSource],
+    /// Each source's line index, made at its first error.
+    lines: Vec<std::cell::OnceCell<Lines>>,
     found: Vec<RuleError>,
 }
 
 impl Errors<'_> {
+    fn line_column(&self, origin: &Origin) -> (usize, usize) {
+        let text = &self.sources[origin.file].text;
+        self.lines[origin.file].get_or_init(|| Lines::new(text)).locate(text, origin.span.start)
+    }
+
     fn at(&mut self, origin: &Origin, context: Option<String>, message: String) {
-        let source = &self.sources[origin.file];
-        let (line, column) = line_column(&source.text, origin.span.start);
-        self.found.push(RuleError { file: source.name.clone(), line, column, context, message });
+        let (line, column) = self.line_column(origin);
+        let file = self.sources[origin.file].name.clone();
+        self.found.push(RuleError { file, line, column, context, message });
     }
 
     fn located(&self, origin: &Origin) -> String {
-        let source = &self.sources[origin.file];
-        format!("{}:{}", source.name, line_column(&source.text, origin.span.start).0)
+        format!("{}:{}", self.sources[origin.file].name, self.line_column(origin).0)
     }
 
     /// Errors inside a condition string, mapped back into the file.
@@ -288,9 +294,8 @@ fn is_kebab_case(id: &str) -> bool {
 /// The references a condition makes to macros (bare names that are not fields).
 fn referenced_names(expr: &Expr, out: &mut Vec<String>) {
     match expr {
-        Expr::And(a, b) | Expr::Or(a, b) => {
-            referenced_names(a, out);
-            referenced_names(b, out);
+        Expr::And(operands) | Expr::Or(operands) => {
+            operands.iter().for_each(|e| referenced_names(e, out));
         }
         Expr::Not(a) => referenced_names(a, out),
         Expr::Name(name, _) => out.push(name.clone()),
@@ -309,10 +314,14 @@ struct RuleEntry {
     file: usize,
 }
 
+/// Errors listed by one compile; the rest are counted.
+const MAX_REPORTED_ERRORS: usize = 100;
+
 impl RuleSet {
     /// Compiles rule files into a set, or returns every error found.
     pub fn compile(sources: Vec<RuleSource>) -> Result<RuleSet, RuleErrors> {
-        let mut errors = Errors { sources: &sources, found: Vec::new() };
+        let lines = sources.iter().map(|_| std::cell::OnceCell::new()).collect();
+        let mut errors = Errors { sources: &sources, lines, found: Vec::new() };
         let mut parsed = Vec::new();
         for (file, source) in sources.iter().enumerate() {
             match toml::from_str::<RuleFile>(&source.text) {
@@ -333,6 +342,14 @@ impl RuleSet {
             (file, e.line, e.column)
         };
         found.sort_by_key(position);
+        if found.len() > MAX_REPORTED_ERRORS {
+            // One mistake can cascade through thousands of generated rules: the first errors say
+            // what is wrong, the rest would bury them (and a reload_failed event) in noise.
+            let more = found.len() - MAX_REPORTED_ERRORS;
+            found.truncate(MAX_REPORTED_ERRORS + 1);
+            let last = found.last_mut().expect("more errors than the cap");
+            (last.context, last.message) = (None, format!("and {more} more errors from here on"));
+        }
         if found.is_empty() { Ok(RuleSet { rules, sources }) } else { Err(RuleErrors(found)) }
     }
 
@@ -454,65 +471,86 @@ fn compile_macros(
         }
     }
     // Macros may use macros defined anywhere: compile in dependency order, refusing cycles.
-    let mut compiled: HashMap<String, Option<Compiled>> = HashMap::new();
-    let mut visiting: HashSet<String> = HashSet::new();
-    let macros = Macros { entries: &entries, order: &order, lists };
+    let slots = order.iter().enumerate().map(|(slot, name)| (name.as_str(), slot)).collect();
+    let macros = Macros { entries: &entries, slots, lists };
+    let mut state = Compiling::default();
     for name in &order {
-        macros.compile(name, &mut compiled, &mut visiting, errors);
+        macros.compile(name, &mut state, errors);
     }
-    compiled
+    state.compiled
 }
+
+/// How long a chain of macros using macros may be. Each level is a nested call when compiling
+/// and when evaluating: like `MAX_NESTING` inside one condition, a bound that keeps a hostile or
+/// generated rule file from overflowing the stack, far above what hand-written rules chain.
+const MAX_MACRO_DEPTH: usize = 16;
 
 /// Every macro definition, for compiling them in dependency order.
 struct Macros<'a> {
     entries: &'a HashMap<String, MacroEntry>,
-    /// Definition order: a macro's index here is its memo slot.
-    order: &'a [String],
+    /// A macro's memo slot: its place in definition order.
+    slots: HashMap<&'a str, usize>,
     lists: &'a HashMap<String, ListItems>,
 }
 
+#[derive(Default)]
+struct Compiling {
+    /// Compiled macros; `None` for one with errors.
+    compiled: HashMap<String, Option<Compiled>>,
+    /// The chain being compiled.
+    visiting: HashSet<String>,
+    /// The longest chain of macros under each compiled one, itself included.
+    depths: HashMap<String, usize>,
+}
+
 impl Macros<'_> {
-    fn compile(
-        &self,
-        name: &str,
-        compiled: &mut HashMap<String, Option<Compiled>>,
-        visiting: &mut HashSet<String>,
-        errors: &mut Errors<'_>,
-    ) {
+    fn compile(&self, name: &str, state: &mut Compiling, errors: &mut Errors<'_>) {
         let (entries, lists) = (self.entries, self.lists);
-        if compiled.contains_key(name) {
+        if state.compiled.contains_key(name) {
             return;
         }
         let entry = &entries[name];
         let context = format!("macro `{name}`");
         let Some(expr) = &entry.parsed else {
-            compiled.insert(name.to_string(), None);
+            state.depths.insert(name.to_string(), 1);
+            state.compiled.insert(name.to_string(), None);
             return;
         };
-        visiting.insert(name.to_string());
+        let refuse = |state: &mut Compiling, errors: &mut Errors<'_>, message, depth| {
+            let origin = Origin { file: entry.file, span: entry.def.name.span() };
+            errors.at(&origin, Some(context.clone()), message);
+            state.visiting.remove(name);
+            state.depths.insert(name.to_string(), depth);
+            state.compiled.insert(name.to_string(), None);
+        };
+        state.visiting.insert(name.to_string());
         let mut references = Vec::new();
         referenced_names(expr, &mut references);
+        let mut depth = 1;
         for reference in references.iter().filter(|r| entries.contains_key(*r)) {
-            if visiting.contains(reference) {
-                let origin = Origin { file: entry.file, span: entry.def.name.span() };
-                errors.at(
-                    &origin,
-                    Some(context.clone()),
-                    format!("refers to itself through `{reference}`"),
-                );
-                visiting.remove(name);
-                compiled.insert(name.to_string(), None);
-                return;
+            if state.visiting.contains(reference) {
+                let message = format!("refers to itself through `{reference}`");
+                return refuse(state, errors, message, 1);
             }
-            self.compile(reference, compiled, visiting, errors);
+            if state.visiting.len() < MAX_MACRO_DEPTH {
+                self.compile(reference, state, errors);
+            }
+            let below = state.depths.get(reference).copied().unwrap_or(MAX_MACRO_DEPTH);
+            if below >= MAX_MACRO_DEPTH {
+                let message = format!(
+                    "macros using macros more than {MAX_MACRO_DEPTH} deep (through `{reference}`)"
+                );
+                return refuse(state, errors, message, MAX_MACRO_DEPTH);
+            }
+            depth = depth.max(below + 1);
         }
-        visiting.remove(name);
-        let result = compile(expr, &Scope { lists, macros: compiled });
+        state.visiting.remove(name);
+        let result = compile(expr, &Scope { lists, macros: &state.compiled });
         let predicate = match result {
             // Remembered per subject, or per process when only the process decides: `shell` is
             // in most rules of the default pack, and a process can have dozens of subjects.
             Ok(p) => {
-                let slot = self.order.iter().position(|n| n == name).unwrap_or(usize::MAX);
+                let slot = self.slots.get(name).copied().unwrap_or(usize::MAX);
                 Some(memoized(slot, p))
             }
             Err(found) => {
@@ -520,7 +558,8 @@ impl Macros<'_> {
                 None
             }
         };
-        compiled.insert(name.to_string(), predicate);
+        state.depths.insert(name.to_string(), depth);
+        state.compiled.insert(name.to_string(), predicate);
     }
 }
 

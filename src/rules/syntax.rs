@@ -101,10 +101,10 @@ pub enum Item {
 /// A parsed condition.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Expr {
-    /// Both.
-    And(Box<Expr>, Box<Expr>),
-    /// Either.
-    Or(Box<Expr>, Box<Expr>),
+    /// All of them (two or more): a chain of `and`s is one node, so a long chain costs no depth.
+    And(Vec<Expr>),
+    /// Any of them (two or more).
+    Or(Vec<Expr>),
     /// Negation.
     Not(Box<Expr>),
     /// A macro reference or a boolean field, by name.
@@ -260,10 +260,15 @@ fn string(text: &str, start: usize) -> Result<(String, usize), SyntaxError> {
     Err(SyntaxError { message: "unterminated string".into(), span: start..text.len() })
 }
 
+/// How deep `(` and `not` may nest. Rules are read at start and on every reload: a condition
+/// nested ten thousand deep must be an error in its file, not a stack overflow that aborts the
+/// agent every time it starts. Real conditions nest a few levels.
+pub const MAX_NESTING: usize = 64;
+
 /// Parses a condition.
 pub fn parse(text: &str) -> Result<Expr, SyntaxError> {
     let tokens = lex(text)?;
-    let mut parser = Parser { tokens, at: 0, end: text.len() };
+    let mut parser = Parser { tokens, at: 0, end: text.len(), depth: 0 };
     if parser.tokens.is_empty() {
         return Err(SyntaxError { message: "empty condition".into(), span: 0..text.len() });
     }
@@ -281,6 +286,8 @@ struct Parser {
     tokens: Vec<Lexed>,
     at: usize,
     end: usize,
+    /// `(` and `not` open around the token being parsed.
+    depth: usize,
 }
 
 fn describe(token: &Token) -> String {
@@ -325,36 +332,56 @@ impl Parser {
     }
 
     fn or(&mut self) -> Result<Expr, SyntaxError> {
-        let mut left = self.and()?;
+        let mut operands = vec![self.and()?];
         while self.peek_keyword("or") {
             self.at += 1;
-            left = Expr::Or(Box::new(left), Box::new(self.and()?));
+            operands.push(self.and()?);
         }
-        Ok(left)
+        Ok(if operands.len() == 1 { operands.remove(0) } else { Expr::Or(operands) })
     }
 
     fn and(&mut self) -> Result<Expr, SyntaxError> {
-        let mut left = self.unary()?;
+        let mut operands = vec![self.unary()?];
         while self.peek_keyword("and") {
             self.at += 1;
-            left = Expr::And(Box::new(left), Box::new(self.unary()?));
+            operands.push(self.unary()?);
         }
-        Ok(left)
+        Ok(if operands.len() == 1 { operands.remove(0) } else { Expr::And(operands) })
     }
 
     fn unary(&mut self) -> Result<Expr, SyntaxError> {
         if self.peek_keyword("not") {
+            let span = self.tokens[self.at].span.clone();
             self.at += 1;
-            return Ok(Expr::Not(Box::new(self.unary()?)));
+            let inner = self.nested(span, Parser::unary)?;
+            return Ok(Expr::Not(Box::new(inner)));
         }
         self.primary()
+    }
+
+    /// Parses with one more level of nesting, refused beyond `MAX_NESTING` at `opening`.
+    fn nested(
+        &mut self,
+        opening: Span,
+        parse: fn(&mut Parser) -> Result<Expr, SyntaxError>,
+    ) -> Result<Expr, SyntaxError> {
+        if self.depth == MAX_NESTING {
+            return Err(SyntaxError {
+                message: format!("nested deeper than {MAX_NESTING} levels of `(` and `not`"),
+                span: opening,
+            });
+        }
+        self.depth += 1;
+        let inner = parse(self);
+        self.depth -= 1;
+        inner
     }
 
     fn primary(&mut self) -> Result<Expr, SyntaxError> {
         let (token, span) = self.next("a field, a macro, `not` or `(`")?;
         let name = match token {
             Token::LParen => {
-                let inner = self.or()?;
+                let inner = self.nested(span, Parser::or)?;
                 return match self.next("`)`")? {
                     (Token::RParen, _) => Ok(inner),
                     (other, span) => self.unexpected("`)`", &other, span),
@@ -444,22 +471,19 @@ mod tests {
     #[test]
     fn precedence_is_not_then_and_then_or() {
         let expr = parse("a or not b and c").unwrap();
-        let expected = Expr::Or(
-            Box::new(name("a", 0..1)),
-            Box::new(Expr::And(
-                Box::new(Expr::Not(Box::new(name("b", 9..10)))),
-                Box::new(name("c", 15..16)),
-            )),
-        );
+        let expected = Expr::Or(vec![
+            name("a", 0..1),
+            Expr::And(vec![Expr::Not(Box::new(name("b", 9..10))), name("c", 15..16)]),
+        ]);
         assert_eq!(expr, expected);
     }
 
     #[test]
     fn comparisons_sets_and_existence() {
         let expr = parse(r#"proc.pid >= 10 and sock.raddr cidr '10.0.0.0/8'"#).unwrap();
-        let Expr::And(left, right) = expr else { panic!("{expr:?}") };
-        assert!(matches!(*left, Expr::Compare { op: Op::Ge, value: Literal::Int(10), .. }));
-        assert!(matches!(*right, Expr::Compare { op: Op::Cidr, .. }));
+        let Expr::And(operands) = expr else { panic!("{expr:?}") };
+        assert!(matches!(operands[0], Expr::Compare { op: Op::Ge, value: Literal::Int(10), .. }));
+        assert!(matches!(operands[1], Expr::Compare { op: Op::Cidr, .. }));
         let set = parse(r#"proc.name in ("a\"b", shells, 3)"#).unwrap();
         let Expr::In { items, .. } = set else { panic!() };
         assert_eq!(items.len(), 3);
@@ -491,8 +515,25 @@ mod tests {
 
     #[test]
     fn comments_run_to_the_end_of_the_line() {
-        let expected = Expr::Or(Box::new(name("a", 0..1)), Box::new(name("b", 12..13)));
+        let expected = Expr::Or(vec![name("a", 0..1), name("b", 12..13)]);
         assert_eq!(parse("a # why\n or b").unwrap(), expected);
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_at_the_level_too_many_and_long_chains_are_flat() {
+        for (open, close) in [("(", ")"), ("not ", ""), ("not (", ")")] {
+            let text = format!("{}a{}", open.repeat(10_000), close.repeat(10_000));
+            let error = parse(&text).unwrap_err();
+            assert!(error.message.contains("nested deeper than 64"), "{error:?}");
+            // The first `(` or `not` too many.
+            let opening = text.match_indices(['(', 'n']).nth(MAX_NESTING).unwrap().0;
+            assert_eq!(error.span.start, opening, "{open:?}");
+            let fits = format!("{}a{}", open.repeat(32), close.repeat(32));
+            assert!(parse(&fits).is_ok(), "{open:?} nested 32 levels");
+        }
+        let chain = vec!["a"; 100_000].join(" and ");
+        let Expr::And(operands) = parse(&chain).unwrap() else { panic!() };
+        assert_eq!(operands.len(), 100_000);
     }
 
     proptest::proptest! {

@@ -300,3 +300,43 @@ fn process_gates_are_necessary_conditions_on_the_process() {
         assert_eq!(gate("sock.rport = 4444"), None);
     });
 }
+
+/// `n` macros, each using the next (`forward`) or the previous one, and a rule using the last.
+fn macro_chain(n: usize, forward: bool) -> String {
+    let mut text = String::new();
+    for i in 0..n {
+        let next = if forward { i + 1 } else { i.wrapping_sub(1) };
+        let body =
+            if next < n { format!("m{next} and proc.pid > 0") } else { "proc.pid > 0".into() };
+        text += &format!("[[macro]]\nname = \"m{i}\"\ncondition = \"{body}\"\n\n");
+    }
+    let top = if forward { 0 } else { n - 1 };
+    text + &format!(
+        "[[rule]]\nid = \"chained\"\nname = \"n\"\nseverity = \"low\"\nmessage = \"m\"\ncondition = \"m{top}\"\n"
+    )
+}
+
+#[test]
+fn macro_chains_are_bounded_in_either_definition_order() {
+    for forward in [true, false] {
+        assert!(RuleSet::compile(sources(&[("ok.toml", &macro_chain(16, forward))])).is_ok());
+        let error = errors(&[("deep.toml", &macro_chain(17, forward))]);
+        assert!(error.contains("macros using macros more than 16 deep"), "{error}");
+        // Ten thousand deep is the same error, not a stack overflow, when compiling or later.
+        let error = errors(&[("hostile.toml", &macro_chain(10_000, forward))]);
+        let lines: Vec<&str> = error.lines().collect();
+        assert_eq!(lines.len(), 101, "{}", &error[..200.min(error.len())]);
+        assert!(lines[100].ends_with("more errors from here on"), "{}", lines[100]);
+    }
+}
+
+#[test]
+fn a_condition_nested_ten_thousand_deep_is_an_error_in_its_file() {
+    let condition = format!("{}proc.pid = 1{}", "(".repeat(10_000), ")".repeat(10_000));
+    let file = format!(
+        "[[rule]]\nid = \"deep\"\nname = \"n\"\nseverity = \"low\"\nmessage = \"m\"\ncondition = \"{condition}\"\n"
+    );
+    let error = errors(&[("deep.toml", &file)]);
+    // The 65th `(`: column 14 is the first character inside the quotes.
+    assert!(error.contains("deep.toml:6:78: rule `deep`: nested deeper than 64"), "{error}");
+}
