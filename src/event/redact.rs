@@ -25,7 +25,8 @@ impl Default for Redactor {
     fn default() -> Self {
         let pattern = |p: String| Regex::new(&p).expect("default redaction pattern");
         Redactor {
-            inline: vec![pattern(format!(r"(?i)^({SECRET_FLAG}[=:])(.+)$"))],
+            // `s`: a value with a newline in it is a value too (argv may hold any byte).
+            inline: vec![pattern(format!(r"(?is)^({SECRET_FLAG}[=:])(.+)$"))],
             flag: vec![pattern(format!(r"(?i)^{SECRET_FLAG}$"))],
             embedded: vec![pattern(r"(?i)([a-z][a-z0-9+.-]*://[^/:@\s]*:)([^@/\s]+)(@)".into())],
         }
@@ -113,6 +114,11 @@ mod tests {
         assert!(redactor.redact(&mut args));
         assert_eq!(args, ["x", "--db-pass=[REDACTED]", "[REDACTED]", "--password=[REDACTED]"]);
         assert!(serde_json::from_str::<Vec<ArgPattern>>(r#"["(unclosed"]"#).is_err());
+    }
+
+    #[test]
+    fn a_value_with_a_line_break_is_still_hidden() {
+        assert_eq!(redacted(&["--password=hunt\ner2"]), ["--password=[REDACTED]"]);
     }
 
     #[test]

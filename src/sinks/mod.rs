@@ -10,7 +10,7 @@ mod spool;
 mod stdout;
 
 pub use file::{FileSink, FileSinkConfig};
-pub use http::{Format as HttpFormat, HttpSink, HttpSinkConfig, Lane};
+pub use http::{Format as HttpFormat, HttpSink, HttpSinkConfig, Lane, Verdict, parse_retry_after};
 pub use min_severity::MinSeverity;
 pub use schema::Schema;
 pub use spool::{Budget, Consumer, Restored, Spool, SpoolConfig, SpoolWriter};

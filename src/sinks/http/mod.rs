@@ -12,13 +12,14 @@ mod retry;
 mod secret;
 
 pub use format::{Envelope, Format, SplunkFields};
+pub use retry::{Verdict, parse_retry_after};
 pub use secret::{AuthConfig, Secret};
 
 use super::{Settled, Sink, SinkContext, SinkError, SinkStats, SpoolConfig};
 use crate::event::{Encoded, EventKind};
 use crate::model::{Bounded, Interval};
 use flate2::write::GzEncoder;
-use retry::{Backoff, Verdict};
+use retry::Backoff;
 use serde::Deserialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
