@@ -253,17 +253,7 @@ fn a_broken_reload_keeps_running_and_says_reload_failed() {
     );
     assert_eq!(failed["event"]["outcome"], "failure", "{failed}");
     // Still scanning: a new connection after the failed reload is reported.
-    let (_p, facts) = python_in(
-        &Netns::host(),
-        &format!(
-            "{PRELUDE}
-l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()
-print(json.dumps({{'inode': os.fstat(l.fileno()).st_ino}}), flush=True)
-sys.stdin.read()
-"
-        ),
-    );
-    let inode = facts["inode"].as_u64().unwrap();
+    let (_p, inode) = crate::util::loopback_listener();
     wait_until("the listener", || {
         std::fs::read_to_string(&events).is_ok_and(|t| t.contains(&format!("\"inode\":{inode},")))
     });

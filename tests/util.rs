@@ -363,3 +363,17 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg(&self.path).status();
     }
 }
+
+/// A process of the test's listening on a loopback port in the host namespace, and the
+/// listener's socket inode: something new for a running agent to report.
+pub fn loopback_listener() -> (Running, u64) {
+    let program = format!(
+        "{PRELUDE}
+l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()
+print(json.dumps({{'inode': os.fstat(l.fileno()).st_ino}}), flush=True)
+sys.stdin.read()
+"
+    );
+    let (running, facts) = python_in(&Netns::host(), &program);
+    (running, facts["inode"].as_u64().expect("inode"))
+}

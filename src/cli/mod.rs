@@ -40,6 +40,8 @@ pub fn command() -> clap::Command {
 
 /// Exit status for a missing privilege (sysexits EX_NOPERM).
 const EXIT_NO_PERMISSION: u8 = 77;
+/// Exit status when the output is gone (sysexits EX_IOERR).
+const EXIT_IO_ERROR: u8 = 74;
 /// Exit status for a usage error (sysexits EX_USAGE).
 const EXIT_USAGE: u8 = 64;
 /// Exit status for a configuration error (sysexits EX_CONFIG); the systemd unit does not restart
@@ -81,6 +83,7 @@ impl CliError {
             CliError::MissingCapabilities(_) => EXIT_NO_PERMISSION,
             CliError::Config(_) | CliError::Rules(_) => EXIT_CONFIG,
             CliError::Run(crate::daemon::RunError::Rules(_)) => EXIT_CONFIG,
+            CliError::Run(crate::daemon::RunError::OutputClosed) => EXIT_IO_ERROR,
             CliError::Scan(_) | CliError::Run(_) | CliError::Output(_) => 1,
             CliError::RuleTests(_) => 1,
         }

@@ -97,7 +97,13 @@ pub enum RunError {
     /// Signal handlers or threads could not be set up.
     #[error("setting up the agent: {0}")]
     Setup(#[from] std::io::Error),
+    /// Standard output, the only sink, was closed: nothing receives the agent's events.
+    #[error("standard output closed, and it was the only sink: stopped")]
+    OutputClosed,
 }
+
+/// The stop reason when the only sink's destination is gone for good.
+const OUTPUT_CLOSED: &str = "output closed";
 
 enum Control {
     Stop(&'static str),
@@ -123,10 +129,12 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
     let host_name = host.name.clone();
     let encoder = Encoder::new(host, Redactor::with_patterns(&options.config.redact_patterns));
 
+    let (closed_tx, closed) = bounded(4);
     let sink_context = SinkContext {
         reopen: Arc::new(AtomicU64::new(0)),
         stopping: Arc::new(std::sync::OnceLock::new()),
         host_name,
+        closed: closed_tx,
     };
     let running = Arc::new(RunningSinks::default());
     let mut ports = Vec::new();
@@ -158,6 +166,7 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
         facts: &facts,
         running: &running,
         exec_wakes: &exec_trigger.wakes,
+        closed: &closed,
     };
     let stop_reason = scan_loop(&mut scanner, &options, &context, detection, notices, watcher);
     systemd.stopping();
@@ -181,7 +190,10 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
     // Everything is drained: the last word on what each sink got, for the journal and for tests.
     let counts: Vec<_> = stats.iter().map(|(name, s)| s.counts(name)).collect();
     eprintln!("{}", json!({"sockwatch": "stopped", "reason": stop_reason, "sinks": counts}));
-    Ok(())
+    match stop_reason {
+        OUTPUT_CLOSED => Err(RunError::OutputClosed),
+        _ => Ok(()),
+    }
 }
 
 /// Two glibc allocator settings that keep resident memory near what is live:
@@ -242,6 +254,8 @@ struct LoopContext<'a> {
     facts: &'a std::sync::Mutex<metrics::ScanFacts>,
     running: &'a RunningSinks,
     exec_wakes: &'a Receiver<exec_trigger::Wake>,
+    /// Sinks whose destination is gone for good.
+    closed: &'a Receiver<String>,
 }
 
 fn scan_loop(
@@ -261,6 +275,7 @@ fn scan_loop(
         facts,
         running,
         exec_wakes,
+        closed,
     } = *cx;
     let mut exec_wakes = exec_wakes.clone();
     let mut agent = options.config.agent.clone();
@@ -359,6 +374,19 @@ fn scan_loop(
                     }
                     // The listener is gone (it said why): nothing will wake the loop again.
                     Err(_) => exec_wakes = crossbeam_channel::never(),
+                }
+                continue;
+            }
+            recv(closed) -> _ => {
+                // Like any Unix tool whose output is gone (`run | head -1`): when nothing else
+                // receives the events, running on would be blind work. With other sinks the
+                // router reports it (sink_failed) and the agent goes on.
+                if matches!(sinks.as_slice(), [SinkConfig::Stdout(_)]) {
+                    let alerts = detection.take_pending();
+                    if !alerts.is_empty() {
+                        let _ = to_router.send(Message::Alerts(alerts));
+                    }
+                    return OUTPUT_CLOSED;
                 }
                 continue;
             }
@@ -766,7 +794,7 @@ fn drive_spooled(
     let mut batch = Vec::with_capacity(max);
     while spool.take(consumer, &mut batch, max, Duration::from_secs(1)) {
         if batch.is_empty() {
-            sink.tick();
+            stats.settle(sink.tick(), true);
             continue;
         }
         spool.take_more(consumer, &mut batch, max, linger);
@@ -778,7 +806,7 @@ fn drive_spooled(
         spool.ack(consumer, batch.len());
         batch.clear();
     }
-    let _ = sink.flush();
+    stats.settle(sink.finish(), true);
 }
 
 /// A sink's thread: takes whatever is queued (waiting for more as long as the sink's batching
@@ -794,7 +822,7 @@ fn drive_sink(
     let mut batch = Vec::with_capacity(max);
     while stats.take(&queue, &mut batch, max, Duration::from_secs(1)) {
         if batch.is_empty() {
-            sink.tick();
+            stats.settle(sink.tick(), false);
             continue;
         }
         stats.take_more(&queue, &mut batch, max, linger);
@@ -802,5 +830,5 @@ fn drive_sink(
         stats.settle(settled, false);
         batch.clear();
     }
-    let _ = sink.flush();
+    stats.settle(sink.finish(), false);
 }

@@ -100,19 +100,20 @@ pub(crate) fn route(
     mut sinks: Vec<SinkPort>,
 ) -> Vec<(String, Arc<SinkStats>)> {
     let mut retired: Vec<(String, Arc<SinkStats>)> = Vec::new();
+    let mut health = Health::default();
     loop {
         // Woken often, so that a recovery is reported on a quiet host too, and spools are
         // synced within their window.
         let message = match messages.recv_timeout(WAKE) {
             Ok(message) => message,
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                report_recoveries(&mut encoder, &sinks);
+                health.report(&mut encoder, &sinks);
                 sinks.iter().for_each(|s| s.intake.flush());
                 continue;
             }
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
         };
-        report_recoveries(&mut encoder, &sinks);
+        health.report(&mut encoder, &sinks);
         match message {
             Message::Changes { changes, prev, next } => {
                 let prev_ref = prev.as_ref().map(|(s, d)| (s.as_ref(), d.as_ref()));
@@ -170,16 +171,48 @@ pub(crate) fn route(
     retired
 }
 
-/// A `sink_recovered` event for every outage that ended since the last look: how long it
-/// lasted, what it dropped, what it delayed.
-fn report_recoveries(encoder: &mut Encoder, sinks: &[SinkPort]) {
-    let recoveries: Vec<_> = sinks.iter().flat_map(|s| s.stats.take_recoveries()).collect();
-    for recovery in recoveries {
-        let fields = serde_json::to_value(&recovery).unwrap_or(Value::Null);
-        let event =
-            Arc::new(encoder.lifecycle("sink_recovered", EventKind::Event, now_ms(), fields));
-        sinks.iter().for_each(|s| s.offer(&event));
+/// Sink outages as they begin and end: `sink_failed` at the first failed attempt (what failed
+/// and why) and `sink_recovered` at the first success after (what it cost), each offered to
+/// every sink (the failing one delivers it once it recovers), written to stderr (the journal),
+/// and the failing sinks named in systemd's status line.
+#[derive(Default)]
+struct Health {
+    failing: std::collections::BTreeSet<String>,
+    systemd: super::systemd::Systemd,
+}
+
+impl Health {
+    fn report(&mut self, encoder: &mut Encoder, sinks: &[SinkPort]) {
+        let failures: Vec<_> = sinks.iter().flat_map(|s| s.stats.take_failures()).collect();
+        let recoveries: Vec<_> = sinks.iter().flat_map(|s| s.stats.take_recoveries()).collect();
+        if failures.is_empty() && recoveries.is_empty() {
+            return;
+        }
+        for failure in &failures {
+            self.failing.insert(failure.sink.clone());
+            let fields = serde_json::to_value(failure).unwrap_or(Value::Null);
+            send(encoder, sinks, "sink_failed", fields);
+        }
+        for recovery in &recoveries {
+            self.failing.remove(&recovery.sink);
+            let fields = serde_json::to_value(recovery).unwrap_or(Value::Null);
+            send(encoder, sinks, "sink_recovered", fields);
+        }
+        let status = match self.failing.len() {
+            0 => "scanning".to_string(),
+            _ => {
+                let names = self.failing.iter().cloned().collect::<Vec<_>>().join(", ");
+                format!("scanning; failing sinks: {names}")
+            }
+        };
+        self.systemd.status(&status);
     }
+}
+
+fn send(encoder: &mut Encoder, sinks: &[SinkPort], action: &'static str, fields: Value) {
+    super::to_the_journal(action, &fields);
+    let event = Arc::new(encoder.lifecycle(action, EventKind::Event, now_ms(), fields));
+    sinks.iter().for_each(|s| s.offer(&event));
 }
 
 fn now_ms() -> u64 {

@@ -9,9 +9,20 @@ pub(crate) struct Systemd {
     watchdog: bool,
 }
 
+impl Default for Systemd {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Systemd {
     pub fn new() -> Self {
         Systemd { watchdog: sd_notify::watchdog_enabled().is_some() }
+    }
+
+    /// The one-line status `systemctl status` shows.
+    pub fn status(&self, text: &str) {
+        let _ = sd_notify::notify(&[NotifyState::Status(text)]);
     }
 
     /// After the first completed scan, and after a reload.

@@ -7,11 +7,14 @@
 //!   `create` renames it away); SIGHUP also reopens.
 //! - Durability: `fdatasync` at most every `fsync_interval` (default 1 s), also when idle, and on
 //!   shutdown. Lines since the last sync can be lost to a power failure, never split.
-//! - Disk full: counted, retried with backoff (0.5 s doubling to 30 s): while backing off, batches
-//!   are refused at once (and counted) without touching the disk; the first batch after the backoff
-//!   tries again. Nothing sleeps, so shutdown stays prompt; writing resumes by itself.
+//! - Disk full: retried with backoff (0.5 s doubling to 30 s): while backing off, batches are
+//!   refused at once without touching the disk; the first batch (or idle tick) after the backoff
+//!   tries again. Nothing sleeps, so shutdown stays prompt; writing resumes by itself. Telemetry
+//!   refused meanwhile is dropped and counted; alerts are held in memory (up to `MAX_HELD`
+//!   events) and written first when the disk takes writes again: a full disk delays an alert,
+//!   it does not lose it. The outage is reported as it starts (`sink_failed`) and ends.
 
-use super::{Sink, SinkError};
+use super::{Settled, Sink, SinkError, SinkStats};
 use crate::event::{Encoded, EventKind};
 use crate::model::Interval;
 use serde::Deserialize;
@@ -42,6 +45,9 @@ pub struct FileSinkConfig {
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Alerts held while the file cannot be written. An incident is a few alerts; ten thousand is
+/// hours of a host under attack, at a few KiB each.
+const MAX_HELD: usize = 10_000;
 
 /// An NDJSON file.
 pub struct FileSink {
@@ -54,6 +60,10 @@ pub struct FileSink {
     reopen: Arc<AtomicU64>,
     reopened_at: u64,
     buf: Vec<u8>,
+    /// Alerts that could not be written yet, oldest first.
+    held: std::collections::VecDeque<Arc<Encoded>>,
+    name: String,
+    stats: Arc<SinkStats>,
 }
 
 fn error(path: &std::path::Path, source: std::io::Error) -> SinkError {
@@ -62,10 +72,17 @@ fn error(path: &std::path::Path, source: std::io::Error) -> SinkError {
 
 impl FileSink {
     /// Opens (or creates, mode 0640) the file and repairs a torn last line. `reopen` is bumped on
-    /// SIGHUP.
-    pub fn open(config: &FileSinkConfig, reopen: Arc<AtomicU64>) -> Result<Self, SinkError> {
+    /// SIGHUP; outages are reported through `stats`.
+    pub fn open(
+        config: &FileSinkConfig,
+        reopen: Arc<AtomicU64>,
+        stats: Arc<SinkStats>,
+    ) -> Result<Self, SinkError> {
         let (file, identity) = open_repaired(&config.path).map_err(|e| error(&config.path, e))?;
         Ok(FileSink {
+            held: std::collections::VecDeque::new(),
+            name: format!("file:{}", config.path.display()),
+            stats,
             path: config.path.clone(),
             file,
             identity,
@@ -148,38 +165,93 @@ fn last_newline(file: &mut File, len: u64) -> std::io::Result<u64> {
     Ok(0)
 }
 
-impl Sink for FileSink {
-    fn write_batch(&mut self, batch: &[Arc<Encoded>]) -> Result<(), SinkError> {
+impl FileSink {
+    /// Writes `lines` (whole lines) in one append, unless backing off; cuts a partial write back.
+    fn append(&mut self, lines: impl Iterator<Item = Arc<Encoded>>) -> std::io::Result<()> {
         if let Some((until, _)) = self.backoff
             && Instant::now() < until
         {
-            let source = std::io::Error::other("backing off after a failed write");
-            return Err(error(&self.path, source));
+            return Err(std::io::Error::other("backing off after a failed write"));
         }
-        self.follow_rotation().map_err(|e| error(&self.path, e))?;
-        self.buf.clear();
-        for event in batch {
-            self.buf.extend_from_slice(&event.line);
-        }
-        let before = self.file.metadata().map_err(|e| error(&self.path, e))?.len();
-        match self.file.write_all(&self.buf) {
+        let result = self.append_now(lines);
+        match &result {
             Ok(()) => {
                 self.backoff = None;
-                self.unsynced_since.get_or_insert_with(Instant::now);
-                self.sync_if_due().map_err(|e| error(&self.path, e))
+                self.stats.attempt_succeeded(&self.name);
             }
             Err(e) => {
-                // Keep the file to whole lines: cut whatever part of the batch made it.
-                let _ = self.file.set_len(before);
                 let wait = self.backoff.map_or(FIRST_BACKOFF, |(_, d)| (d * 2).min(MAX_BACKOFF));
                 self.backoff = Some((Instant::now() + wait, wait));
-                Err(error(&self.path, e))
+                self.stats.attempt_failed(&self.name, &e.to_string());
+            }
+        }
+        result
+    }
+
+    fn append_now(&mut self, lines: impl Iterator<Item = Arc<Encoded>>) -> std::io::Result<()> {
+        self.follow_rotation()?;
+        self.buf.clear();
+        lines.for_each(|event| self.buf.extend_from_slice(&event.line));
+        let before = self.file.metadata()?.len();
+        if let Err(e) = self.file.write_all(&self.buf) {
+            // Keep the file to whole lines: cut whatever part of the batch made it.
+            let _ = self.file.set_len(before);
+            return Err(e);
+        }
+        self.unsynced_since.get_or_insert_with(Instant::now);
+        self.sync_if_due()
+    }
+
+    /// Held alerts first, then `batch`, in one append. On failure the alerts are held (the
+    /// oldest beyond `MAX_HELD` are lost) and the rest is lost.
+    fn deliver_with_held(&mut self, batch: &[Arc<Encoded>]) -> Settled {
+        let held = self.held.len() as u64;
+        let lines = self.held.iter().chain(batch).cloned().collect::<Vec<_>>();
+        match self.append(lines.into_iter()) {
+            Ok(()) => {
+                self.held.clear();
+                Settled { delivered: held + batch.len() as u64, ..Settled::default() }
+            }
+            Err(_) => {
+                let alerts = batch.iter().filter(|e| e.kind == EventKind::Alert);
+                self.held.extend(alerts.cloned());
+                let over = self.held.len().saturating_sub(MAX_HELD);
+                self.held.drain(..over);
+                let telemetry = batch.iter().filter(|e| e.kind != EventKind::Alert).count();
+                Settled { failed: (telemetry + over) as u64, ..Settled::default() }
             }
         }
     }
+}
 
-    fn tick(&mut self) {
+impl Sink for FileSink {
+    fn write_batch(&mut self, batch: &[Arc<Encoded>]) -> Result<(), SinkError> {
+        self.append(batch.iter().cloned()).map_err(|e| error(&self.path, e))
+    }
+
+    fn deliver(&mut self, batch: &[Arc<Encoded>]) -> Settled {
+        self.deliver_with_held(batch)
+    }
+
+    fn tick(&mut self) -> Settled {
         let _ = self.sync_if_due();
+        let backed_off = self.backoff.is_none_or(|(until, _)| Instant::now() >= until);
+        match self.held.is_empty() || !backed_off {
+            true => Settled::default(),
+            false => self.deliver_with_held(&[]),
+        }
+    }
+
+    fn finish(&mut self) -> Settled {
+        // One last try for held alerts, backoff or not; what still cannot be written is lost.
+        self.backoff = None;
+        let mut settled = Settled::default();
+        if !self.held.is_empty() {
+            settled = self.deliver_with_held(&[]);
+            settled.failed += std::mem::take(&mut self.held).len() as u64;
+        }
+        let _ = self.flush();
+        settled
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
@@ -194,9 +266,13 @@ mod tests {
     use super::*;
 
     fn line(n: usize) -> Arc<Encoded> {
+        of_kind(n, EventKind::Event)
+    }
+
+    fn of_kind(n: usize, kind: EventKind) -> Arc<Encoded> {
         let line = format!("{{\"n\":{n}}}\n").into_bytes();
         Arc::new(Encoded {
-            kind: EventKind::Event,
+            kind,
             severity: 0,
             action: "t".into(),
             line,
@@ -235,12 +311,13 @@ mod tests {
         let dir = Dir::new("torn");
         let path = dir.0.join("events.ndjson");
         std::fs::write(&path, "{\"a\":1}\n{\"b\":2}\n{\"c\":").unwrap();
-        let mut sink = FileSink::open(&config(path.clone()), Arc::default()).unwrap();
+        let mut sink =
+            FileSink::open(&config(path.clone()), Arc::default(), Arc::default()).unwrap();
         sink.write_batch(&[line(1)]).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\":1}\n{\"b\":2}\n{\"n\":1}\n");
         std::fs::write(&path, "no newline at all").unwrap();
         drop(sink);
-        FileSink::open(&config(path.clone()), Arc::default()).unwrap();
+        FileSink::open(&config(path.clone()), Arc::default(), Arc::default()).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"");
     }
 
@@ -248,7 +325,8 @@ mod tests {
     fn a_failed_write_refuses_batches_until_the_backoff_expires() {
         let dir = Dir::new("backoff");
         let path = dir.0.join("events.ndjson");
-        let mut sink = FileSink::open(&config(path.clone()), Arc::default()).unwrap();
+        let mut sink =
+            FileSink::open(&config(path.clone()), Arc::default(), Arc::default()).unwrap();
         sink.backoff = Some((Instant::now() + Duration::from_millis(200), FIRST_BACKOFF));
         let started = Instant::now();
         assert!(sink.write_batch(&[line(1)]).is_err());
@@ -260,11 +338,35 @@ mod tests {
     }
 
     #[test]
+    fn alerts_refused_while_backing_off_are_held_and_written_first_telemetry_is_dropped() {
+        let dir = Dir::new("held");
+        let path = dir.0.join("events.ndjson");
+        let stats = Arc::new(SinkStats::default());
+        let mut sink = FileSink::open(&config(path.clone()), Arc::default(), stats).unwrap();
+        sink.backoff = Some((Instant::now() + Duration::from_millis(200), FIRST_BACKOFF));
+        let settled = sink.deliver(&[line(1), of_kind(2, EventKind::Alert), line(3)]);
+        assert_eq!((settled.delivered, settled.failed), (0, 2), "telemetry lost, the alert held");
+        assert_eq!(sink.tick(), Settled::default(), "still backing off");
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(sink.tick().delivered, 1, "written by the first tick after the backoff");
+        let settled = sink.deliver(&[line(4)]);
+        assert_eq!(settled.delivered, 1);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"n\":2}\n{\"n\":4}\n");
+
+        // Held at the end: one last try, backoff or not.
+        sink.backoff = Some((Instant::now() + Duration::from_secs(60), MAX_BACKOFF));
+        assert_eq!(sink.deliver(&[of_kind(5, EventKind::Alert)]).failed, 0);
+        assert_eq!(sink.finish().delivered, 1);
+        assert!(std::fs::read_to_string(&path).unwrap().ends_with("{\"n\":5}\n"));
+    }
+
+    #[test]
     fn follows_rename_and_create_rotation_and_reopens_on_request() {
         let dir = Dir::new("rotate");
         let path = dir.0.join("events.ndjson");
         let reopen = Arc::new(AtomicU64::new(0));
-        let mut sink = FileSink::open(&config(path.clone()), reopen.clone()).unwrap();
+        let mut sink =
+            FileSink::open(&config(path.clone()), reopen.clone(), Arc::default()).unwrap();
         sink.write_batch(&[line(1)]).unwrap();
         std::fs::rename(&path, dir.0.join("events.ndjson.1")).unwrap();
         std::fs::write(&path, "").unwrap(); // logrotate `create`

@@ -36,7 +36,7 @@ pub enum SinkConfig {
 }
 
 /// What every sink may need from the agent.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct SinkContext {
     /// Bumped on SIGHUP: file sinks reopen their path.
     pub reopen: Arc<AtomicU64>,
@@ -44,6 +44,8 @@ pub struct SinkContext {
     pub stopping: Arc<OnceLock<Instant>>,
     /// `host.name`, for envelopes that carry it outside the event (Splunk HEC).
     pub host_name: String,
+    /// A sink whose destination is gone for good (stdout closed) sends its name here once.
+    pub closed: Sender<String>,
 }
 
 /// One queue and thread of a sink: a lane's name and which events it takes.
@@ -138,8 +140,8 @@ impl SinkConfig {
         stats: Arc<SinkStats>,
     ) -> Result<Box<dyn Sink>, SinkError> {
         Ok(match self {
-            SinkConfig::Stdout(_) => Box::new(StdoutSink::new()),
-            SinkConfig::File(c) => Box::new(FileSink::open(c, context.reopen.clone())?),
+            SinkConfig::Stdout(_) => Box::new(StdoutSink::new(stats, context.closed.clone())),
+            SinkConfig::File(c) => Box::new(FileSink::open(c, context.reopen.clone(), stats)?),
             SinkConfig::Http(c) => Box::new(HttpSink::open(
                 c,
                 lane.lane.unwrap_or(Lane::Telemetry),
@@ -170,8 +172,17 @@ pub trait Sink: Send {
     fn write_batch(&mut self, batch: &[Arc<Encoded>]) -> Result<(), SinkError>;
     /// Flushes whatever is buffered (on shutdown and after each batch).
     fn flush(&mut self) -> Result<(), SinkError>;
-    /// Called about once a second when idle, for time-based work (a due fdatasync).
-    fn tick(&mut self) {}
+    /// Called about once a second when idle, for time-based work (a due fdatasync, a retry of
+    /// events held after a failure); says how the events it settled ended.
+    fn tick(&mut self) -> Settled {
+        Settled::default()
+    }
+    /// The last call, when the queue is closed: flushes, and settles whatever the sink still
+    /// holds (written at last, or lost).
+    fn finish(&mut self) -> Settled {
+        let _ = self.flush();
+        Settled::default()
+    }
     /// Delivers a batch and says how each event ended. By default the batch is written whole,
     /// or lost whole.
     fn deliver(&mut self, batch: &[Arc<Encoded>]) -> Settled {
@@ -285,6 +296,18 @@ struct Outage {
     dropped_before: u64,
 }
 
+/// An outage that began, reported as `sink_failed` (to the other sinks, stderr and systemd's
+/// status) at once, not only as a counter in the next heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    /// Sink (lane) name.
+    pub sink: String,
+    /// When the attempt failed, ms since the epoch.
+    pub started_at_ms: u64,
+    /// Why, as the destination or the system said it.
+    pub error: String,
+}
+
 /// What an outage cost, reported as `sink_recovered` once the destination takes events again.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Recovery {
@@ -314,6 +337,7 @@ struct Counters {
     dropped_rejected: u64,
     outage: Option<Outage>,
     failed_attempts: u64,
+    failures: Vec<Failure>,
     recoveries: Vec<Recovery>,
 }
 
@@ -506,7 +530,7 @@ impl SinkStats {
     }
 
     /// An attempt to deliver failed (and will be retried): an outage starts, or goes on.
-    pub fn attempt_failed(&self) {
+    pub fn attempt_failed(&self, sink: &str, error: &str) {
         let spool = self.spool_facts().unwrap_or_default();
         let mut c = self.lock();
         c.failed_attempts += 1;
@@ -516,7 +540,14 @@ impl SinkStats {
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
             let dropped_before = c.dropped(spool);
             c.outage = Some(Outage { started_at_ms, started: Instant::now(), dropped_before });
+            let failure = Failure { sink: sink.into(), started_at_ms, error: error.into() };
+            c.failures.push(failure);
         }
+    }
+
+    /// Outages that began since the last call.
+    pub fn take_failures(&self) -> Vec<Failure> {
+        std::mem::take(&mut self.lock().failures)
     }
 
     /// An attempt succeeded: an outage in progress ends, and what it cost is kept for
@@ -652,12 +683,15 @@ mod tests {
         let tx = Intake::Memory(tx);
         stats.attempt_succeeded("t");
         assert!(stats.take_recoveries().is_empty(), "no outage, nothing to report");
-        stats.attempt_failed();
+        stats.attempt_failed("t", "connection refused");
         for _ in 0..5 {
             stats.offer(&tx, &event(EventKind::Event, 0));
         }
-        stats.attempt_failed();
-        stats.attempt_failed();
+        stats.attempt_failed("t", "connection refused");
+        stats.attempt_failed("t", "HTTP 503");
+        let failures = stats.take_failures();
+        assert_eq!(failures.len(), 1, "one failure per outage: {failures:?}");
+        assert_eq!(failures[0].error, "connection refused", "the reason it began");
         stats.attempt_succeeded("t");
         stats.attempt_succeeded("t");
         let recoveries = stats.take_recoveries();
@@ -665,6 +699,8 @@ mod tests {
         let r = &recoveries[0];
         assert_eq!((r.failed_attempts, r.dropped, r.backlog), (3, 3, 2), "{r:?}");
         assert!(stats.take_recoveries().is_empty());
+        stats.attempt_failed("t", "again");
+        assert_eq!(stats.take_failures().len(), 1, "the next outage is a new failure");
         drop(rx);
     }
 }

@@ -1,6 +1,8 @@
-//! NDJSON to standard output, flushed after every batch (journald reads it line by line).
+//! NDJSON to standard output, flushed after every batch (journald reads it line by line). A
+//! closed stdout (`run | head -1`, a journal stream gone) never comes back: it is said once on
+//! the sink context's `closed` channel, and the agent stops if nothing else receives its events.
 
-use super::{Sink, SinkError};
+use super::{Sink, SinkError, SinkStats};
 use crate::event::Encoded;
 use serde::Deserialize;
 use std::io::Write;
@@ -19,37 +21,51 @@ pub struct StdoutSinkConfig {
     pub schema: super::Schema,
 }
 
+const NAME: &str = "stdout";
+
 /// Standard output.
 pub struct StdoutSink {
     out: std::io::BufWriter<std::io::Stdout>,
+    stats: Arc<SinkStats>,
+    closed: Option<crossbeam_channel::Sender<String>>,
 }
 
 impl StdoutSink {
-    /// The process's standard output.
-    pub fn new() -> Self {
-        StdoutSink { out: std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()) }
+    /// The process's standard output; outages are reported through `stats`, a closed stdout
+    /// once on `closed`.
+    pub fn new(stats: Arc<SinkStats>, closed: crossbeam_channel::Sender<String>) -> Self {
+        let out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
+        StdoutSink { out, stats, closed: Some(closed) }
     }
-}
 
-impl Default for StdoutSink {
-    fn default() -> Self {
-        Self::new()
+    fn write(&mut self, batch: &[Arc<Encoded>]) -> std::io::Result<()> {
+        for event in batch {
+            self.out.write_all(&event.line)?;
+        }
+        self.out.flush()
     }
-}
-
-fn error(source: std::io::Error) -> SinkError {
-    SinkError::Io { sink: "stdout".into(), source }
 }
 
 impl Sink for StdoutSink {
     fn write_batch(&mut self, batch: &[Arc<Encoded>]) -> Result<(), SinkError> {
-        for event in batch {
-            self.out.write_all(&event.line).map_err(error)?;
+        match self.write(batch) {
+            Ok(()) => {
+                self.stats.attempt_succeeded(NAME);
+                Ok(())
+            }
+            Err(source) => {
+                self.stats.attempt_failed(NAME, &source.to_string());
+                if source.kind() == std::io::ErrorKind::BrokenPipe
+                    && let Some(closed) = self.closed.take()
+                {
+                    let _ = closed.send(NAME.into());
+                }
+                Err(SinkError::Io { sink: NAME.into(), source })
+            }
         }
-        self.flush()
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
-        self.out.flush().map_err(error)
+        self.out.flush().map_err(|source| SinkError::Io { sink: NAME.into(), source })
     }
 }

@@ -404,7 +404,11 @@ impl Sink for HttpSink {
             let verdicts = self.post(&part);
             // Any answer that settles something ends an outage; retrying everything is one.
             if verdicts.iter().all(|v| matches!(v, Verdict::Retry { .. })) {
-                self.stats.attempt_failed();
+                let reason = verdicts.iter().find_map(|v| match v {
+                    Verdict::Retry { reason, .. } => Some(reason.as_str()),
+                    _ => None,
+                });
+                self.stats.attempt_failed(&self.name, reason.unwrap_or("no answer"));
             } else {
                 self.stats.attempt_succeeded(&self.name);
             }
