@@ -263,3 +263,60 @@ fn a_full_disk_delays_alerts_without_losing_them_and_the_outage_is_said_as_it_ha
         .unwrap();
     assert_eq!(file["dropped_write_error"], 0, "no alert lost: {file}");
 }
+
+#[test]
+fn a_stalled_stdout_drops_telemetry_counted_and_never_an_alert() {
+    if !prerequisites(&["python3"]) {
+        return;
+    }
+    let dir = ScratchDir::new("stdout-stalled");
+    // A small queue, and a reader that stops reading: the pipe fills, then the queue.
+    let mut agent =
+        spawn_agent(&dir.path, "[agent]\nqueue_capacity = 4\n[[sinks]]\ntype = \"stdout\"\n");
+    let mut out = BufReader::new(agent.child().stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    // 300 new sockets (about 2 KiB of events each) fill the pipe, then the queue; heartbeats
+    // every 300 ms overflow it meanwhile.
+    let program = format!(
+        "{}\nls = [socket.socket() for _ in range(300)]\n\
+         [l.bind(('127.0.0.1', 0)) or l.listen() for l in ls]\nprint('{{}}', flush=True)\n\
+         sys.stdin.read()\n",
+        crate::util::PRELUDE
+    );
+    let listeners = crate::util::python_in(&crate::util::Netns::host(), &program);
+    std::thread::sleep(Duration::from_millis(1500));
+    let catcher = Catcher::start(&["tcp-listen"]);
+    let port = catcher.port();
+    let shell = Group::start(&format!("bash -i >& /dev/tcp/127.0.0.1/{port} 0>&1"));
+    assert!(catcher.wait("ready").is_some(), "the reverse shell never answered");
+    std::thread::sleep(Duration::from_millis(1500));
+
+    // The reader comes back: the alert is there, after the telemetry that fitted.
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::spawn(move || {
+        for line in out.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let alert = loop {
+        let line = rx.recv_deadline(deadline).expect("the incident on stdout within 10 s");
+        let event: Value = serde_json::from_str(&line).unwrap();
+        if is_incident_for(&event, port) {
+            break event;
+        }
+    };
+    assert_eq!(action(&alert), "incident_opened");
+    drop((shell, listeners));
+    let pid = rustix::process::Pid::from_raw(agent.child().id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    assert!(agent.child().wait().unwrap().success());
+    let mut stderr = String::new();
+    agent.child().stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let tally: Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
+    let counts = &tally["sinks"][0];
+    assert!(counts["dropped_queue_full"].as_u64().unwrap() > 0, "telemetry was dropped: {tally}");
+}

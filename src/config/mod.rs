@@ -55,7 +55,8 @@ pub struct AgentConfig {
     pub heartbeat: Duration,
     /// Report sockets open at the first scan as `existing_socket` state.
     pub baseline: bool,
-    /// Events each sink may have waiting before new ones are dropped (and counted).
+    /// Events each sink may have waiting before new telemetry is dropped (and counted); alerts
+    /// wait aside.
     pub queue_capacity: usize,
     /// Threads for reading processes (1 keeps the agent on one core).
     pub scan_threads: usize,

@@ -90,7 +90,24 @@ impl SinkPort {
     fn counts(&self) -> SinkCounts {
         self.stats.counts(&self.name)
     }
+
+    /// End of a routing step (or a quiet wake): a spool writes what was appended, alerts set
+    /// aside for a full queue move in where there is room.
+    fn end_step(&self) {
+        self.intake.flush();
+        self.stats.refill(&self.intake);
+    }
+
+    /// Lets go of the lane (the agent stopping, or a reload removing the sink): alerts still
+    /// set aside get a bounded wait for room in its queue.
+    fn retire(self) -> (String, Arc<SinkStats>) {
+        self.stats.hand_over_overflow(&self.intake, OVERFLOW_GRACE);
+        (self.name, self.stats)
+    }
 }
+
+/// How long a lane being let go may take to accept the alerts set aside for it.
+const OVERFLOW_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs until the scan thread hangs up; then drops the sink queues so the sinks drain and stop,
 /// and hands back each sink's counters.
@@ -108,7 +125,7 @@ pub(crate) fn route(
             Ok(message) => message,
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                 health.report(&mut encoder, &sinks);
-                sinks.iter().for_each(|s| s.intake.flush());
+                sinks.iter().for_each(SinkPort::end_step);
                 continue;
             }
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
@@ -144,7 +161,7 @@ pub(crate) fn route(
             Message::Sinks { keep, added, announce } => {
                 let (kept, gone): (Vec<SinkPort>, Vec<SinkPort>) =
                     sinks.drain(..).partition(|s| keep.contains(&s.config));
-                retired.extend(gone.into_iter().map(|s| (s.name, s.stats)));
+                retired.extend(gone.into_iter().map(SinkPort::retire));
                 sinks = kept;
                 sinks.extend(added);
                 let event = Arc::new(encoder.lifecycle(
@@ -165,9 +182,9 @@ pub(crate) fn route(
             }
         }
         // A spool's records are written by the end of each step: what a kill -9 can cost.
-        sinks.iter().for_each(|s| s.intake.flush());
+        sinks.iter().for_each(SinkPort::end_step);
     }
-    retired.extend(sinks.into_iter().map(|s| (s.name, s.stats)));
+    retired.extend(sinks.into_iter().map(SinkPort::retire));
     retired
 }
 

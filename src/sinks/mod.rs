@@ -339,6 +339,32 @@ struct Counters {
     failed_attempts: u64,
     failures: Vec<Failure>,
     recoveries: Vec<Recovery>,
+    /// Alerts a full memory queue could not take, oldest first: they go before any later alert.
+    overflow: std::collections::VecDeque<Arc<Encoded>>,
+}
+
+/// Alerts kept aside for a full memory queue (a stalled stdout, a sink busy with a backlog):
+/// telemetry is dropped when a queue is full, alerts wait. Each is a few KiB.
+const MAX_OVERFLOW: usize = 10_000;
+
+impl Counters {
+    /// Moves waiting alerts into the queue while it has room.
+    fn refill(&mut self, queue: &Sender<Arc<Encoded>>) {
+        while let Some(alert) = self.overflow.pop_front() {
+            if let Err(e) = queue.try_send(alert) {
+                self.overflow.push_front(e.into_inner());
+                return;
+            }
+        }
+    }
+
+    fn set_aside(&mut self, alert: Arc<Encoded>) {
+        self.overflow.push_back(alert);
+        if self.overflow.len() > MAX_OVERFLOW {
+            self.overflow.pop_front();
+            self.dropped_queue_full += 1;
+        }
+    }
 }
 
 /// What the spool adds to a reading: drops made inside it, and what opening it found.
@@ -438,8 +464,15 @@ impl SinkStats {
             Intake::Memory(queue) => {
                 let mut c = self.lock();
                 c.generated += 1;
-                if queue.try_send(event.clone()).is_err() {
-                    c.dropped_queue_full += 1;
+                c.refill(queue);
+                let alert = event.kind == EventKind::Alert;
+                if alert && !c.overflow.is_empty() {
+                    c.set_aside(event.clone());
+                } else if let Err(refused) = queue.try_send(event.clone()) {
+                    match alert {
+                        true => c.set_aside(refused.into_inner()),
+                        false => c.dropped_queue_full += 1,
+                    }
                 }
             }
             Intake::Spool(writer) => {
@@ -450,6 +483,31 @@ impl SinkStats {
                     c.dropped_spool_full += 1;
                 }
             }
+        }
+    }
+
+    /// Moves alerts set aside into the lane's memory queue while it has room (the router calls
+    /// this whenever it wakes).
+    pub fn refill(&self, intake: &Intake) {
+        if let Intake::Memory(queue) = intake {
+            self.lock().refill(queue);
+        }
+    }
+
+    /// Before the router lets go of the lane: waits up to `grace` for the queue to take the
+    /// alerts still set aside; those it does not take are dropped, counted.
+    pub fn hand_over_overflow(&self, intake: &Intake, grace: Duration) {
+        let Intake::Memory(queue) = intake else { return };
+        let until = Instant::now() + grace;
+        loop {
+            let mut c = self.lock();
+            c.refill(queue);
+            if c.overflow.is_empty() || Instant::now() >= until {
+                c.dropped_queue_full += std::mem::take(&mut c.overflow).len() as u64;
+                return;
+            }
+            drop(c);
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -583,7 +641,7 @@ impl SinkStats {
         // A memory queue is read under the lock `take` moves events out of it under: one instant.
         let counters = self.lock();
         let waiting = match self.backlog.get() {
-            Some(Backlog::Memory(queue)) => queue.len() as u64,
+            Some(Backlog::Memory(queue)) => (queue.len() + counters.overflow.len()) as u64,
             _ => 0,
         };
         counters.counts(sink, waiting, spool)
@@ -619,6 +677,15 @@ pub struct SinkCounts {
 mod tests {
     use super::*;
 
+    fn identity(c: &SinkCounts) -> bool {
+        c.generated
+            == c.delivered
+                + c.dropped_queue_full
+                + c.dropped_write_error
+                + c.dropped_rejected
+                + c.queued
+    }
+
     fn event(kind: EventKind, severity: u8) -> Arc<Encoded> {
         Arc::new(Encoded {
             kind,
@@ -646,14 +713,6 @@ mod tests {
         let (tx, rx) = crossbeam_channel::bounded(3);
         stats.reads_memory(rx.clone());
         let tx = Intake::Memory(tx);
-        let identity = |c: &SinkCounts| {
-            c.generated
-                == c.delivered
-                    + c.dropped_queue_full
-                    + c.dropped_write_error
-                    + c.dropped_rejected
-                    + c.queued
-        };
         for _ in 0..5 {
             stats.offer(&tx, &event(EventKind::Event, 0));
         }
@@ -673,6 +732,44 @@ mod tests {
         assert!(!stats.take(&rx, &mut Vec::new(), 10, wait), "closed and empty");
         let c = stats.counts("t");
         assert_eq!((c.delivered, c.dropped_write_error, c.queued), (1, 2, 0));
+        assert!(identity(&c));
+    }
+
+    #[test]
+    fn a_full_queue_drops_telemetry_and_sets_alerts_aside_in_order() {
+        let stats = SinkStats::default();
+        let (tx, rx) = crossbeam_channel::bounded(2);
+        stats.reads_memory(rx.clone());
+        let intake = Intake::Memory(tx);
+        let alert = |n: u8| event(EventKind::Alert, n);
+        stats.offer(&intake, &event(EventKind::Event, 0));
+        stats.offer(&intake, &event(EventKind::Event, 0));
+        stats.offer(&intake, &alert(1));
+        stats.offer(&intake, &event(EventKind::Event, 0));
+        stats.offer(&intake, &alert(2));
+        let c = stats.counts("t");
+        assert_eq!((c.generated, c.dropped_queue_full, c.queued), (5, 1, 4), "{c:?}");
+        assert!(identity(&c));
+
+        let mut batch = Vec::new();
+        let wait = Duration::from_millis(10);
+        assert!(stats.take(&rx, &mut batch, 10, wait));
+        assert_eq!(batch.len(), 2, "the telemetry that fitted");
+        stats.refill(&intake);
+        batch.clear();
+        assert!(stats.take(&rx, &mut batch, 10, wait));
+        let severities: Vec<u8> = batch.iter().map(|e| e.severity).collect();
+        assert_eq!(severities, [1, 2], "alerts set aside arrive, in order");
+        stats.settle(Settled { delivered: 4, ..Settled::default() }, false);
+        assert!(identity(&stats.counts("t")));
+
+        // Let go with no room left: a bounded wait, then counted as dropped.
+        stats.offer(&intake, &event(EventKind::Event, 0));
+        stats.offer(&intake, &event(EventKind::Event, 0));
+        stats.offer(&intake, &alert(3));
+        stats.hand_over_overflow(&intake, Duration::from_millis(50));
+        let c = stats.counts("t");
+        assert_eq!((c.dropped_queue_full, c.queued), (2, 2), "{c:?}");
         assert!(identity(&c));
     }
 
