@@ -122,6 +122,14 @@ mod tests {
     }
 
     #[test]
+    fn what_follows_a_secret_flag_is_hidden_whole() {
+        assert_eq!(
+            redacted(&["--api-key", "--password=hunter4", "x"]),
+            ["--api-key", "[REDACTED]", "x"]
+        );
+    }
+
+    #[test]
     fn common_spellings() {
         assert_eq!(
             redacted(&["mysql", "--password=hunter2", "-u", "root"]),
