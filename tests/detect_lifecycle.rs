@@ -89,10 +89,8 @@ fn a_broken_rule_file_keeps_the_old_rules_detecting_and_a_good_one_applies() {
     if !prerequisites(&["python3"]) {
         return;
     }
+    // A local rule directory, read after the built-in pack.
     let rules = ScratchDir::new("rules");
-    for (name, text) in sockwatch::rules::EMBEDDED_PACK {
-        std::fs::write(rules.path.join(name), text).unwrap();
-    }
     let dir = rules.path.to_str().unwrap();
     let agent = Agent::start(&["--interval", "250ms", "--no-baseline", "--rules", dir]);
 
@@ -161,14 +159,19 @@ fn rules_check_reports_every_error_and_the_shipped_fixtures_pass() {
     assert!(stderr.contains("a.toml:9:6: rule `broken`: duplicate rule id"), "{stderr}");
     assert!(sockwatch(&["rules", "check"]).status.success(), "the built-in pack");
     let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
-    assert!(sockwatch(&["rules", "check", shipped.to_str().unwrap()]).status.success());
+    let source = shipped.to_str().unwrap();
+    assert!(sockwatch(&["rules", "check", "--no-builtin", source]).status.success());
+    let twice = sockwatch(&["rules", "check", source]);
+    let stderr = String::from_utf8_lossy(&twice.stderr);
+    assert!(stderr.contains("already defined at <embedded>/reverse_shell.toml"), "{stderr}");
 
     let fixtures = shipped.join("tests");
     let out = sockwatch(&[
         "rules",
         "test",
+        "--no-builtin",
         "--rules",
-        shipped.to_str().unwrap(),
+        source,
         fixtures.to_str().unwrap(),
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -246,9 +249,6 @@ fn hostile_rule_files_are_located_errors_at_check_start_and_reload_never_a_crash
 
     // Dropped into the rule directory of a running agent: refused, and the agent detects on.
     let rules = ScratchDir::new("rules-hostile-live");
-    for (name, text) in sockwatch::rules::EMBEDDED_PACK {
-        std::fs::write(rules.path.join(name), text).unwrap();
-    }
     let live = rules.path.to_str().unwrap();
     let agent = Agent::start(&["--interval", "250ms", "--no-baseline", "--rules", live]);
     let (name, text, expected) = hostile_rule_files().swap_remove(0);
@@ -269,9 +269,6 @@ fn sighup_reloads_rules_when_the_watcher_is_off() {
     let dir = ScratchDir::new("rules-hup");
     let rules = dir.path.join("rules");
     std::fs::create_dir_all(&rules).unwrap();
-    for (name, text) in sockwatch::rules::EMBEDDED_PACK {
-        std::fs::write(rules.join(name), text).unwrap();
-    }
     let config = dir.path.join("sockwatch.toml");
     let body = format!("[rules]\npaths = [\"{}\"]\nwatch = false\n", rules.display());
     std::fs::write(&config, body).unwrap();
@@ -299,4 +296,73 @@ fn sighup_reloads_rules_when_the_watcher_is_off() {
     wait_until("an alert from the reloaded rules", || !incidents(&agent, port).is_empty());
     let rule_ids = incidents(&agent, port)[0]["rule"]["id"].to_string();
     assert!(!rule_ids.contains("shell-holds-network-socket"), "{rule_ids}");
+}
+
+/// A local rule file that disables every rule of the built-in pack.
+fn disable_every_shipped_rule() -> String {
+    let set = sockwatch::rules::RuleSet::compile(sockwatch::rules::RuleSource::embedded()).unwrap();
+    let ids = set.rules.iter().map(|r| r.id.as_str());
+    ids.map(|id| format!("[[rule]]\nid = \"{id}\"\noverride = true\nenabled = false\n\n")).collect()
+}
+
+const LOCAL_RULE: &str = "[[rule]]\nid = \"local-probe\"\nname = \"n\"\nseverity = \"low\"\nmessage = \"m\"\ncondition = \"proc.pid = 1\"\n";
+
+#[test]
+fn local_rules_add_to_the_pack_and_detection_cannot_be_switched_off_by_accident() {
+    if !prerequisites(&["python3"]) {
+        return;
+    }
+    let shipped = sockwatch::rules::RuleSet::compile(sockwatch::rules::RuleSource::embedded());
+    let shipped = shipped.unwrap().rules.len();
+    let local = ScratchDir::new("rules-local");
+    std::fs::write(local.path.join("50-probe.toml"), LOCAL_RULE).unwrap();
+    let dir = local.path.to_str().unwrap();
+
+    // Local files add to the pack; `rules list` says where each rule comes from.
+    let out = sockwatch(&["rules", "list", "--rules", dir]);
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{listing}");
+    assert_eq!(listing.lines().count(), shipped + 2, "{listing}");
+    assert!(
+        listing.contains("stdio-outbound-socket")
+            && listing.contains("<embedded>/reverse_shell.toml:")
+    );
+    let probe = listing.lines().find(|l| l.starts_with("local-probe")).unwrap();
+    assert!(probe.contains("enabled") && probe.contains("50-probe.toml:2"), "{probe}");
+    let out = sockwatch(&["rules", "list", "--no-builtin", "--rules", dir]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2, "the pack replaced");
+
+    let state = ScratchDir::new("state-local");
+    let agent = Agent::start_in(&state.path, &["--no-baseline", "--rules", dir]);
+    let started = agent.events().into_iter().find(|e| action(e) == "agent_started").unwrap();
+    let detection = &started["sockwatch"]["detection"];
+    assert_eq!(detection["rules_enabled"], shipped + 1, "{started}");
+    let sources = detection["rule_sources"].to_string();
+    assert!(sources.contains("<embedded>/reverse_shell.toml") && sources.contains("50-probe.toml"));
+
+    // A change that would leave no rule enabled is refused on reload: detection goes on.
+    std::fs::write(
+        local.path.join("60-off.toml"),
+        disable_every_shipped_rule()
+            + "[[rule]]\nid = \"local-probe\"\noverride = true\nenabled = false\n",
+    )
+    .unwrap();
+    let failed = agent.wait_for("reload_failed", |e| action(e) == "reload_failed");
+    assert!(failed["sockwatch"]["errors"].to_string().contains("no enabled rule"), "{failed}");
+    let (_catcher, _shell, port) = reverse_shell("");
+    wait_until("an alert from the rules in force", || !incidents(&agent, port).is_empty());
+    drop(agent);
+
+    // ... and at start: 78 with the reason, unless no rules is said on purpose.
+    let empty_state = ScratchDir::new("state-none");
+    let empty_state = empty_state.path.to_str().unwrap();
+    let out = sockwatch(&["run", "--rules", dir, "--state-dir", empty_state]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no enabled rule"));
+    let config = local.path.join("sockwatch.conf");
+    std::fs::write(&config, "[rules]\nallow_none = true\n").unwrap();
+    let config = config.to_str().unwrap();
+    let agent = Agent::start_in(&state.path, &["--config", config, "--rules", dir]);
+    let started = agent.events().into_iter().find(|e| action(e) == "agent_started").unwrap();
+    assert_eq!(started["sockwatch"]["detection"]["rules_enabled"], 0, "{started}");
 }

@@ -104,7 +104,6 @@ fn the_deb_holds_the_agent_its_unit_and_its_conffiles_and_lintian_is_clean() {
         "/usr/lib/systemd/system/sockwatch.service",
         "/usr/lib/sysusers.d/sockwatch.conf",
         "/etc/sockwatch/sockwatch.toml",
-        "/etc/sockwatch/rules.d/reverse_shell.toml",
         "/etc/sockwatch/conf.d/README",
         "/etc/sockwatch/rules.local.d/README",
         "/etc/logrotate.d/sockwatch",
@@ -123,10 +122,16 @@ fn the_deb_holds_the_agent_its_unit_and_its_conffiles_and_lintian_is_clean() {
     let under_etc: BTreeSet<String> =
         files.iter().filter(|f| f.starts_with("/etc/")).cloned().collect();
     assert_eq!(conffiles, under_etc);
-    // The packaged config reads the packaged rules and the administrator's.
+    // The packaged config reads the administrator's rules after the built-in pack; the copy of
+    // the pack 0.1.0 kept under /etc is removed on upgrade.
     let config = deb_member(deb, "--fsys-tarfile", "etc/sockwatch/sockwatch.toml");
-    let rules = r#"paths = ["/etc/sockwatch/rules.d", "/etc/sockwatch/rules.local.d"]"#;
+    let rules = r#"paths = ["/etc/sockwatch/rules.local.d"]"#;
     assert!(config.lines().any(|l| l == rules), "{config}");
+    for script in ["preinst", "postinst", "postrm"] {
+        let text = deb_control_file(deb, script);
+        let removal = "rm_conffile /etc/sockwatch/rules.d/reverse_shell.toml 0.2.0~";
+        assert!(text.contains(removal), "{script}: {text}");
+    }
     let postinst = deb_control_file(deb, "postinst");
     assert!(postinst.contains("systemd-sysusers"), "the user is made at install: {postinst}");
     assert!(postinst.contains("deb-systemd-helper enable sockwatch.service"), "{postinst}");

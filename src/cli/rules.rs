@@ -1,4 +1,6 @@
-//! `sockwatch rules`: check rule files, run rule fixtures, list the field catalogue.
+//! `sockwatch rules`: check rule files, run rule fixtures, list the rules in force and the field
+//! catalogue. Local rule files are read after the built-in pack, as the agent reads them, unless
+//! `--no-builtin` says they replace it.
 //!
 //! A fixture is a TOML file naming a snapshot document (`sockwatch scan --format json`, path
 //! relative to the fixture) and the alerts the rules must raise on it, exactly: each expected alert
@@ -7,7 +9,7 @@
 use super::CliError;
 use crate::graph::Graph;
 use crate::model::{AlertAction, Snapshot};
-use crate::rules::{Clock, Engine, FIELDS, RuleSet};
+use crate::rules::{Clock, Engine, FIELDS, RuleSet, Selection};
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -15,20 +17,42 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, clap::Subcommand)]
 pub(super) enum RulesCommand {
-    /// Compile rule files (the built-in pack when no path is given): exit 0, or 78 with every
-    /// error as file:line:col.
+    /// Compile the built-in pack and local rule files after it: exit 0, or 78 with every error
+    /// as file:line:col (a set with no enabled rule is one).
     Check {
-        /// Rule files or directories, read in order.
+        /// Local rule files or directories, read in order after the built-in pack.
         paths: Vec<PathBuf>,
+        /// The files replace the built-in pack.
+        #[arg(long)]
+        no_builtin: bool,
+        /// Accept a set with no enabled rule.
+        #[arg(long)]
+        allow_none: bool,
     },
     /// Run rule fixtures: each names a snapshot and the alerts expected on it.
     Test {
-        /// Rule files or directories (the built-in pack when none).
+        /// Local rule files or directories, read after the built-in pack.
         #[arg(long = "rules", value_name = "PATH")]
         rules: Vec<PathBuf>,
+        /// The files replace the built-in pack.
+        #[arg(long)]
+        no_builtin: bool,
         /// Fixture files, or directories of them (`*.toml`).
         #[arg(required = true)]
         fixtures: Vec<PathBuf>,
+    },
+    /// List the rules the agent would run, each with where it is defined: those of a config
+    /// file's `[rules]` (the embedded defaults without one), or of the files given.
+    List {
+        /// The agent's config file (its conf.d/ drop-ins included).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Local rule files or directories instead of the config's `[rules] paths`.
+        #[arg(long = "rules", value_name = "PATH")]
+        rules: Vec<PathBuf>,
+        /// The files replace the built-in pack.
+        #[arg(long)]
+        no_builtin: bool,
     },
     /// List every field a condition can use.
     Fields {
@@ -43,8 +67,10 @@ pub(super) fn run(command: &RulesCommand) -> Result<(), CliError> {
     // quietly instead of panicking.
     let mut out = std::io::stdout().lock();
     match command {
-        RulesCommand::Check { paths } => {
-            let set = compile(paths)?;
+        RulesCommand::Check { paths, no_builtin, allow_none } => {
+            let selection =
+                Selection { builtin: !no_builtin, paths: paths.clone(), allow_none: *allow_none };
+            let set = compile(&selection)?;
             let enabled = set.enabled().count();
             writeln!(
                 out,
@@ -54,7 +80,22 @@ pub(super) fn run(command: &RulesCommand) -> Result<(), CliError> {
             )?;
             Ok(())
         }
-        RulesCommand::Test { rules, fixtures } => test(&mut out, rules, fixtures),
+        RulesCommand::Test { rules, no_builtin, fixtures } => {
+            let selection =
+                Selection { builtin: !no_builtin, paths: rules.clone(), allow_none: true };
+            test(&mut out, &selection, fixtures)
+        }
+        RulesCommand::List { config, rules, no_builtin } => {
+            let mut selection = match config {
+                Some(path) => crate::config::Config::load(path)?.rules.selection,
+                None => crate::config::Config::embedded()?.rules.selection,
+            };
+            if !rules.is_empty() {
+                selection.paths = rules.clone();
+            }
+            selection.builtin &= !no_builtin;
+            list(&mut out, &compile(&selection)?)
+        }
         RulesCommand::Fields { markdown } => {
             if *markdown {
                 write!(out, "{}", crate::rules::fields_markdown())?;
@@ -68,8 +109,20 @@ pub(super) fn run(command: &RulesCommand) -> Result<(), CliError> {
     }
 }
 
-fn compile(paths: &[PathBuf]) -> Result<RuleSet, CliError> {
-    RuleSet::load(paths).map_err(|e| CliError::Rules(e.to_string()))
+fn compile(selection: &Selection) -> Result<RuleSet, CliError> {
+    RuleSet::load(selection).map_err(|e| CliError::Rules(e.to_string()))
+}
+
+fn list(out: &mut impl Write, set: &RuleSet) -> Result<(), CliError> {
+    for rule in &set.rules {
+        let state = if rule.enabled { "enabled" } else { "disabled" };
+        let severity = rule.severity.name();
+        writeln!(out, "{:<44} {state:<9} {severity:<13} {}", rule.id, rule.defined_at)?;
+    }
+    let sources: Vec<&str> = set.sources.iter().map(|s| s.name.as_str()).collect();
+    let enabled = set.enabled().count();
+    writeln!(out, "{} rules ({enabled} enabled) from {}", set.rules.len(), sources.join(", "))?;
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -114,9 +167,9 @@ fn fixture_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
     Ok(files)
 }
 
-fn test(out: &mut impl Write, rules: &[PathBuf], fixtures: &[PathBuf]) -> Result<(), CliError> {
+fn test(out: &mut impl Write, selection: &Selection, fixtures: &[PathBuf]) -> Result<(), CliError> {
     let files = fixture_files(fixtures)?;
-    let set = compile(rules)?;
+    let set = compile(selection)?;
     let mut failures = Vec::new();
     for file in &files {
         match run_fixture(&set, file) {

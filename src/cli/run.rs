@@ -25,9 +25,13 @@ pub(super) struct RunArgs {
     /// Do not report the sockets already open at start (existing_socket state events).
     #[arg(long)]
     no_baseline: bool,
-    /// Rule file or directory (repeatable, read in order) instead of the config's `[rules] paths`.
+    /// Local rule file or directory (repeatable, read in order) instead of the config's `[rules]
+    /// paths`: read after the built-in pack, which they extend and override.
     #[arg(long = "rules", value_name = "PATH")]
     rules: Vec<PathBuf>,
+    /// The local rule files replace the built-in pack instead of adding to it.
+    #[arg(long)]
+    no_builtin_rules: bool,
     /// Where incidents and the last good rule set are kept. Overrides the config.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
@@ -43,6 +47,7 @@ pub(super) fn run(args: &RunArgs) -> Result<(), CliError> {
         heartbeat: args.heartbeat,
         no_baseline: args.no_baseline,
         rules: args.rules.clone(),
+        no_builtin_rules: args.no_builtin_rules,
         state_dir: args.state_dir.clone(),
     };
     overrides.apply(&mut config);

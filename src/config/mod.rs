@@ -72,8 +72,8 @@ pub struct AgentConfig {
 /// `[rules]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RulesConfig {
-    /// Rule files or directories, read in order; the built-in pack when empty.
-    pub paths: Vec<PathBuf>,
+    /// The built-in pack (unless `builtin = false`) and local files after it.
+    pub selection: crate::rules::Selection,
     /// Reload when a rule file changes (as well as on SIGHUP).
     pub watch: bool,
 }
@@ -92,6 +92,8 @@ struct ConfigFile {
 #[serde(deny_unknown_fields)]
 struct RulesFile {
     paths: Option<Vec<PathBuf>>,
+    builtin: Option<bool>,
+    allow_none: Option<bool>,
     watch: Option<bool>,
 }
 
@@ -172,7 +174,7 @@ impl Config {
             redact_patterns: Vec::new(),
             socket_families: Vec::new(),
             metrics_listen: None,
-            rules: RulesConfig { paths: Vec::new(), watch: true },
+            rules: RulesConfig { selection: Default::default(), watch: true },
             sinks: Vec::new(),
         };
         let mut sinks_from = None;
@@ -191,7 +193,10 @@ impl Config {
                     agent.exec_trigger_min_gap.map_or(a.exec_trigger_min_gap, |i| i.0);
             }
             if let Some(rules) = file.rules {
-                config.rules.paths = rules.paths.unwrap_or(std::mem::take(&mut config.rules.paths));
+                let selection = &mut config.rules.selection;
+                selection.paths = rules.paths.unwrap_or(std::mem::take(&mut selection.paths));
+                selection.builtin = rules.builtin.unwrap_or(selection.builtin);
+                selection.allow_none = rules.allow_none.unwrap_or(selection.allow_none);
                 config.rules.watch = rules.watch.unwrap_or(config.rules.watch);
             }
             if let Some(events) = file.events {

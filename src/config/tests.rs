@@ -169,3 +169,17 @@ fn an_error_inside_a_sink_table_names_its_own_line() {
     let e = files(&[("d.toml", bad_duration)]).unwrap_err();
     assert_eq!((e.line, e.column), (4, 20), "{e}");
 }
+
+#[test]
+fn local_rules_add_to_the_pack_unless_it_is_replaced_on_purpose() {
+    let config = Config::embedded().unwrap();
+    let selection = &config.rules.selection;
+    assert!(selection.builtin && selection.paths.is_empty() && !selection.allow_none);
+    let config = files(&[("a.toml", "[rules]\npaths = [\"/etc/x\"]\n")]).unwrap();
+    assert!(config.rules.selection.builtin, "paths alone add to the pack");
+    assert_eq!(config.rules.selection.describe(), ["<embedded>", "/etc/x"]);
+    let text = "[rules]\npaths = [\"/etc/x\"]\nbuiltin = false\nallow_none = true\n";
+    let config = files(&[("b.toml", text)]).unwrap();
+    assert!(!config.rules.selection.builtin && config.rules.selection.allow_none);
+    assert_eq!(config.rules.selection.describe(), ["/etc/x"]);
+}

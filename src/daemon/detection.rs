@@ -10,7 +10,9 @@ use crate::config::Config;
 use crate::event::HostIdentity;
 use crate::graph::Graph;
 use crate::model::Alert;
-use crate::rules::{Clock, Engine, EvaluationStats, RuleErrors, RuleSet, SavedIncidents};
+use crate::rules::{
+    Clock, Engine, EvaluationStats, RuleErrors, RuleSet, SavedIncidents, Selection,
+};
 use crossbeam_channel::Sender;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -42,14 +44,6 @@ pub(crate) struct Detection {
     truncated_walks: usize,
 }
 
-fn describe_paths(paths: &[PathBuf]) -> Value {
-    if paths.is_empty() {
-        json!(["<embedded>"])
-    } else {
-        json!(paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>())
-    }
-}
-
 fn error_lines(errors: &RuleErrors) -> Vec<String> {
     errors.0.iter().map(ToString::to_string).collect()
 }
@@ -63,8 +57,8 @@ impl Detection {
     ) -> Result<(Detection, Vec<Notice>), RulesUnusable> {
         let mut notices = Vec::new();
         let mut state = KeptState::open(config.agent.state_dir.clone());
-        let paths = &config.rules.paths;
-        let (rules, degraded) = match RuleSet::load(paths) {
+        let selection = &config.rules.selection;
+        let (rules, degraded) = match RuleSet::load(selection) {
             Ok(rules) => {
                 state.save_good_rules(&rules.sources);
                 (rules, false)
@@ -77,7 +71,7 @@ impl Detection {
                 notices.push((
                     "rules_degraded",
                     json!({
-                        "rules": describe_paths(paths),
+                        "rules": selection.describe(),
                         "errors": error_lines(&errors),
                         "running": "the last rule set that compiled, from the state directory",
                         "rules_loaded": rules.rules.len(),
@@ -167,8 +161,8 @@ impl Detection {
 
     /// Compiles the rules at `paths` and, only if every file is good, swaps them in. Open
     /// incidents keep their state; those left with no rule resolve.
-    pub(crate) fn reload(&mut self, paths: &[PathBuf]) -> Notice {
-        match RuleSet::load(paths) {
+    pub(crate) fn reload(&mut self, selection: &Selection) -> Notice {
+        match RuleSet::load(selection) {
             Ok(rules) => {
                 self.state.save_good_rules(&rules.sources);
                 let count = rules.rules.len();
@@ -178,7 +172,7 @@ impl Detection {
                 self.degraded = false;
                 self.save_incidents();
                 let fields = json!({
-                    "rules": describe_paths(paths),
+                    "rules": selection.describe(),
                     "rules_loaded": count,
                     "incidents_resolved": resolved_count,
                 });
@@ -187,12 +181,22 @@ impl Detection {
             Err(errors) => (
                 "reload_failed",
                 json!({
-                    "rules": describe_paths(paths),
+                    "rules": selection.describe(),
                     "errors": error_lines(&errors),
                     "kept": "the rule set in force",
                 }),
             ),
         }
+    }
+
+    /// The rules in force: how many are enabled, and the files they came from.
+    pub(crate) fn rules(&self) -> Value {
+        let rules = self.engine.rules();
+        json!({
+            "rules_enabled": rules.enabled().count(),
+            "rule_sources": rules.sources.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            "rules_degraded": self.degraded,
+        })
     }
 
     /// Detection figures for the heartbeat.

@@ -55,8 +55,11 @@ pub struct Overrides {
     pub heartbeat: Option<Duration>,
     /// `--no-baseline`.
     pub no_baseline: bool,
-    /// `--rules` (repeatable): rule files or directories instead of the config's.
+    /// `--rules` (repeatable): local rule files or directories instead of the config's (on top
+    /// of the built-in pack all the same).
     pub rules: Vec<std::path::PathBuf>,
+    /// `--no-builtin-rules`: the local files replace the built-in pack.
+    pub no_builtin_rules: bool,
     /// `--state-dir`.
     pub state_dir: Option<std::path::PathBuf>,
 }
@@ -74,7 +77,10 @@ impl Overrides {
             config.agent.baseline = false;
         }
         if !self.rules.is_empty() {
-            config.rules.paths = self.rules.clone();
+            config.rules.selection.paths = self.rules.clone();
+        }
+        if self.no_builtin_rules {
+            config.rules.selection.builtin = false;
         }
         if let Some(dir) = &self.state_dir {
             config.agent.state_dir = dir.clone();
@@ -298,6 +304,7 @@ fn scan_loop(
             "config": options.config_path.as_ref().map(|p| p.display().to_string()),
             "sink_names": options.config.sinks.iter().map(|s| s.name()).collect::<Vec<_>>(),
             "privileges": scanner.privileges(),
+            "detection": detection.rules(),
         }),
         with_sinks: false,
     });
@@ -341,7 +348,7 @@ fn scan_loop(
                             notice(to_router, action, fields);
                         }
                     }
-                    let (action, fields) = detection.reload(&rules.paths);
+                    let (action, fields) = detection.reload(&rules.selection);
                     notice(to_router, action, fields);
                     for (action, fields) in detection.take_notices() {
                         notice(to_router, action, fields);
@@ -350,7 +357,7 @@ fn scan_loop(
                     continue;
                 }
                 Ok(Control::ReloadRules) => {
-                    let (action, fields) = detection.reload(&rules.paths);
+                    let (action, fields) = detection.reload(&rules.selection);
                     notice(to_router, action, fields);
                     for (action, fields) in detection.take_notices() {
                         notice(to_router, action, fields);
@@ -572,10 +579,11 @@ fn watch_rules(
     rules: &RulesConfig,
     control: &crossbeam_channel::Sender<Control>,
 ) -> (Option<notify::RecommendedWatcher>, Option<detection::Notice>) {
-    if !rules.watch || rules.paths.is_empty() {
+    let paths = &rules.selection.paths;
+    if !rules.watch || paths.is_empty() {
         return (None, None);
     }
-    match detection::watch(&rules.paths, control.clone()) {
+    match detection::watch(paths, control.clone()) {
         Ok(watcher) => (Some(watcher), None),
         Err(e) => (None, Some(("rules_watch_failed", json!({"error": e.to_string()})))),
     }

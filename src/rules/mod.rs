@@ -26,6 +26,6 @@ pub use engine::{Engine, EvaluationStats, Prepared};
 pub use error::{RuleError, RuleErrors};
 pub use fields::{FIELDS, Field, Kind, fields_markdown};
 pub use incident::{Incident, MISSES_TO_RESOLVE};
-pub use ruleset::{Covers, EMBEDDED_PACK, Rule, RuleSet, RuleSource};
+pub use ruleset::{Covers, EMBEDDED_PACK, Rule, RuleSet, RuleSource, Selection};
 pub use store::{SavedIncidents, StateDir};
 pub use subject::Clock;

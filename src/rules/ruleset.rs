@@ -17,8 +17,8 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
-/// The built-in pack, compiled in: what the agent runs without `--rules`, and what packages
-/// install to /etc/sockwatch/rules.d/.
+/// The built-in pack, compiled in: read first, before any local rule file (unless `[rules]
+/// builtin = false`).
 pub const EMBEDDED_PACK: &[(&str, &str)] =
     &[("reverse_shell.toml", include_str!("../../rules/reverse_shell.toml"))];
 
@@ -189,6 +189,31 @@ pub struct Rule {
     pub defined_at: String,
 }
 
+/// Which rule files make a set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Selection {
+    /// The built-in pack first (the default); `false` replaces it with `paths` alone.
+    pub builtin: bool,
+    /// Local rule files or directories, read in order after the pack.
+    pub paths: Vec<PathBuf>,
+    /// A set with no enabled rule is accepted (detection off on purpose).
+    pub allow_none: bool,
+}
+
+impl Default for Selection {
+    fn default() -> Self {
+        Selection { builtin: true, paths: Vec::new(), allow_none: false }
+    }
+}
+
+impl Selection {
+    /// Where the rules come from, for events and listings.
+    pub fn describe(&self) -> Vec<String> {
+        let pack = self.builtin.then(|| "<embedded>".to_string());
+        pack.into_iter().chain(self.paths.iter().map(|p| p.display().to_string())).collect()
+    }
+}
+
 /// A compiled rule set and the files it came from.
 pub struct RuleSet {
     /// Every rule, in definition order.
@@ -353,12 +378,28 @@ impl RuleSet {
         if found.is_empty() { Ok(RuleSet { rules, sources }) } else { Err(RuleErrors(found)) }
     }
 
-    /// Reads and compiles the rule files at `paths` (files, or directories of `*.toml`), or the
-    /// built-in pack when there are none.
-    pub fn load(paths: &[PathBuf]) -> Result<RuleSet, RuleErrors> {
-        let sources =
-            if paths.is_empty() { RuleSource::embedded() } else { RuleSource::read(paths)? };
-        RuleSet::compile(sources)
+    /// Reads and compiles the selected rule files: the built-in pack, then the local files
+    /// (files, or directories of `*.toml`) that extend and override it. A set with no enabled
+    /// rule is an error unless the selection allows it: detection must not be off by accident.
+    pub fn load(selection: &Selection) -> Result<RuleSet, RuleErrors> {
+        let mut sources = if selection.builtin { RuleSource::embedded() } else { Vec::new() };
+        sources.extend(RuleSource::read(&selection.paths)?);
+        let set = RuleSet::compile(sources)?;
+        if set.enabled().next().is_none() && !selection.allow_none {
+            let file = set.sources.last().map_or("<rules>".into(), |s| s.name.clone());
+            return Err(RuleErrors(vec![RuleError {
+                file,
+                line: 1,
+                column: 1,
+                context: None,
+                message: format!(
+                    "no enabled rule in {} files: detection would be off; set `allow_none = \
+                     true` under [rules] to run without rules on purpose",
+                    set.sources.len()
+                ),
+            }]));
+        }
+        Ok(set)
     }
 
     /// The enabled rules.
