@@ -57,6 +57,11 @@ fn the_unit_keeps_its_security_exposure_at_most_2_5() {
     assert_eq!(setting("AmbientCapabilities"), "CAP_SYS_PTRACE CAP_DAC_READ_SEARCH");
     assert_eq!(setting("CapabilityBoundingSet"), "CAP_SYS_PTRACE CAP_DAC_READ_SEARCH");
     assert_eq!(setting("RestartPreventExitStatus"), "78");
+    // The reload's check knows the watchdog the interval must fit in.
+    let check =
+        unit.lines().find_map(|l| l.strip_prefix("ExecReload=/usr/bin/sockwatch config check"));
+    let watchdog = format!("--watchdog {} ", setting("WatchdogSec"));
+    assert!(check.is_some_and(|c| c.trim_start().starts_with(&watchdog)), "{check:?}");
     for hides_processes in ["ProtectProc=", "ProcSubset=", "PrivateUsers=", "PrivatePIDs="] {
         assert!(!unit.lines().any(|l| l.starts_with(hides_processes)), "{hides_processes}");
     }

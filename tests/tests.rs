@@ -5,6 +5,7 @@
 mod agent;
 mod agent_files;
 mod boundaries;
+mod config_check;
 mod detect_adversary;
 mod detect_benign;
 mod detect_lifecycle;

@@ -82,7 +82,11 @@ impl CliError {
         match self {
             CliError::MissingCapabilities(_) => EXIT_NO_PERMISSION,
             CliError::Config(_) | CliError::Rules(_) => EXIT_CONFIG,
-            CliError::Run(crate::daemon::RunError::Rules(_)) => EXIT_CONFIG,
+            CliError::Run(
+                crate::daemon::RunError::Rules(_)
+                | crate::daemon::RunError::Refused(_)
+                | crate::daemon::RunError::Sink(_),
+            ) => EXIT_CONFIG,
             CliError::Run(crate::daemon::RunError::OutputClosed) => EXIT_IO_ERROR,
             CliError::Scan(_) | CliError::Run(_) | CliError::Output(_) => 1,
             CliError::RuleTests(_) => 1,
@@ -123,7 +127,11 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "sockwatch: {e}");
+            // One line per problem, each a line the journal shows whole.
+            let mut stderr = std::io::stderr().lock();
+            for line in e.to_string().lines() {
+                let _ = writeln!(stderr, "sockwatch: {line}");
+            }
             ExitCode::from(e.exit_code())
         }
     }

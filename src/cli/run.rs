@@ -57,18 +57,36 @@ pub(super) fn run(args: &RunArgs) -> Result<(), CliError> {
 
 #[derive(Debug, clap::Subcommand)]
 pub(super) enum ConfigCommand {
-    /// Check a config file and its conf.d/ drop-ins: exit 0, or 78 with file:line:col.
+    /// Check a config file and its conf.d/ drop-ins for everything `run` would refuse (sinks,
+    /// their secret and certificate files, writable paths, the metrics address, the rules, the
+    /// interval against the watchdog), without side effects: exit 0, or 78 with one
+    /// file:line:col line per problem.
     Check {
         /// The config file.
         file: PathBuf,
+        /// The service's watchdog (its WatchdogSec), which the interval must leave room in; by
+        /// default the one the process runs under, if any.
+        #[arg(long, value_parser = interval, value_name = "DURATION")]
+        watchdog: Option<Duration>,
     },
 }
 
 pub(super) fn config(command: &ConfigCommand) -> Result<(), CliError> {
     match command {
-        ConfigCommand::Check { file } => {
+        ConfigCommand::Check { file, watchdog } => {
             let config = Config::load(file)?;
-            writeln!(std::io::stdout(), "{}: ok ({} sinks)", file.display(), config.sinks.len())?;
+            let watchdog = watchdog.or_else(crate::daemon::watchdog);
+            let problems = crate::daemon::check_config(&config, watchdog);
+            if !problems.is_empty() {
+                return Err(crate::daemon::RunError::from(crate::daemon::Refused(problems)).into());
+            }
+            writeln!(
+                std::io::stdout(),
+                "{}: ok ({} sinks; rules from {})",
+                file.display(),
+                config.sinks.len(),
+                config.rules.selection.describe().join(", ")
+            )?;
             Ok(())
         }
     }

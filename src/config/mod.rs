@@ -4,12 +4,17 @@
 //! overrides earlier values key by key, and a `[[sinks]]` list replaces the earlier list whole.
 //! Components own their config types (`sinks::SinkConfig`); this module assembles them.
 
+mod location;
+
+pub use location::{Location, Origins};
+
 use crate::event::ArgPattern;
 use crate::model::{Bounded, Family, Interval};
 use crate::sinks::SinkConfig;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use toml::Spanned;
 
 /// The documented default configuration, compiled in: what `sockwatch run` uses with no
 /// `--config`, and the file packages install.
@@ -44,6 +49,8 @@ pub struct Config {
     pub rules: RulesConfig,
     /// Where events go.
     pub sinks: Vec<SinkConfig>,
+    /// Where the settings checked before running were written.
+    pub origins: Origins,
 }
 
 /// `[agent]`.
@@ -85,13 +92,13 @@ struct ConfigFile {
     events: Option<EventsFile>,
     metrics: Option<MetricsFile>,
     rules: Option<RulesFile>,
-    sinks: Option<Vec<SinkConfig>>,
+    sinks: Option<Vec<Spanned<SinkConfig>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RulesFile {
-    paths: Option<Vec<PathBuf>>,
+    paths: Option<Spanned<Vec<PathBuf>>>,
     builtin: Option<bool>,
     allow_none: Option<bool>,
     watch: Option<bool>,
@@ -100,7 +107,7 @@ struct RulesFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MetricsFile {
-    listen: Option<LoopbackAddr>,
+    listen: Option<Spanned<LoopbackAddr>>,
 }
 
 /// A socket address on loopback: metrics say a lot about the host and carry no authentication.
@@ -130,7 +137,7 @@ struct EventsFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AgentFile {
-    interval: Option<Interval>,
+    interval: Option<Spanned<Interval>>,
     heartbeat: Option<Interval>,
     baseline: Option<bool>,
     queue_capacity: Option<Bounded<1, 10_000_000>>,
@@ -176,13 +183,17 @@ impl Config {
             metrics_listen: None,
             rules: RulesConfig { selection: Default::default(), watch: true },
             sinks: Vec::new(),
+            origins: Origins::default(),
         };
-        let mut sinks_from = None;
         for (name, text) in files {
             let file: ConfigFile = toml::from_str(text).map_err(|e| located(name, text, &e))?;
+            let at = |span: std::ops::Range<usize>| Location::in_text(name, text, span.start);
             if let Some(agent) = file.agent {
                 let a = &mut config.agent;
-                a.interval = agent.interval.map_or(a.interval, |i| i.0);
+                if let Some(interval) = agent.interval {
+                    config.origins.interval = Some(at(interval.span()));
+                    a.interval = interval.into_inner().0;
+                }
                 a.heartbeat = agent.heartbeat.map_or(a.heartbeat, |i| i.0);
                 a.baseline = agent.baseline.unwrap_or(a.baseline);
                 a.queue_capacity = agent.queue_capacity.map_or(a.queue_capacity, |q| q.0);
@@ -194,7 +205,10 @@ impl Config {
             }
             if let Some(rules) = file.rules {
                 let selection = &mut config.rules.selection;
-                selection.paths = rules.paths.unwrap_or(std::mem::take(&mut selection.paths));
+                if let Some(paths) = rules.paths {
+                    config.origins.rules_paths = Some(at(paths.span()));
+                    selection.paths = paths.into_inner();
+                }
                 selection.builtin = rules.builtin.unwrap_or(selection.builtin);
                 selection.allow_none = rules.allow_none.unwrap_or(selection.allow_none);
                 config.rules.watch = rules.watch.unwrap_or(config.rules.watch);
@@ -208,43 +222,31 @@ impl Config {
                 }
             }
             if let Some(listen) = file.metrics.and_then(|m| m.listen) {
-                config.metrics_listen = Some(listen.0);
+                config.origins.metrics_listen = Some(at(listen.span()));
+                config.metrics_listen = Some(listen.into_inner().0);
             }
             if let Some(sinks) = file.sinks {
-                config.sinks = sinks;
-                sinks_from = Some((name, text));
+                config.origins.sinks = sinks.iter().map(|s| at(s.span())).collect();
+                config.sinks = sinks.into_iter().map(Spanned::into_inner).collect();
             }
         }
-        if let Some((name, text)) = sinks_from {
-            shared_spools(&config.sinks, name, text)?;
-        }
+        shared_spools(&config.sinks, &config.origins.sinks)?;
         Ok(config)
     }
 }
 
 /// Two sinks spooling to one directory would read each other's events: refused, at the second
 /// one's `[[sinks]]`.
-fn shared_spools(sinks: &[SinkConfig], file: &str, text: &str) -> Result<(), ConfigError> {
+fn shared_spools(sinks: &[SinkConfig], origins: &[Location]) -> Result<(), ConfigError> {
     let mut seen = std::collections::HashSet::new();
-    for (i, sink) in sinks.iter().enumerate() {
+    for (sink, origin) in sinks.iter().zip(origins) {
         for dir in sink.spool_dirs() {
             if !seen.insert(dir.clone()) {
-                let line = text
-                    .lines()
-                    .enumerate()
-                    .filter(|(_, l)| l.trim_start().starts_with("[[sinks]]"))
-                    .nth(i)
-                    .map_or(1, |(n, _)| n + 1);
-                return Err(ConfigError {
-                    file: file.to_string(),
-                    line,
-                    column: 1,
-                    message: format!(
-                        "sink {} spools to {}, which another sink already uses",
-                        sink.name(),
-                        dir.display()
-                    ),
-                });
+                return Err(origin.error(format!(
+                    "sink {} spools to {}, which another sink already uses",
+                    sink.name(),
+                    dir.display()
+                )));
             }
         }
     }
@@ -286,15 +288,7 @@ fn drop_ins(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
 
 /// Turns a TOML error's byte span into line and column.
 fn located(file: &str, text: &str, error: &toml::de::Error) -> ConfigError {
-    let before = &text[..offset(text, error, true)];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
-    ConfigError {
-        file: file.to_string(),
-        line,
-        column,
-        message: error.message().trim().to_string(),
-    }
+    Location::in_text(file, text, offset(text, error, true)).error(error.message().trim())
 }
 
 /// Where in `text` the error is. Errors inside a `[[sinks]]` table come from a tagged enum,

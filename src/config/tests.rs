@@ -183,3 +183,32 @@ fn local_rules_add_to_the_pack_unless_it_is_replaced_on_purpose() {
     assert!(!config.rules.selection.builtin && config.rules.selection.allow_none);
     assert_eq!(config.rules.selection.describe(), ["/etc/x"]);
 }
+
+#[test]
+fn settings_checked_after_merging_remember_where_they_were_written() {
+    let config = files(&[
+        ("main.toml", "[agent]\n  interval = \"2s\"\n[rules]\npaths = [\"/r\"]\n"),
+        (
+            "conf.d/50.toml",
+            "# local\n[metrics]\nlisten = \"127.0.0.1:9100\"\n\n[[sinks]]\ntype = \"stdout\"\n\n\
+             [[sinks]]\ntype = \"file\"\npath = \"/x\"\n",
+        ),
+    ])
+    .unwrap();
+    let origins = &config.origins;
+    let at = |l: &Option<Location>| l.as_ref().map(ToString::to_string);
+    assert_eq!(at(&origins.interval).as_deref(), Some("main.toml:2:14"));
+    assert_eq!(at(&origins.rules_paths).as_deref(), Some("main.toml:4:9"));
+    assert_eq!(at(&origins.metrics_listen).as_deref(), Some("conf.d/50.toml:3:10"));
+    let sinks: Vec<String> = origins.sinks.iter().map(ToString::to_string).collect();
+    assert_eq!(sinks, ["conf.d/50.toml:5:1", "conf.d/50.toml:8:1"]);
+    assert_eq!(Location::option("--interval").to_string(), "--interval");
+}
+
+#[test]
+fn intervals_beyond_a_day_are_typos() {
+    let e = files(&[("a.toml", "[agent]\nheartbeat = \"1000h\"\n")]).unwrap_err();
+    assert_eq!((e.line, e.column), (2, 13));
+    assert!(e.message.contains("maximum of 24h"), "{e}");
+    assert!(files(&[("b.toml", "[agent]\nheartbeat = \"24h\"\n")]).is_ok());
+}

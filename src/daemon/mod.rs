@@ -11,6 +11,7 @@ mod detection;
 mod exec_trigger;
 mod host;
 mod metrics;
+mod preflight;
 mod router;
 mod state;
 mod systemd;
@@ -32,6 +33,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+pub use preflight::{Problem, Refused, all as check_config, watchdog};
 
 /// How the agent runs: the merged config, and the file to re-read on SIGHUP (none when running on
 /// the embedded defaults). Command-line overrides are applied to `config` by the caller and win
@@ -69,6 +72,7 @@ impl Overrides {
     pub fn apply(&self, config: &mut Config) {
         if let Some(i) = self.interval {
             config.agent.interval = i;
+            config.origins.interval = Some(crate::config::Location::option("--interval"));
         }
         if let Some(h) = self.heartbeat {
             config.agent.heartbeat = h;
@@ -78,6 +82,7 @@ impl Overrides {
         }
         if !self.rules.is_empty() {
             config.rules.selection.paths = self.rules.clone();
+            config.origins.rules_paths = Some(crate::config::Location::option("--rules"));
         }
         if self.no_builtin_rules {
             config.rules.selection.builtin = false;
@@ -91,6 +96,10 @@ impl Overrides {
 /// Why the agent could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The settings cannot work (a sink that cannot open, an interval the watchdog would not
+    /// survive, a metrics address taken).
+    #[error(transparent)]
+    Refused(#[from] Refused),
     /// The scanner could not start.
     #[error(transparent)]
     Scan(#[from] crate::scan::ScanError),
@@ -121,6 +130,10 @@ enum Control {
 
 /// Runs the agent until SIGTERM or SIGINT.
 pub fn run(options: RunOptions) -> Result<(), RunError> {
+    let problems = preflight::to_run(&options.config, preflight::watchdog());
+    if !problems.is_empty() {
+        return Err(Refused(problems).into());
+    }
     tune_malloc();
     let mut scanner = Scanner::new()?;
     // A background agent stays on one core by default (DESIGN §9).
@@ -156,9 +169,16 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
     let facts = Arc::new(std::sync::Mutex::new(metrics::ScanFacts::default()));
     let stop_metrics = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let metrics_thread = match options.config.metrics_listen {
-        Some(listen) => {
-            Some(metrics::serve(listen, facts.clone(), running.clone(), stop_metrics.clone())?)
-        }
+        Some(listen) => Some(
+            metrics::serve(listen, facts.clone(), running.clone(), stop_metrics.clone()).map_err(
+                |e| {
+                    Refused(vec![Problem {
+                        at: options.config.origins.metrics_listen.clone(),
+                        message: format!("metrics: cannot listen on {listen}: {e}"),
+                    }])
+                },
+            )?,
+        ),
         None => None,
     };
     let systemd = systemd::Systemd::new();
@@ -508,6 +528,9 @@ fn reload(
         Err(error) => return (Some(failed(error.to_string())), None),
     };
     options.overrides.apply(&mut config);
+    if let Some(problem) = preflight::timing(&config, preflight::watchdog()) {
+        return (Some(failed(problem.to_string())), None);
+    }
     let mut added = Vec::new();
     for sink in config.sinks.iter().filter(|s| !sinks.contains(s)) {
         match running.spawn(sink, agent.queue_capacity, sink_context) {

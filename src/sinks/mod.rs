@@ -8,6 +8,7 @@ mod min_severity;
 mod schema;
 mod spool;
 mod stdout;
+mod writable;
 
 pub use file::{FileSink, FileSinkConfig};
 pub use http::{Format as HttpFormat, HttpSink, HttpSinkConfig, Lane, Verdict, parse_retry_after};
@@ -129,6 +130,25 @@ impl SinkConfig {
                 spool.lane_dir(&self.name(), &http.url, label)
             })
             .collect()
+    }
+
+    /// What opening this sink would refuse, found without opening it: settings that cannot work,
+    /// credential and certificate files that cannot be read, a file or spool directory this
+    /// user cannot write.
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            SinkConfig::Stdout(_) => Ok(()),
+            SinkConfig::File(c) => {
+                writable::appendable_file(&c.path).map_err(|e| format!("path: {e}"))
+            }
+            SinkConfig::Http(c) => {
+                c.check()?;
+                for dir in self.spool_dirs() {
+                    writable::writable_dir(&dir).map_err(|e| format!("spool.dir: {e}"))?;
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Opens the sink for one of its lanes; `stats` are that lane's counters (a sink that

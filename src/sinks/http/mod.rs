@@ -149,6 +149,54 @@ impl HttpSinkConfig {
     }
 }
 
+/// What opening a lane needs from the settings, read and checked.
+struct Prepared {
+    headers: Vec<(String, String)>,
+    authorization: Option<Secret>,
+    tls: ureq::tls::TlsConfig,
+}
+
+impl HttpSinkConfig {
+    /// Checks the settings and reads the credential and TLS files: everything opening the sink
+    /// would refuse, found without sending anything (`config check` stops here).
+    pub fn check(&self) -> Result<(), String> {
+        self.prepare().map(drop)
+    }
+
+    fn prepare(&self) -> Result<Prepared, String> {
+        let scheme = self.url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        if !matches!(scheme.as_deref(), Some("http" | "https")) {
+            let url = self.name();
+            let url = url.strip_prefix("http:").unwrap_or(&url);
+            return Err(format!("url must start with http:// or https://, not {url:?}"));
+        }
+        let mut headers = Vec::new();
+        for (key, value) in &self.headers {
+            let lower = key.to_ascii_lowercase();
+            if matches!(lower.as_str(), "authorization" | "proxy-authorization") {
+                return Err(format!(
+                    "header {key:?}: credentials go in `auth`, read from a file, not inline"
+                ));
+            }
+            if matches!(
+                lower.as_str(),
+                "content-type" | "content-encoding" | "content-length" | "host"
+            ) {
+                return Err(format!("header {key:?} is set by the sink itself"));
+            }
+            headers.push((key.clone(), value.clone()));
+        }
+        let authorization = self
+            .auth
+            .as_ref()
+            .map(AuthConfig::header)
+            .transpose()
+            .map_err(|e| format!("auth: {e}"))?;
+        let tls = tls_config(&self.tls.clone().unwrap_or_default())?;
+        Ok(Prepared { headers, authorization, tls })
+    }
+}
+
 fn config_error(name: &str, message: String) -> SinkError {
     SinkError::Config { sink: name.to_string(), message }
 }
@@ -163,35 +211,9 @@ impl HttpSink {
         stats: Arc<SinkStats>,
     ) -> Result<Self, SinkError> {
         let name = format!("{}#{}", config.name(), format!("{lane:?}").to_lowercase());
-        let fail = |message: String| config_error(&name, message);
-        let scheme = config.url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
-        if !matches!(scheme.as_deref(), Some("http" | "https")) {
-            return Err(fail(format!(
-                "url must start with http:// or https://, not {:?}",
-                config.name()
-            )));
-        }
-        let mut headers = Vec::new();
-        for (key, value) in &config.headers {
-            let lower = key.to_ascii_lowercase();
-            if matches!(lower.as_str(), "authorization" | "proxy-authorization") {
-                return Err(fail(format!(
-                    "header {key:?}: credentials go in `auth`, read from a file, not inline"
-                )));
-            }
-            if matches!(
-                lower.as_str(),
-                "content-type" | "content-encoding" | "content-length" | "host"
-            ) {
-                return Err(fail(format!("header {key:?} is set by the sink itself")));
-            }
-            headers.push((key.clone(), value.clone()));
-        }
-        let authorization =
-            config.auth.as_ref().map(AuthConfig::header).transpose().map_err(fail)?;
-        let settings = config.tls.clone().unwrap_or_default();
-        let tls = tls_config(&settings).map_err(fail)?;
-        if settings.insecure_skip_verify {
+        let Prepared { headers, authorization, tls } =
+            config.prepare().map_err(|message| config_error(&name, message))?;
+        if config.tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
             let warning = serde_json::json!({
                 "sockwatch": "warning",
                 "sink": name,
@@ -317,16 +339,20 @@ fn retry_all(reason: String) -> Verdict {
 fn tls_config(settings: &TlsSettings) -> Result<ureq::tls::TlsConfig, String> {
     use ureq::tls::{ClientCert, PrivateKey, RootCerts, TlsConfig};
     let roots = match &settings.ca_file {
-        Some(path) => RootCerts::new_with_certs(&certificates(path)?),
+        Some(path) => {
+            RootCerts::new_with_certs(&certificates(path).map_err(|e| format!("tls.ca_file: {e}"))?)
+        }
         // The system's trust store: where an enterprise CA is installed.
         None => RootCerts::PlatformVerifier,
     };
     let client = match (&settings.client_cert_file, &settings.client_key_file) {
         (Some(cert), Some(key)) => {
-            let chain = certificates(cert)?;
+            let chain = certificates(cert).map_err(|e| format!("tls.client_cert_file: {e}"))?;
             // The key's own error would not name the file; it never holds key material.
-            let key = PrivateKey::from_pem(&read_pem(key)?)
-                .map_err(|_| format!("{}: no private key in it", key.display()))?;
+            let pem = read_pem(key).map_err(|e| format!("tls.client_key_file: {e}"))?;
+            let key = PrivateKey::from_pem(&pem).map_err(|_| {
+                format!("tls.client_key_file: {}: no private key in it", key.display())
+            })?;
             Some(ClientCert::new_with_certs(&chain, key))
         }
         (None, None) => None,
