@@ -5,7 +5,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// (module, the modules it may use). `cli` also uses `graph`: `sockwatch scan` prints the derived
-/// relations (direction, stdio links) beside the snapshot.
+/// relations (direction, stdio links) beside the snapshot. `config` also uses `rules`: components
+/// own their config types (`sinks::SinkConfig`, `rules::Selection`) and `config` assembles them.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("model", &[]),
     ("scan", &["model"]),
@@ -14,7 +15,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("rules", &["model", "graph"]),
     ("event", &["model"]),
     ("sinks", &["model", "event"]),
-    ("config", &["model", "event", "sinks"]),
+    ("config", &["model", "event", "sinks", "rules"]),
     ("daemon", &["model", "scan", "graph", "diff", "rules", "event", "sinks", "config"]),
     ("cli", &["model", "scan", "graph", "rules", "daemon", "config"]),
 ];
