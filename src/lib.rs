@@ -8,6 +8,7 @@ pub mod config;
 pub mod daemon;
 pub mod diff;
 pub mod event;
+pub mod files;
 pub mod graph;
 pub mod model;
 pub mod rules;

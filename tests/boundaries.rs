@@ -7,16 +7,18 @@ use std::path::Path;
 /// (module, the modules it may use). `cli` also uses `graph`: `sockwatch scan` prints the derived
 /// relations (direction, stdio links) beside the snapshot. `config` also uses `rules`: components
 /// own their config types (`sinks::SinkConfig`, `rules::Selection`) and `config` assembles them.
+/// `files` (verified directories the agent writes in) serves every module that writes.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("model", &[]),
+    ("files", &[]),
     ("scan", &["model"]),
     ("graph", &["model"]),
     ("diff", &["model"]),
-    ("rules", &["model", "graph"]),
+    ("rules", &["model", "graph", "files"]),
     ("event", &["model"]),
-    ("sinks", &["model", "event"]),
+    ("sinks", &["model", "event", "files"]),
     ("config", &["model", "event", "sinks", "rules"]),
-    ("daemon", &["model", "scan", "graph", "diff", "rules", "event", "sinks", "config"]),
+    ("daemon", &["model", "scan", "graph", "diff", "rules", "event", "sinks", "config", "files"]),
     ("cli", &["model", "scan", "graph", "rules", "daemon", "config"]),
 ];
 

@@ -124,7 +124,7 @@ fn a_good_config_passes_without_side_effects_and_the_running_agents_listener_is_
     }
     let dir = ScratchDir::new("config-check-good");
     let d = dir.path.display();
-    std::fs::write(dir.path.join("token"), "s3cret\n").unwrap();
+    crate::util::write_secret(&dir.path.join("token"), "s3cret\n");
     let port = free_port();
     let config = dir.path.join("sockwatch.toml");
     std::fs::write(
@@ -171,8 +171,7 @@ fn paths_the_service_user_cannot_use_are_refused_though_root_could() {
     let d = dir.path.display();
     // Root's directory (0755) and root's secret (0600): fine for root, not for `nobody`.
     let secret = dir.path.join("token");
-    std::fs::write(&secret, "s3cret\n").unwrap();
-    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    crate::util::write_secret(&secret, "s3cret\n");
     let config = dir.path.join("sockwatch.toml");
     std::fs::write(
         &config,

@@ -251,7 +251,7 @@ fn splunk_hec_envelopes_with_the_token_from_a_file_never_logged() {
     let dir = ScratchDir::new("http-hec");
     let token = "3f1c2b9e-hec-token-never-logged";
     let token_file = dir.path.join("hec.token");
-    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    crate::util::write_secret(&token_file, &format!("{token}\n"));
     let receiver = Receiver::start(0);
     receiver.control(json!({"hec_token": token}));
     let settings = format!(

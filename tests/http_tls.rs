@@ -33,6 +33,9 @@ fn signed(dir: &Path, name: &str, subject: &str, extensions: &str) {
          -keyout {name}.key -out {name}.csr"
         ),
     );
+    // A private key is its owner's alone (the agent refuses one every user can read).
+    let key = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+    std::fs::set_permissions(dir.join(format!("{name}.key")), key).unwrap();
     std::fs::write(dir.join(format!("{name}.ext")), format!("{extensions}\n")).unwrap();
     openssl(
         dir,
@@ -107,7 +110,7 @@ fn tls_with_the_given_ca_and_basic_auth_delivers_and_an_unknown_ca_does_not() {
     }
     let dir = ScratchDir::new("http-tls");
     let password = "correct-horse-battery-staple";
-    std::fs::write(dir.path.join("password"), format!("{password}\n")).unwrap();
+    crate::util::write_secret(&dir.path.join("password"), &format!("{password}\n"));
     let receiver = Receiver::start(0);
     let nginx = Nginx::start(&dir.path, receiver.port, password);
     let url = format!("https://127.0.0.1:{}/ingest", nginx.port);
@@ -144,7 +147,7 @@ fn tls_with_the_given_ca_and_basic_auth_delivers_and_an_unknown_ca_does_not() {
 
     // A wrong password: nginx answers 401, the batch is refused for good, the password (right
     // or wrong) appears in no output.
-    std::fs::write(dir.path.join("password"), "wrong-password-xyz\n").unwrap();
+    crate::util::write_secret(&dir.path.join("password"), "wrong-password-xyz\n");
     let config_path = config(&dir.path, &url, &trusted);
     let (stdout, stderr) = crate::http_sink::run_until(&dir.path, &config_path, || {
         std::thread::sleep(Duration::from_secs(2));

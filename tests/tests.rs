@@ -4,6 +4,7 @@
 
 mod agent;
 mod agent_files;
+mod agent_writes;
 mod boundaries;
 mod config_check;
 mod detect_adversary;

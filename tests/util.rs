@@ -377,3 +377,19 @@ sys.stdin.read()
     let (running, facts) = python_in(&Netns::host(), &program);
     (running, facts["inode"].as_u64().expect("inode"))
 }
+
+/// Writes a credential as an administrator would: mode 0600 (the agent refuses one every user
+/// can read).
+pub fn write_secret(path: &std::path::Path, text: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .expect("secret file");
+    file.set_permissions(std::fs::Permissions::from_mode(0o600)).unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+}

@@ -55,6 +55,8 @@ impl std::fmt::Display for Location {
 pub struct Origins {
     /// `[agent] interval`.
     pub interval: Option<Location>,
+    /// `[agent] state_dir`.
+    pub state_dir: Option<Location>,
     /// `[metrics] listen`.
     pub metrics_listen: Option<Location>,
     /// `[rules] paths`.

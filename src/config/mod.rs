@@ -142,7 +142,7 @@ struct AgentFile {
     baseline: Option<bool>,
     queue_capacity: Option<Bounded<1, 10_000_000>>,
     scan_threads: Option<Bounded<1, 64>>,
-    state_dir: Option<PathBuf>,
+    state_dir: Option<Spanned<PathBuf>>,
     exec_trigger: Option<bool>,
     exec_trigger_min_gap: Option<Interval>,
 }
@@ -198,7 +198,10 @@ impl Config {
                 a.baseline = agent.baseline.unwrap_or(a.baseline);
                 a.queue_capacity = agent.queue_capacity.map_or(a.queue_capacity, |q| q.0);
                 a.scan_threads = agent.scan_threads.map_or(a.scan_threads, |t| t.0);
-                a.state_dir = agent.state_dir.unwrap_or(std::mem::take(&mut a.state_dir));
+                if let Some(dir) = agent.state_dir {
+                    config.origins.state_dir = Some(at(dir.span()));
+                    a.state_dir = dir.into_inner();
+                }
                 a.exec_trigger = agent.exec_trigger.unwrap_or(a.exec_trigger);
                 a.exec_trigger_min_gap =
                     agent.exec_trigger_min_gap.map_or(a.exec_trigger_min_gap, |i| i.0);

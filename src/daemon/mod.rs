@@ -89,6 +89,7 @@ impl Overrides {
         }
         if let Some(dir) = &self.state_dir {
             config.agent.state_dir = dir.clone();
+            config.origins.state_dir = Some(crate::config::Location::option("--state-dir"));
         }
     }
 }

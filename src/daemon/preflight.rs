@@ -36,11 +36,19 @@ pub fn watchdog() -> Option<Duration> {
     sd_notify::watchdog_enabled()
 }
 
-/// What `run` and a reload refuse: an interval the watchdog would not survive, sinks that cannot
-/// open. (Rule files are not among them: a running agent with a kept last good set reports
+/// What `run` refuses: an interval the watchdog would not survive, a state directory another
+/// user could write in, sinks that cannot open. (Rule files are not among them: a running agent with a kept last good set reports
 /// broken files and goes on; see `detection`.)
 pub fn to_run(config: &Config, watchdog: Option<Duration>) -> Vec<Problem> {
     let mut problems: Vec<Problem> = timing(config, watchdog).into_iter().collect();
+    // One that cannot be written is an outage the agent reports and survives (state_unavailable);
+    // one another user could write in is a setting to fix.
+    if let Err(why) = crate::files::check(&config.agent.state_dir) {
+        problems.push(Problem {
+            at: config.origins.state_dir.clone(),
+            message: format!("state_dir: {why}"),
+        });
+    }
     for (i, sink) in config.sinks.iter().enumerate() {
         if let Err(message) = sink.check() {
             problems.push(Problem {

@@ -60,7 +60,7 @@ impl KeptState {
 
     fn dir(&mut self) -> std::io::Result<&StateDir> {
         if self.dir.is_none() {
-            self.dir = Some(StateDir::open(&self.path)?);
+            self.dir = Some(StateDir::open(&self.path).map_err(std::io::Error::from)?);
         }
         Ok(self.dir.as_ref().expect("just opened"))
     }
@@ -79,7 +79,12 @@ impl KeptState {
                     ));
                 }
             }
-            Err(error) => self.failed(&error),
+            Err(error) => {
+                // Opened again (and verified again) at the next write: the directory may have
+                // been removed and made anew meanwhile.
+                self.dir = None;
+                self.failed(&error)
+            }
         }
     }
 

@@ -1,13 +1,15 @@
 //! The state directory: open incidents and the last rule set that compiled, so that a restart
 //! neither re-alerts on a shell already reported nor forgets one, and a broken rule file at start
 //! falls back to working rules instead of leaving the host without detection. Files are replaced
-//! atomically (write, fsync, rename), so a crash leaves the old or the new version, never a mix.
+//! atomically (write, fsync, rename), so a crash leaves the old or the new version, never a mix;
+//! they are written by directory handle, never through a symlink, mode 0600 (`crate::files`).
 
 use super::incident::Incident;
 use super::ruleset::RuleSource;
+use crate::files::{Access, Dir, DirError};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::io::{Read, Write};
+use std::path::Path;
 
 const INCIDENTS: &str = "incidents.json";
 const LAST_GOOD_RULES: &str = "rules.last-good.json";
@@ -23,22 +25,20 @@ pub struct SavedIncidents {
 }
 
 /// The state directory.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct StateDir {
-    path: PathBuf,
+    dir: Dir,
 }
 
 impl StateDir {
-    /// Uses (and creates, mode 0700) a directory.
-    pub fn open(path: &Path) -> std::io::Result<StateDir> {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path)?;
-        Ok(StateDir { path: path.to_path_buf() })
+    /// Uses (and creates, mode 0700) a directory; refuses one another user could write in.
+    pub fn open(path: &Path) -> Result<StateDir, DirError> {
+        Ok(StateDir { dir: Dir::create(path)? })
     }
 
     /// The directory.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.dir.path()
     }
 
     /// Saved incidents; an unreadable or corrupt file is reported and treated as none (a
@@ -63,9 +63,12 @@ impl StateDir {
     }
 
     fn read<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<Option<T>, String> {
-        let path = self.path.join(name);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
+        let path = self.dir.path().join(name);
+        let mut bytes = Vec::new();
+        let read =
+            self.dir.open_file(name, Access::Read, 0).and_then(|mut f| f.read_to_end(&mut bytes));
+        match read {
+            Ok(_) => serde_json::from_slice(&bytes)
                 .map(Some)
                 .map_err(|e| format!("{}: {e}", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -74,15 +77,15 @@ impl StateDir {
     }
 
     fn write<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> std::io::Result<()> {
-        let path = self.path.join(name);
-        let temporary = self.path.join(format!(".{name}.tmp"));
-        let mut file = std::fs::File::create(&temporary)?;
+        let temporary = format!(".{name}.tmp");
+        let mut file =
+            std::io::BufWriter::new(self.dir.open_file(&temporary, Access::Replace, 0o600)?);
         serde_json::to_writer(&mut file, value)?;
         file.write_all(b"\n")?;
-        file.sync_data()?;
-        std::fs::rename(&temporary, &path)?;
+        file.into_inner().map_err(|e| e.into_error())?.sync_data()?;
+        self.dir.rename(&temporary, name)?;
         // The rename is durable once the directory is synced.
-        std::fs::File::open(&self.path)?.sync_all()
+        self.dir.sync()
     }
 }
 
@@ -100,6 +103,10 @@ mod tests {
         assert_eq!(state.last_good_rules().unwrap(), Some(sources));
         std::fs::write(dir.join(INCIDENTS), b"{\"boot_id\": tor").unwrap();
         assert!(state.incidents().unwrap_err().contains("incidents.json"));
+        state.save_incidents(&SavedIncidents::default()).unwrap();
+        let mode =
+            std::os::unix::fs::MetadataExt::mode(&std::fs::metadata(dir.join(INCIDENTS)).unwrap());
+        assert_eq!(mode & 0o777, 0o600, "incidents are the agent's alone");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

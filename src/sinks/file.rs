@@ -16,11 +16,12 @@
 
 use super::{Settled, Sink, SinkError, SinkStats};
 use crate::event::{Encoded, EventKind};
+use crate::files::{Access, Dir};
 use crate::model::Interval;
 use serde::Deserialize;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,6 +53,9 @@ const MAX_HELD: usize = 10_000;
 /// An NDJSON file.
 pub struct FileSink {
     path: PathBuf,
+    /// Its directory, verified once and held: the file is (re)opened by name inside it.
+    dir: Dir,
+    name_in_dir: String,
     file: File,
     identity: (u64, u64),
     fsync_interval: Duration,
@@ -78,8 +82,12 @@ impl FileSink {
         reopen: Arc<AtomicU64>,
         stats: Arc<SinkStats>,
     ) -> Result<Self, SinkError> {
-        let (file, identity) = open_repaired(&config.path).map_err(|e| error(&config.path, e))?;
+        let (dir, name_in_dir) = directory_of(&config.path).map_err(|e| error(&config.path, e))?;
+        let (file, identity) =
+            open_repaired(&dir, &name_in_dir).map_err(|e| error(&config.path, e))?;
         Ok(FileSink {
+            dir,
+            name_in_dir,
             held: std::collections::VecDeque::new(),
             name: format!("file:{}", config.path.display()),
             stats,
@@ -106,7 +114,7 @@ impl FileSink {
         if moved || asked != self.reopened_at {
             // Whatever went to the old file is synced before it is left behind.
             let _ = self.file.sync_data();
-            let (file, identity) = open_repaired(&self.path)?;
+            let (file, identity) = open_repaired(&self.dir, &self.name_in_dir)?;
             self.file = file;
             self.identity = identity;
             self.reopened_at = asked;
@@ -124,15 +132,22 @@ impl FileSink {
     }
 }
 
-/// Opens for appending and cuts a torn last line (one without its newline) left by a crash.
-fn open_repaired(path: &std::path::Path) -> std::io::Result<(File, (u64, u64))> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .mode(0o640)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)?;
+/// The verified directory of `path` and the file's name in it.
+pub(crate) fn directory_of(path: &std::path::Path) -> std::io::Result<(Dir, String)> {
+    let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "path names no file")
+    })?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    Ok((Dir::open(dir)?, name.to_string()))
+}
+
+/// Opens for appending (created 0640: logs for the agent and its group) and cuts a torn last
+/// line (one without its newline) left by a crash.
+fn open_repaired(dir: &Dir, name: &str) -> std::io::Result<(File, (u64, u64))> {
+    let mut file = dir.open_file(name, Access::Append, 0o640)?;
     let meta = file.metadata()?;
     let len = meta.len();
     if len > 0 {

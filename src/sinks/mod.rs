@@ -139,12 +139,17 @@ impl SinkConfig {
         match self {
             SinkConfig::Stdout(_) => Ok(()),
             SinkConfig::File(c) => {
-                writable::appendable_file(&c.path).map_err(|e| format!("path: {e}"))
+                let dir = c.path.parent().filter(|p| !p.as_os_str().is_empty());
+                crate::files::check(dir.unwrap_or(std::path::Path::new(".")))
+                    .and_then(|()| writable::appendable_file(&c.path))
+                    .map_err(|e| format!("path: {e}"))
             }
             SinkConfig::Http(c) => {
                 c.check()?;
                 for dir in self.spool_dirs() {
-                    writable::writable_dir(&dir).map_err(|e| format!("spool.dir: {e}"))?;
+                    crate::files::check(&dir)
+                        .and_then(|()| writable::writable_dir(&dir))
+                        .map_err(|e| format!("spool.dir: {e}"))?;
                 }
                 Ok(())
             }

@@ -349,8 +349,9 @@ fn tls_config(settings: &TlsSettings) -> Result<ureq::tls::TlsConfig, String> {
         (Some(cert), Some(key)) => {
             let chain = certificates(cert).map_err(|e| format!("tls.client_cert_file: {e}"))?;
             // The key's own error would not name the file; it never holds key material.
-            let pem = read_pem(key).map_err(|e| format!("tls.client_key_file: {e}"))?;
-            let key = PrivateKey::from_pem(&pem).map_err(|_| {
+            let pem = secret::read_private(key)
+                .map_err(|e| format!("tls.client_key_file: cannot read {}: {e}", key.display()))?;
+            let key = PrivateKey::from_pem(pem.as_bytes()).map_err(|_| {
                 format!("tls.client_key_file: {}: no private key in it", key.display())
             })?;
             Some(ClientCert::new_with_certs(&chain, key))

@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 pub struct Secret(String);
 
 impl Secret {
-    /// Reads a secret file: its content without the trailing newline editors add.
+    /// Reads a secret file: its content without the trailing newline editors add. One that
+    /// every user may read is refused: the credential is already out.
     pub fn read(path: &Path) -> Result<Secret, String> {
-        let text = std::fs::read_to_string(path)
+        let text = read_private(path)
             .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
         let value = text.trim_end_matches(['\n', '\r']);
         if value.is_empty() {
@@ -28,6 +29,24 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+}
+
+/// The text of a file only its owner and group may read (checked on the open file: a symlink,
+/// as in Kubernetes secret volumes, is judged by what it points to).
+pub(crate) fn read_private(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let mut file = std::fs::File::open(path)?;
+    let mode = file.metadata()?.mode() & 0o777;
+    if mode & 0o007 != 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("readable or writable by every user (mode {mode:04o}); chmod o-rwx it"),
+        ));
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    Ok(text)
 }
 
 impl std::fmt::Debug for Secret {
@@ -86,7 +105,15 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("token");
         std::fs::write(&path, "s3cr3t-token\n").unwrap();
+        let private = |mode: u32| {
+            let mode = std::os::unix::fs::PermissionsExt::from_mode(mode);
+            std::fs::set_permissions(&path, mode).unwrap()
+        };
+        private(0o644);
         let auth = AuthConfig::Bearer { token_file: path.clone() };
+        let open = auth.header().unwrap_err();
+        assert!(open.contains("readable or writable by every user (mode 0644)"), "{open}");
+        private(0o640);
         let header = auth.header().unwrap();
         assert_eq!(header.expose(), "Bearer s3cr3t-token");
         assert_eq!(format!("{header:?}"), "<redacted>");

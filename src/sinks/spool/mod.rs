@@ -4,7 +4,7 @@
 //!
 //! A lane's spool is a directory of numbered segment files of checksummed records
 //! ([`record`]), a `cursor` file naming the first record not yet settled, and a `quarantine`
-//! directory. The router appends (records are written at the end of each routing step, so a
+//! directory, all mode 0600 in a directory of the agent's own (`crate::files`). The router appends (records are written at the end of each routing step, so a
 //! killed agent loses at most the step in progress; `fdatasync` runs at least every
 //! `fsync_interval` while there are unsynced writes, which bounds what a power loss costs). The
 //! lane's thread reads records in order and acknowledges them once settled; segments wholly
@@ -19,10 +19,11 @@ mod record;
 
 use super::SinkStats;
 use crate::event::{Encoded, EventKind};
+use crate::files::{Access, Dir};
 use crate::model::{Bounded, Interval};
 use serde::Deserialize;
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -47,6 +48,8 @@ const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
 /// Appended records are written once this many bytes wait (else at the end of a routing step).
 const WRITE_AT: u64 = 256 * 1024;
 const CURSOR_LEN: usize = 20;
+/// Spooled events are the agent's alone, whatever the umask.
+const FILE_MODE: u32 = 0o600;
 
 impl SpoolConfig {
     /// The byte cap shared by a sink's lanes.
@@ -135,7 +138,7 @@ pub struct Restored {
 /// One lane's spool, shared by the router (appends) and the lane's thread (reads, acks).
 #[derive(Debug)]
 pub struct Spool {
-    dir: PathBuf,
+    dir: Dir,
     alerts: bool,
     budget: Arc<Budget>,
     fsync_every: Duration,
@@ -181,8 +184,8 @@ fn error(dir: &Path, what: &str, e: std::io::Error) -> String {
     format!("spool {}: {what}: {e}", dir.display())
 }
 
-fn segment_path(dir: &Path, seq: u64) -> PathBuf {
-    dir.join(format!("{seq:020}.seg"))
+fn segment_name(seq: u64) -> String {
+    format!("{seq:020}.seg")
 }
 
 impl Spool {
@@ -193,42 +196,35 @@ impl Spool {
         budget: Arc<Budget>,
         fsync_every: Option<Interval>,
     ) -> Result<Arc<Spool>, String> {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| error(dir, "cannot create", e))?;
-        let lock = File::create(dir.join("lock")).map_err(|e| error(dir, "lock file", e))?;
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
-            .map_err(|_| format!("spool {}: in use by another sockwatch process", dir.display()))?;
-        let mut cursor = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(dir.join("cursor"))
-            .map_err(|e| error(dir, "cursor", e))?;
+        let path = dir;
+        let dir = Dir::create(path).map_err(|e| format!("spool {e}"))?;
+        let lock = dir
+            .open_file("lock", Access::ReadWrite, FILE_MODE)
+            .map_err(|e| error(path, "lock file", e))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+            |_| format!("spool {}: in use by another sockwatch process", path.display()),
+        )?;
+        let mut cursor = dir
+            .open_file("cursor", Access::ReadWrite, FILE_MODE)
+            .map_err(|e| error(path, "cursor", e))?;
         let acked = read_cursor(&mut cursor);
-        let (segments, restored) = restore(dir, acked)?;
+        let (segments, restored) = restore(&dir, acked)?;
         let acked = match segments.front() {
             Some(first) if first.seq > acked.seq => Position { seq: first.seq, offset: 0 },
             _ => acked,
         };
-        let read_in_segment = count_records(dir, acked).unwrap_or(0);
+        let read_in_segment = count_records(&dir, acked).unwrap_or(0);
         let head_seq = segments.back().map_or(acked.seq.max(1), |s| s.seq + 1);
-        let head = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(segment_path(dir, head_seq))
-            .map_err(|e| error(dir, "cannot create a segment", e))?;
+        let head = dir
+            .open_file(&segment_name(head_seq), Access::Append, FILE_MODE)
+            .map_err(|e| error(path, "cannot create a segment", e))?;
         let mut segments = segments;
         segments.push_back(Segment { seq: head_seq, bytes: 0, records: 0 });
         let on_disk: u64 = segments.iter().map(|s| s.bytes).sum();
         budget.used.fetch_add(on_disk, Ordering::Relaxed);
         let max = budget.max.load(Ordering::Relaxed);
         let spool = Arc::new(Spool {
-            dir: dir.to_path_buf(),
+            dir,
             alerts: lane == EventKind::Alert,
             fsync_every: fsync_every.map_or(DEFAULT_FSYNC_INTERVAL, |i| i.0),
             // Eviction frees whole segments: small enough to evict little, large enough to be few.
@@ -381,10 +377,10 @@ impl Spool {
         }
         s.unread -= unread.min(s.unread);
         self.evicted.fetch_add(unread, Ordering::Relaxed);
-        let _ = std::fs::remove_file(segment_path(&self.dir, oldest.seq));
+        let _ = self.dir.remove(&segment_name(oldest.seq));
         self.budget.release(oldest.bytes);
         if unread > 0 {
-            let line = serde_json::json!({"sockwatch": "spool_evicted", "spool": self.dir,
+            let line = serde_json::json!({"sockwatch": "spool_evicted", "spool": self.dir.path(),
                 "events": unread, "reason": "spool full: telemetry evicted for alerts"});
             eprintln!("{line}");
         }
@@ -394,7 +390,7 @@ impl Spool {
     /// Starts a new head segment; the old head is synced first unless it is about to go.
     fn rotate(&self, s: &mut State, sync: bool) {
         let seq = s.segments.back().map_or(1, |h| h.seq + 1);
-        match OpenOptions::new().append(true).create(true).open(segment_path(&self.dir, seq)) {
+        match self.dir.open_file(&segment_name(seq), Access::Append, FILE_MODE) {
             Ok(file) => {
                 if sync {
                     let _ = s.head.sync_data();
@@ -403,7 +399,7 @@ impl Spool {
                 s.segments.push_back(Segment { seq, bytes: 0, records: 0 });
             }
             // Writing on to the current head is still correct, only less evictable.
-            Err(e) => eprintln!("{}", error(&self.dir, "cannot rotate", e)),
+            Err(e) => eprintln!("{}", error(self.dir.path(), "cannot rotate", e)),
         }
     }
 
@@ -434,7 +430,7 @@ impl Spool {
                 let head = s.segments.back().map_or(0, |h| h.bytes);
                 let _ = s.head.set_len(head);
                 s.pending = pending;
-                eprintln!("{}", error(&self.dir, "write failed; will retry", e));
+                eprintln!("{}", error(self.dir.path(), "write failed; will retry", e));
             }
         }
     }
@@ -447,7 +443,7 @@ impl Spool {
         if s.unsynced_since.is_some_and(|t| t.elapsed() >= self.fsync_every) {
             match s.head.sync_data() {
                 Ok(()) => s.unsynced_since = None,
-                Err(e) => eprintln!("{}", error(&self.dir, "fdatasync", e)),
+                Err(e) => eprintln!("{}", error(self.dir.path(), "fdatasync", e)),
             }
             let _ = s.cursor.sync_data();
         }
@@ -541,7 +537,10 @@ impl Spool {
                         segment_records.saturating_sub(s.read_in_segment.min(segment_records));
                     s.unread -= skipped.min(s.unread);
                     self.lost.fetch_add(skipped, Ordering::Relaxed);
-                    eprintln!("{}", error(&self.dir, &format!("segment {seq} unreadable"), e));
+                    eprintln!(
+                        "{}",
+                        error(self.dir.path(), &format!("segment {seq} unreadable"), e)
+                    );
                     s.read_at = Position { seq, offset: segment_bytes };
                     s.reader = None;
                     return None;
@@ -553,7 +552,7 @@ impl Spool {
     fn read_record(&self, s: &mut State) -> std::io::Result<(Encoded, usize)> {
         let at = s.read_at;
         if s.reader.is_none() {
-            let mut file = File::open(segment_path(&self.dir, at.seq))?;
+            let mut file = self.dir.open_file(&segment_name(at.seq), Access::Read, 0)?;
             file.seek(SeekFrom::Start(at.offset))?;
             s.reader = Some(BufReader::with_capacity(256 * 1024, file));
         }
@@ -604,11 +603,11 @@ impl Spool {
         let crc = crc32fast::hash(&cursor[0..16]);
         cursor[16..20].copy_from_slice(&crc.to_le_bytes());
         if let Err(e) = s.cursor.write_all_at(&cursor, 0) {
-            eprintln!("{}", error(&self.dir, "cursor", e));
+            eprintln!("{}", error(self.dir.path(), "cursor", e));
         }
         while s.segments.front().is_some_and(|seg| seg.seq < acked.seq) {
             let done = s.segments.pop_front().expect("checked");
-            let _ = std::fs::remove_file(segment_path(&self.dir, done.seq));
+            let _ = self.dir.remove(&segment_name(done.seq));
             self.budget.release(done.bytes);
         }
     }
@@ -660,12 +659,18 @@ fn read_cursor(file: &mut File) -> Position {
     }
 }
 
+fn read_segment(dir: &Dir, seq: u64) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    dir.open_file(&segment_name(seq), Access::Read, 0)?.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// Records of segment `at.seq` before `at.offset`.
-fn count_records(dir: &Path, at: Position) -> std::io::Result<u64> {
+fn count_records(dir: &Dir, at: Position) -> std::io::Result<u64> {
     if at.offset == 0 {
         return Ok(0);
     }
-    let bytes = std::fs::read(segment_path(dir, at.seq))?;
+    let bytes = read_segment(dir, at.seq)?;
     let mut offset = 0;
     let mut records = 0;
     while (offset as u64) < at.offset {
@@ -680,24 +685,24 @@ fn count_records(dir: &Path, at: Position) -> std::io::Result<u64> {
 
 /// The segments a previous run left, oldest first, checked record by record. Segments wholly
 /// acknowledged are deleted; a torn or corrupt tail is moved to `quarantine/`.
-fn restore(dir: &Path, acked: Position) -> Result<(VecDeque<Segment>, Restored), String> {
-    let mut seqs: Vec<u64> = std::fs::read_dir(dir)
-        .map_err(|e| error(dir, "cannot list", e))?
-        .filter_map(|entry| {
-            let name = entry.ok()?.file_name();
-            name.to_str()?.strip_suffix(".seg")?.parse().ok()
-        })
+fn restore(dir: &Dir, acked: Position) -> Result<(VecDeque<Segment>, Restored), String> {
+    let path = dir.path();
+    let mut seqs: Vec<u64> = dir
+        .names()
+        .map_err(|e| error(path, "cannot list", e))?
+        .iter()
+        .filter_map(|name| name.strip_suffix(".seg")?.parse().ok())
         .collect();
     seqs.sort_unstable();
     let mut segments = VecDeque::new();
     let mut restored = Restored::default();
     for seq in seqs {
-        let path = segment_path(dir, seq);
+        let name = segment_name(seq);
         if seq < acked.seq {
-            let _ = std::fs::remove_file(&path);
+            let _ = dir.remove(&name);
             continue;
         }
-        let bytes = std::fs::read(&path).map_err(|e| error(dir, "cannot read a segment", e))?;
+        let bytes = read_segment(dir, seq).map_err(|e| error(path, "cannot read a segment", e))?;
         let mut offset = 0;
         let mut unsettled = 0;
         let mut records = 0;
@@ -713,18 +718,17 @@ fn restore(dir: &Path, acked: Position) -> Result<(VecDeque<Segment>, Restored),
                 Err(bad) => {
                     quarantine(dir, seq, offset, &bytes[offset..], &bad)?;
                     restored.quarantined_bytes += (bytes.len() - offset) as u64;
-                    let file = OpenOptions::new()
-                        .write(true)
-                        .open(&path)
-                        .map_err(|e| error(dir, "cannot repair a segment", e))?;
-                    file.set_len(offset as u64).map_err(|e| error(dir, "cannot repair", e))?;
-                    file.sync_all().map_err(|e| error(dir, "cannot repair", e))?;
+                    let file = dir
+                        .open_file(&name, Access::ReadWrite, FILE_MODE)
+                        .map_err(|e| error(path, "cannot repair a segment", e))?;
+                    file.set_len(offset as u64).map_err(|e| error(path, "cannot repair", e))?;
+                    file.sync_all().map_err(|e| error(path, "cannot repair", e))?;
                     break;
                 }
             }
         }
         if offset == 0 {
-            let _ = std::fs::remove_file(&path);
+            let _ = dir.remove(&name);
             continue;
         }
         restored.records += unsettled;
@@ -734,17 +738,19 @@ fn restore(dir: &Path, acked: Position) -> Result<(VecDeque<Segment>, Restored),
 }
 
 fn quarantine(
-    dir: &Path,
+    dir: &Dir,
     seq: u64,
     offset: usize,
     tail: &[u8],
     bad: &record::Bad,
 ) -> Result<(), String> {
-    let quarantine = dir.join("quarantine");
-    std::fs::create_dir_all(&quarantine).map_err(|e| error(dir, "quarantine", e))?;
-    let path = quarantine.join(format!("{seq:020}-{offset}.bad"));
-    std::fs::write(&path, tail).map_err(|e| error(dir, "quarantine", e))?;
-    let line = serde_json::json!({"sockwatch": "spool_quarantined", "spool": dir,
+    let fail = |e: std::io::Error| error(dir.path(), "quarantine", e);
+    let quarantine = dir.subdir("quarantine").map_err(|e| fail(e.into()))?;
+    let name = format!("{seq:020}-{offset}.bad");
+    let mut file = quarantine.open_file(&name, Access::Replace, FILE_MODE).map_err(fail)?;
+    file.write_all(tail).map_err(fail)?;
+    let path = quarantine.path().join(&name);
+    let line = serde_json::json!({"sockwatch": "spool_quarantined", "spool": dir.path(),
         "segment": seq, "offset": offset, "bytes": tail.len(), "reason": format!("{bad:?}"),
         "moved_to": path});
     eprintln!("{line}");

@@ -1,5 +1,6 @@
 use super::*;
 use crate::sinks::{Intake, SinkStats};
+use std::fs::OpenOptions;
 
 fn event(kind: EventKind, n: usize) -> Arc<Encoded> {
     Arc::new(Encoded {
