@@ -27,5 +27,6 @@ mod scan_ptys;
 mod scan_relays;
 mod scan_world;
 mod shells;
+mod status_endpoint;
 mod systemd;
 mod util;

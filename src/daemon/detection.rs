@@ -190,6 +190,11 @@ impl Detection {
     }
 
     /// The rules in force: how many are enabled, and the files they came from.
+    /// Running on the kept rule set because the configured files do not compile.
+    pub(crate) fn degraded(&self) -> bool {
+        self.degraded
+    }
+
     pub(crate) fn rules(&self) -> Value {
         let rules = self.engine.rules();
         json!({

@@ -1,6 +1,6 @@
-//! Prometheus text exposition on a loopback address, when configured (off by default). One
-//! collector reads the agent's state at scrape time: scans, overruns, the last scan's duration and
-//! coverage counters, and every sink's counters and queue depth.
+//! Prometheus text exposition (served by `status_server`). One collector reads the agent's state
+//! at scrape time: scans, overruns, the last scan's duration and coverage counters, and every
+//! sink's counters and queue depth.
 
 use crate::model::Coverage;
 use crate::sinks::SinkStats;
@@ -9,12 +9,10 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// What the scan thread last saw, for scrapes.
+/// What the scan thread last saw, for scrapes and health checks.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct ScanFacts {
     pub scans: u64,
@@ -22,6 +20,12 @@ pub(crate) struct ScanFacts {
     pub overruns: u64,
     pub last_duration: Duration,
     pub coverage: Coverage,
+    /// When the last scan completed.
+    pub completed_at: Option<Instant>,
+    /// The interval in force.
+    pub interval: Duration,
+    /// Detection runs on a kept rule set because the configured files do not compile.
+    pub rules_degraded: bool,
 }
 
 /// One sink as the metrics see it.
@@ -29,6 +33,13 @@ pub(crate) struct ScanFacts {
 pub(crate) struct SinkView {
     pub name: String,
     pub stats: Arc<SinkStats>,
+}
+
+/// The registry a scrape encodes.
+pub(crate) fn registry(facts: Arc<Mutex<ScanFacts>>, sinks: Arc<super::RunningSinks>) -> Registry {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(AgentCollector { facts, sinks }));
+    registry
 }
 
 struct AgentCollector {
@@ -121,36 +132,4 @@ impl Collector for AgentCollector {
         }
         Ok(())
     }
-}
-
-/// Serves /metrics on `listen` from a thread until `stop` is set.
-pub(crate) fn serve(
-    listen: SocketAddr,
-    facts: Arc<Mutex<ScanFacts>>,
-    sinks: Arc<super::RunningSinks>,
-    stop: Arc<AtomicBool>,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let server = tiny_http::Server::http(listen).map_err(std::io::Error::other)?;
-    let mut registry = Registry::default();
-    registry.register_collector(Box::new(AgentCollector { facts, sinks }));
-    std::thread::Builder::new().name("metrics".into()).spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            let Ok(Some(request)) = server.recv_timeout(Duration::from_millis(250)) else {
-                continue;
-            };
-            let response = if request.url() == "/metrics" {
-                let mut body = String::new();
-                let _ = prometheus_client::encoding::text::encode(&mut body, &registry);
-                let content_type = tiny_http::Header::from_bytes(
-                    &b"Content-Type"[..],
-                    &b"application/openmetrics-text; version=1.0.0; charset=utf-8"[..],
-                )
-                .expect("static header");
-                tiny_http::Response::from_string(body).with_header(content_type)
-            } else {
-                tiny_http::Response::from_string("not found\n").with_status_code(404)
-            };
-            let _ = request.respond(response);
-        }
-    })
 }

@@ -14,6 +14,7 @@ mod metrics;
 mod preflight;
 mod router;
 mod state;
+mod status_server;
 mod systemd;
 
 use crate::config::{Config, RulesConfig};
@@ -170,16 +171,16 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
     let facts = Arc::new(std::sync::Mutex::new(metrics::ScanFacts::default()));
     let stop_metrics = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let metrics_thread = match options.config.metrics_listen {
-        Some(listen) => Some(
-            metrics::serve(listen, facts.clone(), running.clone(), stop_metrics.clone()).map_err(
-                |e| {
-                    Refused(vec![Problem {
-                        at: options.config.origins.metrics_listen.clone(),
-                        message: format!("metrics: cannot listen on {listen}: {e}"),
-                    }])
-                },
-            )?,
-        ),
+        Some(listen) => {
+            let status = status_server::Status { facts: facts.clone(), sinks: running.clone() };
+            let serving = status_server::serve(listen, status, stop_metrics.clone());
+            Some(serving.map_err(|e| {
+                Refused(vec![Problem {
+                    at: options.config.origins.metrics_listen.clone(),
+                    message: format!("metrics: cannot listen on {listen}: {e}"),
+                }])
+            })?)
+        }
         None => None,
     };
     let systemd = systemd::Systemd::new();
@@ -494,6 +495,9 @@ fn scan_loop(
                 overruns,
                 last_duration: took,
                 coverage: snapshot.coverage.clone(),
+                completed_at: Some(Instant::now()),
+                interval: agent.interval,
+                rules_degraded: detection.degraded(),
             };
         }
         if Instant::now() >= next_heartbeat {

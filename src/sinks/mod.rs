@@ -628,6 +628,11 @@ impl SinkStats {
         }
     }
 
+    /// An outage is in progress (the last attempt failed).
+    pub fn failing(&self) -> bool {
+        self.lock().outage.is_some()
+    }
+
     /// Outages that began since the last call.
     pub fn take_failures(&self) -> Vec<Failure> {
         std::mem::take(&mut self.lock().failures)
