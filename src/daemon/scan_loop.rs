@@ -1,0 +1,416 @@
+//! The scan thread: waits for the next tick (or a signal, an exec, a closed output), scans,
+//! evaluates the rules, and hands changes and alerts to the router without ever waiting on it.
+//! Each step is its own method; the loop only decides which comes next.
+
+use super::detection::{Detection, Notice};
+use super::router::Message;
+use super::{
+    Control, LoopContext, OUTPUT_CLOSED, RunOptions, exec_trigger, metrics, missing_privileges,
+    notice, now_ms, to_the_journal, watch_rules,
+};
+use crate::config::{AgentConfig, RulesConfig};
+use crate::diff::Differ;
+use crate::event::{Directions, EventKind, rfc3339};
+use crate::graph::{Graph, ListenerMemory};
+use crate::model::{Change, Family, Snapshot, Socket};
+use crate::scan::Scanner;
+use crate::sinks::SinkConfig;
+use crossbeam_channel::{Receiver, TrySendError, select};
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// What the loop does next.
+enum Next {
+    Scan,
+    Wait,
+    Stop(&'static str),
+}
+
+/// The scan loop's counters, for the heartbeat and the metrics.
+#[derive(Clone, Copy, Default)]
+struct Counts {
+    scans: u64,
+    scans_triggered: u64,
+    overruns: u64,
+    batches_deferred: u64,
+}
+
+pub(super) struct ScanLoop<'a> {
+    cx: &'a LoopContext<'a>,
+    options: &'a RunOptions,
+    scanner: &'a mut Scanner,
+    detection: Detection,
+    watcher: Option<notify::RecommendedWatcher>,
+    /// Settings as reloads left them.
+    agent: AgentConfig,
+    sinks: Vec<SinkConfig>,
+    rules: RulesConfig,
+    exec_wakes: Receiver<exec_trigger::Wake>,
+    own_pid: i32,
+    differ: Differ,
+    listeners: ListenerMemory,
+    previous_directions: Option<Arc<Directions>>,
+    counts: Counts,
+    /// The next scan was brought forward by an exec.
+    triggered: bool,
+    last_began: Instant,
+    next_tick: Instant,
+    next_heartbeat: Instant,
+}
+
+impl<'a> ScanLoop<'a> {
+    pub(super) fn new(
+        cx: &'a LoopContext<'a>,
+        options: &'a RunOptions,
+        scanner: &'a mut Scanner,
+        detection: Detection,
+        watcher: Option<notify::RecommendedWatcher>,
+    ) -> Self {
+        let agent = options.config.agent.clone();
+        ScanLoop {
+            cx,
+            options,
+            scanner,
+            detection,
+            watcher,
+            sinks: options.config.sinks.clone(),
+            rules: options.config.rules.clone(),
+            exec_wakes: cx.exec_wakes.clone(),
+            own_pid: std::process::id() as i32,
+            differ: Differ::new(agent.baseline),
+            listeners: ListenerMemory::default(),
+            previous_directions: None,
+            counts: Counts::default(),
+            triggered: false,
+            last_began: Instant::now(),
+            next_tick: Instant::now(),
+            next_heartbeat: Instant::now() + agent.heartbeat,
+            agent,
+        }
+    }
+
+    /// Says the agent started (and what it found wrong while starting), then scans on every
+    /// tick until told to stop; returns why it stopped.
+    pub(super) fn run(mut self, notices: Vec<Notice>) -> &'static str {
+        self.announce(notices);
+        loop {
+            match self.wait() {
+                Next::Wait => {}
+                Next::Scan => {
+                    if let Err(reason) = self.scan() {
+                        return reason;
+                    }
+                }
+                Next::Stop(reason) => {
+                    self.send_pending_alerts();
+                    return reason;
+                }
+            }
+        }
+    }
+
+    fn announce(&mut self, notices: Vec<Notice>) {
+        let options = self.options;
+        let _ = self.cx.to_router.send(Message::Lifecycle {
+            action: "agent_started",
+            kind: EventKind::Event,
+            at_ms: now_ms(),
+            fields: json!({
+                "interval_ms": self.agent.interval.as_millis() as u64,
+                "baseline": self.agent.baseline,
+                "config": options.config_path.as_ref().map(|p| p.display().to_string()),
+                "sink_names": options.config.sinks.iter().map(|s| s.name()).collect::<Vec<_>>(),
+                "privileges": self.scanner.privileges(),
+                "detection": self.detection.rules(),
+            }),
+            with_sinks: false,
+        });
+        for (action, fields) in notices {
+            notice(self.cx.to_router, action, fields);
+        }
+        if let Some(fields) = missing_privileges(self.scanner.privileges()) {
+            notice(self.cx.to_router, "privileges_missing", fields);
+        }
+    }
+
+    /// Blocks until something happens; handles what is not a scan.
+    fn wait(&mut self) -> Next {
+        let cx = self.cx;
+        let exec_wakes = self.exec_wakes.clone();
+        select! {
+            recv(cx.control) -> message => match message {
+                Ok(Control::Stop(reason)) => Next::Stop(reason),
+                Ok(Control::Reload) => {
+                    self.reload_config();
+                    Next::Wait
+                }
+                Ok(Control::ReloadRules) => {
+                    self.reload_rules();
+                    Next::Wait
+                }
+                Err(_) => Next::Stop("control channel closed"),
+            },
+            recv(exec_wakes) -> wake => {
+                self.on_exec(wake.ok());
+                Next::Wait
+            }
+            recv(cx.closed) -> _ => self.on_output_closed(),
+            recv(crossbeam_channel::at(self.next_tick)) -> _ => Next::Scan,
+        }
+    }
+
+    /// SIGHUP: file sinks reopen, the config and the rules are read again.
+    fn reload_config(&mut self) {
+        let cx = self.cx;
+        cx.systemd.reloading();
+        cx.sinks.reopen.fetch_add(1, Ordering::Relaxed);
+        let (message, new_rules) = super::reload::reload(
+            self.options,
+            &mut self.agent,
+            &mut self.sinks,
+            cx.running,
+            cx.sinks,
+        );
+        if let Some(message) = message {
+            if let Message::Lifecycle { action, fields, .. } = &message {
+                to_the_journal(action, fields);
+            }
+            let _ = cx.to_router.send(message);
+        }
+        if let Some(new_rules) = new_rules.filter(|r| *r != self.rules) {
+            self.rules = new_rules;
+            drop(self.watcher.take());
+            let watch_failed;
+            (self.watcher, watch_failed) = watch_rules(&self.rules, cx.control_tx);
+            if let Some((action, fields)) = watch_failed {
+                notice(cx.to_router, action, fields);
+            }
+        }
+        self.reload_rules();
+        cx.systemd.ready();
+    }
+
+    fn reload_rules(&mut self) {
+        let (action, fields) = self.detection.reload(&self.rules.selection);
+        notice(self.cx.to_router, action, fields);
+        self.send_notices();
+    }
+
+    /// A process executed: the next scan comes soon (settled, and not closer to the last one
+    /// than the minimum gap). `None`: the listener is gone (it said why).
+    fn on_exec(&mut self, wake: Option<exec_trigger::Wake>) {
+        match wake {
+            Some(exec_trigger::Wake::Exec) => {
+                let soon = (Instant::now() + exec_trigger::SETTLE)
+                    .max(self.last_began + self.agent.exec_trigger_min_gap);
+                if soon < self.next_tick {
+                    self.next_tick = soon;
+                    self.triggered = true;
+                }
+            }
+            Some(exec_trigger::Wake::Failed((action, fields))) => {
+                notice(self.cx.to_router, action, fields)
+            }
+            None => self.exec_wakes = crossbeam_channel::never(),
+        }
+    }
+
+    /// Like any Unix tool whose output is gone (`run | head -1`): when nothing else receives the
+    /// events, running on would be blind work. With other sinks the router reports it
+    /// (sink_failed) and the agent goes on.
+    fn on_output_closed(&mut self) -> Next {
+        match self.sinks.as_slice() {
+            [SinkConfig::Stdout(_)] => Next::Stop(OUTPUT_CLOSED),
+            _ => Next::Wait,
+        }
+    }
+
+    /// One scan, start to hand-over. `Err`: the router is gone.
+    fn scan(&mut self) -> Result<(), &'static str> {
+        let began = Instant::now();
+        self.last_began = began;
+        if std::mem::take(&mut self.triggered) {
+            self.counts.scans_triggered += 1;
+        }
+        let mut snapshot = self.scanner.scan();
+        self.counts.scans += 1;
+        if self.counts.scans == 1 {
+            self.cx.systemd.ready();
+        }
+        self.cx.systemd.scanned();
+        let graph = Graph::build(&snapshot, Some(&self.listeners));
+        self.detection.evaluate(&graph);
+        self.send_notices();
+        self.listeners.remember(&snapshot);
+        let directions: Arc<Directions> = Arc::new(graph.directions.clone());
+        drop(graph);
+        // Diff and events need sockets and processes; the fds served the graph. Dropping them
+        // keeps the snapshot retained for the next diff at about half its size.
+        snapshot.fds = Vec::new();
+        let snapshot = Arc::new(snapshot);
+        self.send_changes(&snapshot, directions)?;
+        self.send_alerts()?;
+        let took = began.elapsed();
+        self.schedule_next();
+        self.publish_facts(&snapshot, took);
+        if Instant::now() >= self.next_heartbeat {
+            self.next_heartbeat += self.agent.heartbeat;
+            let _ = self.cx.to_router.try_send(self.heartbeat(&snapshot, took));
+        }
+        Ok(())
+    }
+
+    fn send_notices(&mut self) {
+        for (action, fields) in self.detection.take_notices() {
+            notice(self.cx.to_router, action, fields);
+        }
+    }
+
+    /// Hands the scan's reportable changes to the router, never waiting: when the router is
+    /// behind, the previous snapshot is kept, so the next diff covers this interval too.
+    /// Changes are coalesced, never lost, and only a few snapshots are ever held.
+    fn send_changes(
+        &mut self,
+        snapshot: &Arc<Snapshot>,
+        directions: Arc<Directions>,
+    ) -> Result<(), &'static str> {
+        let changes = self.differ.changes(snapshot);
+        let prev = self.differ.previous().map(|p| p.as_ref());
+        let families = &self.options.config.socket_families;
+        let reported: Vec<Change> = changes
+            .iter()
+            .filter(|c| !is_own(c, prev, snapshot, self.own_pid))
+            .filter(|c| wanted_family(c, prev, snapshot, families))
+            .cloned()
+            .collect();
+        let sent = reported.is_empty() || {
+            let prev = self.differ.previous().cloned().zip(self.previous_directions.clone());
+            let next = (snapshot.clone(), directions.clone());
+            match self.cx.to_router.try_send(Message::Changes { changes: reported, prev, next }) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) => false,
+                Err(TrySendError::Disconnected(_)) => return Err("router stopped"),
+            }
+        };
+        if sent {
+            self.differ.accept(snapshot.clone(), &changes);
+            self.previous_directions = Some(directions);
+        } else {
+            self.counts.batches_deferred += 1;
+        }
+        Ok(())
+    }
+
+    /// Alerts are few and never dropped: when the router is behind they wait for the next scan.
+    fn send_alerts(&mut self) -> Result<(), &'static str> {
+        let alerts = self.detection.take_pending();
+        if alerts.is_empty() {
+            return Ok(());
+        }
+        match self.cx.to_router.try_send(Message::Alerts(alerts)) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(Message::Alerts(alerts))) => {
+                self.detection.restore_pending(alerts);
+                Ok(())
+            }
+            Err(_) => Err("router stopped"),
+        }
+    }
+
+    /// On the way out: alerts still waiting go out before agent_stopping (the router drains).
+    fn send_pending_alerts(&mut self) {
+        let alerts = self.detection.take_pending();
+        if !alerts.is_empty() {
+            let _ = self.cx.to_router.send(Message::Alerts(alerts));
+        }
+    }
+
+    /// The next tick; a scan that took longer than the interval is followed at once, never by a
+    /// burst of catch-up scans.
+    fn schedule_next(&mut self) {
+        self.next_tick += self.agent.interval;
+        if Instant::now() > self.next_tick {
+            self.counts.overruns += 1;
+            self.next_tick = Instant::now();
+        }
+    }
+
+    fn publish_facts(&self, snapshot: &Snapshot, took: Duration) {
+        let Counts { scans, scans_triggered, overruns, .. } = self.counts;
+        if let Ok(mut facts) = self.cx.facts.lock() {
+            *facts = metrics::ScanFacts {
+                scans,
+                scans_triggered,
+                overruns,
+                last_duration: took,
+                coverage: snapshot.coverage.clone(),
+                completed_at: Some(Instant::now()),
+                interval: self.agent.interval,
+                rules_degraded: self.detection.degraded(),
+            };
+        }
+    }
+
+    fn heartbeat(&self, snapshot: &Snapshot, took: Duration) -> Message {
+        let Counts { scans, scans_triggered, overruns, batches_deferred } = self.counts;
+        Message::Lifecycle {
+            action: "heartbeat",
+            kind: EventKind::State,
+            at_ms: now_ms(),
+            fields: json!({
+                "coverage": snapshot.coverage,
+                "scans": scans,
+                "scans_exec_triggered": scans_triggered,
+                "scan_overruns": overruns,
+                "batches_deferred": batches_deferred,
+                "last_scan_duration_ms": took.as_millis() as u64,
+                "last_scan_at": rfc3339(snapshot.taken_at_ms),
+                "processes": snapshot.processes.len(),
+                "sockets": snapshot.sockets.len(),
+                "detection": self.detection.facts(),
+            }),
+            with_sinks: true,
+        }
+    }
+}
+
+/// The socket a change is about, described by the snapshot that has it (the previous one for a
+/// closed socket); `None` for process changes.
+fn subject<'a>(
+    change: &Change,
+    prev: Option<&'a Snapshot>,
+    next: &'a Snapshot,
+) -> Option<&'a Socket> {
+    let (key, snapshot) = match change {
+        Change::SocketClosed { key, .. } => (*key, prev?),
+        Change::SocketOpened { key }
+        | Change::SocketStateChanged { key, .. }
+        | Change::SocketHoldersChanged { key, .. }
+        | Change::ExistingSocket { key } => (*key, next),
+        Change::ProcessExec { .. } => return None,
+    };
+    snapshot.sockets.binary_search_by_key(&key, |s| s.key).ok().map(|i| &snapshot.sockets[i])
+}
+
+/// A change about a socket only the agent itself holds (its netlink dump sockets, its metrics
+/// listener), or about the agent's own exec: reporting it would make the agent report on itself.
+fn is_own(change: &Change, prev: Option<&Snapshot>, next: &Snapshot, own_pid: i32) -> bool {
+    if let Change::ProcessExec { proc, .. } = change {
+        return proc.pid == own_pid;
+    }
+    subject(change, prev, next)
+        .is_some_and(|s| !s.holders.is_empty() && s.holders.iter().all(|h| h.proc.pid == own_pid))
+}
+
+/// Whether a change's socket belongs to a reported family (`[events] socket_families`; all when
+/// empty). Process changes always pass.
+fn wanted_family(
+    change: &Change,
+    prev: Option<&Snapshot>,
+    next: &Snapshot,
+    families: &[Family],
+) -> bool {
+    families.is_empty() || subject(change, prev, next).is_none_or(|s| families.contains(&s.family))
+}
