@@ -138,6 +138,7 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
     let mut scanner = Scanner::new()?;
     // A background agent stays on one core by default (DESIGN §9).
     scanner.set_threads(options.config.agent.scan_threads);
+    scanner.set_namespace_budget(namespace_budget(options.config.agent.interval));
     let (control_tx, control) = bounded(16);
     signals(control_tx.clone())?;
     let host = host::identity();
@@ -181,7 +182,7 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
         }
         None => None,
     };
-    let systemd = systemd::Systemd::new();
+    let systemd = systemd::Systemd::new(scanner.progress());
     let exec_trigger = exec_trigger::ExecTrigger::start(options.config.agent.exec_trigger);
     let context = LoopContext {
         to_router: &to_router,
@@ -220,6 +221,17 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
     match stop_reason {
         OUTPUT_CLOSED => Err(RunError::OutputClosed),
         _ => Ok(()),
+    }
+}
+
+/// Half the interval for reading foreign namespaces that may have changed, a tenth for reading
+/// the others again: under a flood of namespaces, scans keep their pace and the reads go
+/// round-robin (DESIGN §9). At least 100 and 20 ms, so that a short interval still reads a few
+/// namespaces per scan.
+pub(crate) fn namespace_budget(interval: Duration) -> crate::scan::NamespaceBudget {
+    crate::scan::NamespaceBudget {
+        changed: (interval / 2).max(Duration::from_millis(100)),
+        unchanged: (interval / 10).max(Duration::from_millis(20)),
     }
 }
 

@@ -195,7 +195,6 @@ pub(crate) fn route(
 #[derive(Default)]
 struct Health {
     failing: std::collections::BTreeSet<String>,
-    systemd: super::systemd::Systemd,
 }
 
 impl Health {
@@ -222,7 +221,7 @@ impl Health {
                 format!("scanning; failing sinks: {names}")
             }
         };
-        self.systemd.status(&status);
+        super::systemd::status(&status);
     }
 }
 

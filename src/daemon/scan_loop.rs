@@ -188,6 +188,7 @@ impl<'a> ScanLoop<'a> {
                 notice(cx.to_router, action, fields);
             }
         }
+        self.scanner.set_namespace_budget(super::namespace_budget(self.agent.interval));
         self.reload_rules();
         cx.systemd.ready();
     }

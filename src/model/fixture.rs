@@ -36,6 +36,7 @@ impl Builder {
         b.snapshot.namespaces.push(NetnsInfo {
             inode: NETNS,
             tables: TableRead::SockDiag,
+            reused: false,
             processes: 0,
             pinned: false,
             ephemeral_ports: Some((32768, 60999)),

@@ -32,6 +32,10 @@ pub struct NetnsInfo {
     /// TCP connections in TIME_WAIT in this namespace.
     #[serde(default)]
     pub time_wait: u64,
+    /// The tables are those of an earlier scan: nothing suggested a change since (or the read
+    /// was deferred; see `Coverage::namespaces_deferred`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reused: bool,
 }
 
 /// Which privileges the scan ran with. Judged by capabilities, never by uid.
@@ -89,6 +93,14 @@ pub struct Coverage {
     pub namespaces_proc_net: u64,
     /// Namespaces the scan could not read at all.
     pub namespaces_unreadable: u64,
+    /// Foreign namespaces whose tables were reused from an earlier scan: no process there holds
+    /// a socket they do not list, and the namespace's socket counters did not move.
+    #[serde(default)]
+    pub namespaces_reused: u64,
+    /// Namespaces that may have changed but were not read this scan: the scan's budget for
+    /// foreign namespaces was spent (they are read first next scan, oldest first).
+    #[serde(default)]
+    pub namespaces_deferred: u64,
     /// Table reads that failed (one count per table and namespace).
     pub table_errors: u64,
     /// sock_diag dumps the kernel flagged as interrupted (inconsistent): retried once.

@@ -14,6 +14,7 @@ mod binaries;
 mod exec_events;
 mod join;
 mod netns;
+mod netns_cache;
 pub mod parse;
 mod privileges;
 mod process;
@@ -27,6 +28,7 @@ use binaries::{Catalogue, HostRoot};
 pub use exec_events::{ExecEvents, READ_TIMEOUT};
 use netns::NamespaceHandle;
 pub use netns::TableInterface;
+pub use netns_cache::NamespaceBudget;
 use process::{ProcOutcome, ProcessReader};
 use procfs::{NumName, namespace_inode, open_dir, read_file};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -71,6 +73,12 @@ pub struct Scanner {
     /// The host's shells, interpreters and network tools, and when they were last listed.
     catalogue: Arc<Catalogue>,
     catalogue_listed: Option<Instant>,
+    /// Foreign namespaces' tables as last read.
+    namespaces: netns_cache::NamespaceCache,
+    /// Wall time a scan may spend reading foreign namespaces (none: all of them).
+    namespace_budget: Option<NamespaceBudget>,
+    /// Bumped as a scan advances (every few processes, every namespace read).
+    progress: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// How often the host's program directories are listed again (packages change binaries).
@@ -101,6 +109,9 @@ impl Scanner {
             host_root,
             catalogue: Arc::default(),
             catalogue_listed: None,
+            namespaces: Default::default(),
+            namespace_budget: None,
+            progress: Arc::default(),
         };
         // Listed before the first scan, so that it does not delay that scan past the agent's
         // start (hashing the host's interpreters takes a while).
@@ -112,6 +123,19 @@ impl Scanner {
     /// that must stay in the background sets 1.
     pub fn set_threads(&mut self, threads: usize) {
         self.readers.resize_with(threads.max(1), ProcessReader::new);
+    }
+
+    /// Bounds the wall time a scan spends reading foreign network namespaces: beyond it they
+    /// keep their last tables until a later scan (those that may have changed are counted as
+    /// `namespaces_deferred`). Unbounded by default (a one-off scan reads everything).
+    pub fn set_namespace_budget(&mut self, budget: NamespaceBudget) {
+        self.namespace_budget = Some(budget);
+    }
+
+    /// A counter that moves while a scan makes progress: a watchdog fed from it tells a long
+    /// scan from a hung one.
+    pub fn progress(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.progress.clone()
     }
 
     /// How socket tables are read (sock_diag by default).
@@ -160,7 +184,7 @@ impl Scanner {
             let interface = self.interface;
             let own = scope.spawn(move || netns::read_own_namespace(proc_dir, interface));
             let known = (&self.catalogue, self.host_root.as_ref());
-            let walked = read_processes(proc_dir, &pids, readers, known);
+            let walked = read_processes(proc_dir, &pids, readers, known, &self.progress);
             (own.join().expect("own namespace reader"), walked)
         });
 
@@ -170,9 +194,16 @@ impl Scanner {
             own_netns,
             own_tables,
             &handles,
+            netns::ForeignReads {
+                cache: &mut self.namespaces,
+                budget: self.namespace_budget,
+                progress: &self.progress,
+            },
             privileges.sys_admin,
             self.interface,
         );
+        coverage.namespaces_reused = namespaces.reused;
+        coverage.namespaces_deferred = namespaces.deferred;
         let sockets = join::join_sockets(&self.root, namespaces.tables, &fds, &mut coverage);
         for info in &namespaces.infos {
             coverage.namespaces_seen += 1;
@@ -206,6 +237,7 @@ fn read_processes(
     pids: &[u32],
     readers: &mut [ProcessReader],
     (catalogue, host_root): (&Arc<Catalogue>, Option<&Arc<HostRoot>>),
+    progress: &std::sync::atomic::AtomicU64,
 ) -> (Coverage, Vec<crate::model::Process>, Vec<Fd>) {
     let cursor = AtomicUsize::new(0);
     let threads = if pids.len() >= PARALLEL_MIN_PROCESSES { readers.len() } else { 1 };
@@ -224,6 +256,7 @@ fn read_processes(
                 reader.found(found.1.len(), found.2.len());
                 return found;
             }
+            progress.fetch_add(1, Ordering::Relaxed);
             let end = (start + PIDS_PER_CLAIM).min(pids.len());
             for &pid in &pids[start..end] {
                 read_one(proc_dir, pid, reader, &mut found.0, &mut found.1, &mut found.2);
@@ -309,14 +342,21 @@ fn namespace_handles(
     fds: &[Fd],
 ) -> BTreeMap<u64, NamespaceHandle> {
     let mut handles: BTreeMap<u64, NamespaceHandle> = BTreeMap::new();
+    let mut netns_of: rustc_hash::FxHashMap<i32, u64> = Default::default();
     for process in processes {
         if let Some(ns) = process.netns {
             let handle = handles.entry(ns).or_default();
             handle.processes += 1;
             handle.member_pid.get_or_insert(process.key.pid);
+            netns_of.insert(process.key.pid, ns);
         }
     }
     for fd in fds {
+        if let FdTarget::Socket { inode } = fd.target
+            && let Some(handle) = netns_of.get(&fd.proc.pid).and_then(|ns| handles.get_mut(ns))
+        {
+            handle.held.push(inode);
+        }
         if let FdTarget::Namespace { kind, inode } = &fd.target
             && kind.as_bytes() == b"net"
         {

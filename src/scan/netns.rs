@@ -7,6 +7,7 @@
 //! - Other namespaces, without it: /proc/<member pid>/net text (no unix peers).
 //! - Namespaces with no member process and no privilege to enter: counted as unreadable.
 
+use super::netns_cache::{NamespaceBudget, NamespaceCache, Why};
 use super::procfs::{NumName, open_dir, open_file, read_all, read_record};
 use super::sockdiag::{DumpEnd, INET_TABLES, SockDiag};
 use super::table::NetnsTable;
@@ -15,6 +16,7 @@ use crate::model::{NetnsInfo, TableRead};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::thread::LinkNameSpaceType;
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 /// How socket tables are read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -38,6 +40,8 @@ pub(crate) struct NamespaceHandle {
     pub mount_point: Option<Vec<u8>>,
     /// An fd that pins it: (pid, fd).
     pub pinning_fd: Option<(i32, i32)>,
+    /// Socket inodes its processes hold.
+    pub held: Vec<u64>,
 }
 
 impl NamespaceHandle {
@@ -70,6 +74,10 @@ impl NamespaceHandle {
 pub(crate) struct NamespaceTables {
     pub infos: Vec<NetnsInfo>,
     pub tables: BTreeMap<u64, NetnsTable>,
+    /// Namespaces whose tables are those of an earlier scan: nothing suggested a change.
+    pub reused: u64,
+    /// Namespaces due a read that waited for the next scan (the budget was spent).
+    pub deferred: u64,
 }
 
 /// The agent's own namespace's tables, read on the calling thread. It needs nothing from the
@@ -81,44 +89,92 @@ pub(crate) fn read_own_namespace(proc_dir: BorrowedFd<'_>, interface: TableInter
     OwnTables(read_current_namespace(proc_dir, &mut Vec::new(), interface))
 }
 
-/// Reads the tables of every namespace in `handles` other than `own`, whose tables were read
-/// already.
+/// Reads the tables of the namespaces in `handles` other than `own` (whose tables were read
+/// already) that `cache` says are due, within its budget; the others keep their last tables.
 pub(crate) fn read_all_namespaces(
     proc_dir: BorrowedFd<'_>,
     own: u64,
     own_tables: OwnTables,
     handles: &BTreeMap<u64, NamespaceHandle>,
+    foreign: ForeignReads<'_>,
     can_setns: bool,
     interface: TableInterface,
 ) -> NamespaceTables {
+    let ForeignReads { cache, budget, progress } = foreign;
     let mut buf = Vec::new();
     let mut tables = BTreeMap::new();
     let mut infos = Vec::new();
+    let (mut reused, mut deferred) = (0, 0);
 
     let own_handle = handles.get(&own).cloned().unwrap_or_default();
     let (table, read, ports) = own_tables.0;
     infos.push(info(own, &own_handle, read, ports, table.time_wait));
     tables.insert(own, table);
 
-    let others: Vec<(u64, NamespaceHandle)> =
-        handles.iter().filter(|(ns, _)| **ns != own).map(|(ns, h)| (*ns, h.clone())).collect();
-    let mut entered = BTreeMap::new();
-    if can_setns && !others.is_empty() {
-        entered = read_by_setns(proc_dir, &others, interface);
+    let foreign = handles
+        .iter()
+        .filter(|(ns, _)| **ns != own)
+        .map(|(ns, h)| (*ns, h.member_pid, h.held.as_slice()));
+    let due = cache.due(proc_dir, foreign, &mut buf);
+    let start = Instant::now();
+    let deadline =
+        |why: Why| budget.map(|b| start + if why.changed() { b.changed } else { b.unchanged });
+    let in_time = |why: Why| deadline(why).is_none_or(|d| Instant::now() < d);
+    let mut fresh: BTreeMap<u64, Read> = BTreeMap::new();
+    if can_setns && !due.is_empty() {
+        let wanted: Vec<(u64, NamespaceHandle, Option<Instant>)> =
+            due.iter().map(|d| (d.ns, handles[&d.ns].clone(), deadline(d.why))).collect();
+        fresh = read_by_setns(proc_dir, &wanted, interface);
+        progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
-    for (ns, handle) in &others {
-        let (table, read, ports) = match entered.remove(ns) {
-            Some(done) => done,
-            None => read_through_member(proc_dir, handle, &mut buf),
+    for d in due {
+        let handle = &handles[&d.ns];
+        let done = match fresh.remove(&d.ns) {
+            Some(done) => Some(done),
+            None if in_time(d.why) => {
+                progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Some(read_through_member(proc_dir, handle, &mut buf))
+            }
+            None => None,
         };
-        infos.push(info(*ns, handle, read, ports, table.time_wait));
+        if let Some(done) = done {
+            let ns = d.ns;
+            cache.store(d, &done, &handle.held);
+            let (table, read, ports) = done;
+            infos.push(info(ns, handle, read, ports, table.time_wait));
+            tables.insert(ns, table);
+        } else if d.why.changed() {
+            deferred += 1;
+        }
+    }
+    let waiting: Vec<(&u64, &NamespaceHandle)> =
+        handles.iter().filter(|(ns, _)| **ns != own && !tables.contains_key(*ns)).collect();
+    for (ns, handle) in waiting {
+        let (table, read, ports) =
+            cache.reuse(*ns).unwrap_or((NetnsTable::default(), TableRead::Unreadable, None));
+        reused += 1;
+        let mut info = info(*ns, handle, read, ports, table.time_wait);
+        info.reused = true;
+        infos.push(info);
         tables.insert(*ns, table);
     }
+    cache.retain(|ns| handles.contains_key(&ns));
     infos.sort_by_key(|i| i.inode);
-    NamespaceTables { infos, tables }
+    NamespaceTables { infos, tables, reused: reused - deferred, deferred }
 }
 
-type Read = (NetnsTable, TableRead, Option<(u16, u16)>);
+/// What reading foreign namespaces keeps across scans and may spend.
+pub(crate) struct ForeignReads<'a> {
+    /// Their tables as last read.
+    pub cache: &'a mut NamespaceCache,
+    /// Wall time this scan may spend on them (none: read them all).
+    pub budget: Option<NamespaceBudget>,
+    /// Moved at every namespace read.
+    pub progress: &'a std::sync::atomic::AtomicU64,
+}
+
+/// A namespace's tables, how they were read, and its ephemeral port range.
+pub(crate) type Read = (NetnsTable, TableRead, Option<(u16, u16)>);
 
 fn info(
     inode: u64,
@@ -134,6 +190,7 @@ fn info(
         pinned: handle.pinned(),
         ephemeral_ports: ports,
         time_wait,
+        reused: false,
     }
 }
 
@@ -264,14 +321,15 @@ fn parse_sockstat_time_wait(text: &[u8]) -> Option<u64> {
     None
 }
 
-/// Enters each namespace from a worker thread and dumps it there.
+/// Enters each namespace from a worker thread and dumps it there, each unless its deadline has
+/// passed.
 fn read_by_setns(
     proc_dir: BorrowedFd<'_>,
-    others: &[(u64, NamespaceHandle)],
+    others: &[(u64, NamespaceHandle, Option<Instant>)],
     interface: TableInterface,
 ) -> BTreeMap<u64, Read> {
-    let opened: Vec<(u64, OwnedFd)> =
-        others.iter().filter_map(|(ns, h)| Some((*ns, h.open(proc_dir)?))).collect();
+    let opened: Vec<(u64, OwnedFd, Option<Instant>)> =
+        others.iter().filter_map(|(ns, h, d)| Some((*ns, h.open(proc_dir)?, *d))).collect();
     let proc_fd = match rustix::io::fcntl_dupfd_cloexec(proc_dir, 0) {
         Ok(fd) => fd,
         Err(_) => return BTreeMap::new(),
@@ -279,7 +337,10 @@ fn read_by_setns(
     let worker = std::thread::Builder::new().name("sockwatch-netns".into()).spawn(move || {
         let mut buf = Vec::new();
         let mut done = BTreeMap::new();
-        for (ns, fd) in opened {
+        for (ns, fd, deadline) in opened {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                continue;
+            }
             if rustix::thread::move_into_link_name_space(
                 fd.as_fd(),
                 Some(LinkNameSpaceType::Network),

@@ -6,7 +6,7 @@ use rustc_hash::FxHashSet;
 /// Rows of one namespace, with what did not fit. Rows are `Socket`s whose key carries the inode;
 /// the join fills in the namespace and the holders. A Vec plus a set of inodes, not a map from
 /// inode to row: at 100k rows a map's buckets cost twice the rows.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct NetnsTable {
     pub rows: Vec<Socket>,
     seen: FxHashSet<u64>,
@@ -32,6 +32,11 @@ impl NetnsTable {
             row.key.inode = inode;
             self.rows.push(row);
         }
+    }
+
+    /// Whether a row has this inode.
+    pub fn lists(&self, inode: u64) -> bool {
+        self.seen.contains(&inode)
     }
 
     /// Where the table stands, to roll back a dump that must be redone.
