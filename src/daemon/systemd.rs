@@ -17,6 +17,24 @@ pub(crate) fn status(text: &str) {
     let _ = sd_notify::notify(&[NotifyState::Status(text)]);
 }
 
+/// Every `look`, calls `ping` if `progress` moved since the last look; while `go_on` says so.
+fn feed_while_moving(
+    progress: &AtomicU64,
+    look: std::time::Duration,
+    mut go_on: impl FnMut() -> bool,
+    mut ping: impl FnMut(),
+) {
+    let mut seen = progress.load(Ordering::Relaxed);
+    while go_on() {
+        std::thread::sleep(look);
+        let now = progress.load(Ordering::Relaxed);
+        if now != seen {
+            seen = now;
+            ping();
+        }
+    }
+}
+
 pub(crate) struct Systemd {
     progress: Arc<AtomicU64>,
 }
@@ -26,17 +44,8 @@ impl Systemd {
     pub fn new(progress: Arc<AtomicU64>) -> Self {
         if let Some(period) = sd_notify::watchdog_enabled() {
             let watched = progress.clone();
-            let feed = move || {
-                let mut seen = watched.load(Ordering::Relaxed);
-                loop {
-                    std::thread::sleep(period / 4);
-                    let now = watched.load(Ordering::Relaxed);
-                    if now != seen {
-                        seen = now;
-                        let _ = sd_notify::notify(&[NotifyState::Watchdog]);
-                    }
-                }
-            };
+            let ping = || drop(sd_notify::notify(&[NotifyState::Watchdog]));
+            let feed = move || feed_while_moving(&watched, period / 4, || true, ping);
             // Without the thread there are no pings and systemd restarts the agent: loud.
             let _ = std::thread::Builder::new().name("watchdog".into()).spawn(feed);
         }
@@ -65,5 +74,33 @@ impl Systemd {
     /// On the way out, before draining the sinks.
     pub fn stopping(&self) {
         let _ = sd_notify::notify(&[NotifyState::Stopping, NotifyState::Status("draining sinks")]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_watchdog_is_pinged_while_progress_moves_and_only_then() {
+        let progress = AtomicU64::new(0);
+        let mut looks = 0;
+        let mut pings = Vec::new();
+        // Looks 1-3: a long scan advancing (no scan completes); 4-6: stuck; 7: moving again.
+        let moves = [true, true, true, false, false, false, true];
+        feed_while_moving(
+            &progress,
+            Duration::from_millis(1),
+            || {
+                if looks < moves.len() && moves[looks] {
+                    progress.fetch_add(1, Ordering::Relaxed);
+                }
+                looks += 1;
+                looks <= moves.len()
+            },
+            || pings.push(progress.load(Ordering::Relaxed)),
+        );
+        assert_eq!(pings, [1, 2, 3, 4], "one ping per look that saw progress, none while stuck");
     }
 }
