@@ -1,5 +1,6 @@
-//! Bounded under hostile load (its own test binary: cargo runs test binaries one after another,
-//! so the 2000 namespaces made here never slow another test's agent).
+//! Bounded under hostile load (its own test binary, named to run last: cargo runs test binaries
+//! one after another, so the namespaces and processes made here, and the kernel's cleanup after
+//! them, never slow another test's agent).
 //!
 //! A local unprivileged user makes 2000 network namespaces (`unshare(CLONE_NEWUSER |
 //! CLONE_NEWNET)`, as `unshare -rn` does). The agent runs as the service does: its own user, only
