@@ -25,6 +25,8 @@ import sys
 import threading
 import time
 
+from steady import peak_rss_mib
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SOCKWATCH = os.path.join(ROOT, "target", "release", "sockwatch")
@@ -98,14 +100,6 @@ def proven_shell():
     while b"round-42-trip" not in seen:
         seen += conn.recv(4096)
     return shell, conn, time.monotonic()
-
-
-def peak_rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def measure(state, seconds):
