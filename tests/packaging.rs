@@ -49,13 +49,14 @@ fn the_unit_keeps_its_security_exposure_at_most_2_5() {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no exposure level in: {report}"));
     assert!(score <= MAX_EXPOSURE, "exposure {score} > {MAX_EXPOSURE}:\n{report}");
-    // What the agent needs and must keep: the two capabilities, and all of /proc.
+    // What the agent needs and must keep: its three capabilities, and all of /proc.
     let unit = std::fs::read_to_string(UNIT).unwrap();
     let setting = |key: &str| {
         unit.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).unwrap_or_default()
     };
-    assert_eq!(setting("AmbientCapabilities"), "CAP_SYS_PTRACE CAP_DAC_READ_SEARCH");
-    assert_eq!(setting("CapabilityBoundingSet"), "CAP_SYS_PTRACE CAP_DAC_READ_SEARCH");
+    let capabilities = "CAP_SYS_PTRACE CAP_DAC_READ_SEARCH CAP_NET_ADMIN";
+    assert_eq!(setting("AmbientCapabilities"), capabilities);
+    assert_eq!(setting("CapabilityBoundingSet"), capabilities);
     assert_eq!(setting("RestartPreventExitStatus"), "78");
     // The reload's check knows the watchdog the interval must fit in.
     let check =

@@ -261,8 +261,8 @@ impl Placeholders {
     }
 }
 
-/// Runs one case against a running agent; returns what went wrong, if anything.
-pub(crate) fn check(agent: &Agent, case: &Case) -> Result<(), String> {
+/// Runs one case against a running agent; returns its `incident_opened`, or what went wrong.
+pub(crate) fn check(agent: &Agent, case: &Case) -> Result<Value, String> {
     let earlier = known_incidents(agent);
     let dir = crate::util::ScratchDir::new("case");
     let relay_path = dir.path.join("dgram_shell.py");
@@ -420,7 +420,7 @@ pub(crate) fn check(agent: &Agent, case: &Case) -> Result<(), String> {
     if let Some(missing) = ports.iter().find(|p| !named.contains(p)) {
         problems.push(format!("endpoints {named:?} lack port {missing}"));
     }
-    if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+    if problems.is_empty() { Ok(opened) } else { Err(problems.join("; ")) }
 }
 
 /// Every port an alert names: its own source and destination, and each endpoint's.

@@ -11,7 +11,7 @@ mod detect_adversary;
 mod detect_benign;
 mod detect_lifecycle;
 mod detect_shells;
-mod exec_trigger;
+mod exec_checks;
 mod health;
 mod http_sink;
 mod http_spool;

@@ -32,6 +32,9 @@ pub(super) struct RunArgs {
     /// The local rule files replace the built-in pack instead of adding to it.
     #[arg(long)]
     no_builtin_rules: bool,
+    /// Scan on the interval only: no look at processes as they execute. Overrides the config.
+    #[arg(long)]
+    no_exec_checks: bool,
     /// Where incidents and the last good rule set are kept. Overrides the config.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
@@ -48,6 +51,7 @@ pub(super) fn run(args: &RunArgs) -> Result<(), CliError> {
         no_baseline: args.no_baseline,
         rules: args.rules.clone(),
         no_builtin_rules: args.no_builtin_rules,
+        no_exec_checks: args.no_exec_checks,
         state_dir: args.state_dir.clone(),
     };
     overrides.apply(&mut config);

@@ -69,11 +69,12 @@ pub struct AgentConfig {
     pub scan_threads: usize,
     /// Where open incidents and the last good rule set are kept across restarts.
     pub state_dir: PathBuf,
-    /// Scan soon after a process executes, not only on the interval (the kernel's process
-    /// connector; needs CAP_NET_ADMIN).
-    pub exec_trigger: bool,
-    /// The least time between the start of one scan and an exec-triggered one.
-    pub exec_trigger_min_gap: Duration,
+    /// Look at each process as it executes, between scans (the kernel's process connector;
+    /// needs CAP_NET_ADMIN).
+    pub exec_checks: bool,
+    /// The least time between the start of one scan and one brought forward because execs
+    /// went unlooked at.
+    pub exec_scan_min_gap: Duration,
 }
 
 /// `[rules]`.
@@ -143,8 +144,11 @@ struct AgentFile {
     queue_capacity: Option<Bounded<1, 10_000_000>>,
     scan_threads: Option<Bounded<1, 64>>,
     state_dir: Option<Spanned<PathBuf>>,
-    exec_trigger: Option<bool>,
-    exec_trigger_min_gap: Option<Interval>,
+    // 0.2.0 named them after what they did then: scan after an exec.
+    #[serde(alias = "exec_trigger")]
+    exec_checks: Option<bool>,
+    #[serde(alias = "exec_trigger_min_gap")]
+    exec_scan_min_gap: Option<Interval>,
 }
 
 impl Config {
@@ -175,8 +179,8 @@ impl Config {
                 queue_capacity: 65_536,
                 scan_threads: 1,
                 state_dir: PathBuf::from("/var/lib/sockwatch"),
-                exec_trigger: false,
-                exec_trigger_min_gap: Duration::from_millis(250),
+                exec_checks: true,
+                exec_scan_min_gap: Duration::from_millis(250),
             },
             redact_patterns: Vec::new(),
             socket_families: Vec::new(),
@@ -202,9 +206,8 @@ impl Config {
                     config.origins.state_dir = Some(at(dir.span()));
                     a.state_dir = dir.into_inner();
                 }
-                a.exec_trigger = agent.exec_trigger.unwrap_or(a.exec_trigger);
-                a.exec_trigger_min_gap =
-                    agent.exec_trigger_min_gap.map_or(a.exec_trigger_min_gap, |i| i.0);
+                a.exec_checks = agent.exec_checks.unwrap_or(a.exec_checks);
+                a.exec_scan_min_gap = agent.exec_scan_min_gap.map_or(a.exec_scan_min_gap, |i| i.0);
             }
             if let Some(rules) = file.rules {
                 let selection = &mut config.rules.selection;

@@ -130,6 +130,14 @@ impl Detection {
         self.save_incidents();
     }
 
+    /// Evaluates the rules on a look between scans: alerts and incidents only, the scan's
+    /// figures stay those of the last scan.
+    pub(crate) fn evaluate_look(&mut self, graph: &Graph<'_>) {
+        let (alerts, _) = self.engine.evaluate_look(graph);
+        self.pending.extend(alerts);
+        self.save_incidents();
+    }
+
     fn save_incidents(&mut self) {
         if !self.engine.incidents_changed() {
             return;

@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 pub(crate) struct ScanFacts {
     pub scans: u64,
     pub scans_triggered: u64,
+    /// Processes looked at as they executed, and execs left to the next scan.
+    pub exec_looks: u64,
+    pub exec_missed: u64,
     pub overruns: u64,
     pub last_duration: Duration,
     pub coverage: Coverage,
@@ -65,8 +68,21 @@ impl Collector for AgentCollector {
         counter(
             &mut e,
             "sockwatch_scans_exec_triggered",
-            "Scans brought forward by a process executing (exec_trigger).",
+            "Scans brought forward because execs went unlooked at (exec_checks).",
             facts.scans_triggered,
+        )?;
+        counter(
+            &mut e,
+            "sockwatch_exec_checks",
+            "Processes looked at as they executed, between scans (exec_checks).",
+            facts.exec_looks,
+        )?;
+        counter(
+            &mut e,
+            "sockwatch_exec_checks_missed",
+            "Execs not looked at (events lost by the kernel, or over the looks' budget): left to \
+             the next scan.",
+            facts.exec_missed,
         )?;
         counter(
             &mut e,

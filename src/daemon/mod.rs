@@ -8,7 +8,7 @@
 //! refusal is counted. SIGTERM/SIGINT stop scanning, drain every queue and exit 0.
 
 mod detection;
-mod exec_trigger;
+mod exec_checks;
 mod host;
 mod metrics;
 mod preflight;
@@ -62,6 +62,8 @@ pub struct Overrides {
     pub rules: Vec<std::path::PathBuf>,
     /// `--no-builtin-rules`: the local files replace the built-in pack.
     pub no_builtin_rules: bool,
+    /// `--no-exec-checks`.
+    pub no_exec_checks: bool,
     /// `--state-dir`.
     pub state_dir: Option<std::path::PathBuf>,
 }
@@ -85,6 +87,9 @@ impl Overrides {
         }
         if self.no_builtin_rules {
             config.rules.selection.builtin = false;
+        }
+        if self.no_exec_checks {
+            config.agent.exec_checks = false;
         }
         if let Some(dir) = &self.state_dir {
             config.agent.state_dir = dir.clone();
@@ -183,7 +188,10 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
         None => None,
     };
     let systemd = systemd::Systemd::new(scanner.progress());
-    let exec_trigger = exec_trigger::ExecTrigger::start(options.config.agent.exec_trigger);
+    let exec_checks = exec_checks::ExecChecks::start(options.config.agent.exec_checks.then(|| {
+        // One reads processes as they execute, the other completes the looks.
+        Ok((scanner.examiner()?, scanner.examiner()?))
+    }));
     let context = LoopContext {
         to_router: &to_router,
         control: &control,
@@ -192,7 +200,7 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
         systemd: &systemd,
         facts: &facts,
         running: &running,
-        exec_wakes: &exec_trigger.wakes,
+        exec_checks: &exec_checks,
         closed: &closed,
     };
     let stop_reason =
@@ -291,7 +299,7 @@ struct LoopContext<'a> {
     systemd: &'a systemd::Systemd,
     facts: &'a std::sync::Mutex<metrics::ScanFacts>,
     running: &'a RunningSinks,
-    exec_wakes: &'a Receiver<exec_trigger::Wake>,
+    exec_checks: &'a exec_checks::ExecChecks,
     /// Sinks whose destination is gone for good.
     closed: &'a Receiver<String>,
 }

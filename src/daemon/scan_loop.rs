@@ -5,7 +5,7 @@
 use super::detection::{Detection, Notice};
 use super::router::Message;
 use super::{
-    Control, LoopContext, OUTPUT_CLOSED, RunOptions, exec_trigger, metrics, missing_privileges,
+    Control, LoopContext, OUTPUT_CLOSED, RunOptions, exec_checks, metrics, missing_privileges,
     notice, now_ms, to_the_journal, watch_rules,
 };
 use crate::config::{AgentConfig, RulesConfig};
@@ -20,6 +20,9 @@ use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+
+/// How soon a heartbeat the router was too busy to take is offered again.
+const HEARTBEAT_RETRY: Duration = Duration::from_millis(20);
 
 /// What the loop does next.
 enum Next {
@@ -47,7 +50,7 @@ pub(super) struct ScanLoop<'a> {
     agent: AgentConfig,
     sinks: Vec<SinkConfig>,
     rules: RulesConfig,
-    exec_wakes: Receiver<exec_trigger::Wake>,
+    exec_wakes: Receiver<exec_checks::Wake>,
     own_pid: i32,
     differ: Differ,
     listeners: ListenerMemory,
@@ -58,6 +61,9 @@ pub(super) struct ScanLoop<'a> {
     last_began: Instant,
     next_tick: Instant,
     next_heartbeat: Instant,
+    /// A heartbeat the router could not take yet (it was busy with the scan's changes and
+    /// alerts): health is never dropped, only delayed.
+    heartbeat_waiting: Option<Message>,
 }
 
 impl<'a> ScanLoop<'a> {
@@ -77,7 +83,7 @@ impl<'a> ScanLoop<'a> {
             watcher,
             sinks: options.config.sinks.clone(),
             rules: options.config.rules.clone(),
-            exec_wakes: cx.exec_wakes.clone(),
+            exec_wakes: cx.exec_checks.wakes.clone(),
             own_pid: std::process::id() as i32,
             differ: Differ::new(agent.baseline),
             listeners: ListenerMemory::default(),
@@ -87,6 +93,7 @@ impl<'a> ScanLoop<'a> {
             last_began: Instant::now(),
             next_tick: Instant::now(),
             next_heartbeat: Instant::now() + agent.heartbeat,
+            heartbeat_waiting: None,
             agent,
         }
     }
@@ -138,6 +145,10 @@ impl<'a> ScanLoop<'a> {
     /// Blocks until something happens; handles what is not a scan.
     fn wait(&mut self) -> Next {
         let cx = self.cx;
+        let retry = match self.heartbeat_waiting {
+            Some(_) => crossbeam_channel::after(HEARTBEAT_RETRY),
+            None => crossbeam_channel::never(),
+        };
         let exec_wakes = self.exec_wakes.clone();
         select! {
             recv(cx.control) -> message => match message {
@@ -158,6 +169,10 @@ impl<'a> ScanLoop<'a> {
             }
             recv(cx.closed) -> _ => self.on_output_closed(),
             recv(crossbeam_channel::at(self.next_tick)) -> _ => Next::Scan,
+            recv(retry) -> _ => {
+                self.send_heartbeat(None);
+                Next::Wait
+            }
         }
     }
 
@@ -199,23 +214,34 @@ impl<'a> ScanLoop<'a> {
         self.send_notices();
     }
 
-    /// A process executed: the next scan comes soon (settled, and not closer to the last one
-    /// than the minimum gap). `None`: the listener is gone (it said why).
-    fn on_exec(&mut self, wake: Option<exec_trigger::Wake>) {
+    /// What the exec listener says: a look to evaluate, execs it could not look at (a scan
+    /// comes soon: settled, and not closer to the last one than the minimum gap), or that it
+    /// stopped. `None`: the listener is gone (it said why).
+    fn on_exec(&mut self, wake: Option<exec_checks::Wake>) {
         match wake {
-            Some(exec_trigger::Wake::Exec) => {
-                let soon = (Instant::now() + exec_trigger::SETTLE)
-                    .max(self.last_began + self.agent.exec_trigger_min_gap);
+            Some(exec_checks::Wake::Look(look)) => self.evaluate_look(&look),
+            Some(exec_checks::Wake::Missed) => {
+                let soon = (Instant::now() + exec_checks::SETTLE)
+                    .max(self.last_began + self.agent.exec_scan_min_gap);
                 if soon < self.next_tick {
                     self.next_tick = soon;
                     self.triggered = true;
                 }
             }
-            Some(exec_trigger::Wake::Failed((action, fields))) => {
+            Some(exec_checks::Wake::Failed((action, fields))) => {
                 notice(self.cx.to_router, action, fields)
             }
             None => self.exec_wakes = crossbeam_channel::never(),
         }
+    }
+
+    /// Rules on a look between scans; its alerts go out at once.
+    fn evaluate_look(&mut self, look: &Snapshot) {
+        let graph = Graph::build(look, Some(&self.listeners));
+        self.detection.evaluate_look(&graph);
+        drop(graph);
+        // A router gone is noticed by the next scan's hand-over.
+        let _ = self.send_alerts();
     }
 
     /// Like any Unix tool whose output is gone (`run | head -1`): when nothing else receives the
@@ -249,8 +275,10 @@ impl<'a> ScanLoop<'a> {
         drop(graph);
         // Diff and events need sockets and processes; the fds served the graph. Dropping them
         // keeps the snapshot retained for the next diff at about half its size.
-        snapshot.fds = Vec::new();
+        let fds = std::mem::take(&mut snapshot.fds);
         let snapshot = Arc::new(snapshot);
+        self.publish_neighbourhood(&snapshot, &fds);
+        drop(fds);
         self.send_changes(&snapshot, directions)?;
         self.send_alerts()?;
         let took = began.elapsed();
@@ -258,9 +286,32 @@ impl<'a> ScanLoop<'a> {
         self.publish_facts(&snapshot, took);
         if Instant::now() >= self.next_heartbeat {
             self.next_heartbeat += self.agent.heartbeat;
-            let _ = self.cx.to_router.try_send(self.heartbeat(&snapshot, took));
+            let beat = self.heartbeat(&snapshot, took);
+            self.send_heartbeat(Some(beat));
         }
         Ok(())
+    }
+
+    /// What the exec listener's looks resolve against until the next scan.
+    fn publish_neighbourhood(&self, snapshot: &Arc<Snapshot>, fds: &[crate::model::Fd]) {
+        let checks = self.cx.exec_checks;
+        if !checks.counts.listening.load(Ordering::Relaxed) {
+            return;
+        }
+        let near = Arc::new(self.scanner.neighbourhood(snapshot.clone(), fds));
+        if let Ok(mut slot) = checks.neighbourhood.lock() {
+            *slot = Some(near);
+        }
+    }
+
+    /// Hands the router a new heartbeat (which replaces one still waiting: it says the same,
+    /// newer) or the one waiting; keeps it when the router is busy.
+    fn send_heartbeat(&mut self, beat: Option<Message>) {
+        let Some(beat) = beat.or_else(|| self.heartbeat_waiting.take()) else { return };
+        self.heartbeat_waiting = match self.cx.to_router.try_send(beat) {
+            Err(TrySendError::Full(beat)) => Some(beat),
+            Ok(()) | Err(TrySendError::Disconnected(_)) => None,
+        };
     }
 
     fn send_notices(&mut self) {
@@ -340,10 +391,13 @@ impl<'a> ScanLoop<'a> {
 
     fn publish_facts(&self, snapshot: &Snapshot, took: Duration) {
         let Counts { scans, scans_triggered, overruns, .. } = self.counts;
+        let exec = &self.cx.exec_checks.counts;
         if let Ok(mut facts) = self.cx.facts.lock() {
             *facts = metrics::ScanFacts {
                 scans,
                 scans_triggered,
+                exec_looks: exec.looks.load(Ordering::Relaxed),
+                exec_missed: exec.missed.load(Ordering::Relaxed),
                 overruns,
                 last_duration: took,
                 coverage: snapshot.coverage.clone(),
@@ -364,6 +418,7 @@ impl<'a> ScanLoop<'a> {
                 "coverage": snapshot.coverage,
                 "scans": scans,
                 "scans_exec_triggered": scans_triggered,
+                "exec_checks": self.cx.exec_checks.counts.facts(),
                 "scan_overruns": overruns,
                 "batches_deferred": batches_deferred,
                 "last_scan_duration_ms": took.as_millis() as u64,

@@ -107,6 +107,7 @@ impl Encoder {
             "first_seen_seq": alert.first_seen_seq,
             "latency_scans": alert.opened_seq.saturating_sub(alert.first_seen_seq),
             "present_at_start": alert.present_at_start,
+            "opened_by": if alert.seen_by_look { "exec_check" } else { "scan" },
             "processes_total": alert.processes.len(),
             "processes": processes,
             "relay": {

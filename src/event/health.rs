@@ -18,8 +18,8 @@ const FAILURES: &[(&str, Severity)] = &[
     ("state_unreadable", Severity::Medium),
     ("sink_failed", Severity::Medium),
     // Short-lived shells between two scans are missed.
-    ("exec_trigger_unavailable", Severity::Medium),
-    ("exec_trigger_stopped", Severity::Medium),
+    ("exec_checks_unavailable", Severity::Medium),
+    ("exec_checks_stopped", Severity::Medium),
 ];
 
 /// Recoveries close a failure, and carry its severity: a sink that received the failure

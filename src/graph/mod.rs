@@ -10,7 +10,7 @@ pub use relay::{MAX_NODES, MAX_ROUTES, MAX_SET_ENTRIES};
 
 use crate::model::{
     Direction, DirectionSource, Fd, FdTarget, ProcKey, PtyId, Snapshot, Socket, SocketKey,
-    StdioEnd, StdioLink, StdioReach, TableSource,
+    StdioEnd, StdioLink, StdioReach,
 };
 use rustc_hash::FxHashMap as HashMap;
 use std::rc::Rc;
@@ -212,10 +212,7 @@ impl<'s> Graph<'s> {
     /// An internet or packet socket, or a held one found in no table whose protocol is an IP
     /// one. Packet sockets count: a shell can talk over raw frames as well as over TCP.
     pub fn is_network(&self, socket: &Socket) -> bool {
-        socket.family.is_inet()
-            || socket.family == crate::model::Family::Packet
-            || (socket.source == TableSource::Unresolved
-                && socket.protocol.ip_number(socket.family) != 0)
+        socket.is_network()
     }
 
     fn indexed<'a>(&'a self, indices: Option<&'a Vec<usize>>) -> impl Iterator<Item = &'s Fd> + 'a {

@@ -134,6 +134,9 @@ pub struct Alert {
     pub first_seen_seq: u64,
     /// Opened by the agent's first scan: it was already there when the agent started.
     pub present_at_start: bool,
+    /// The incident was opened by a look at a process as it executed, not by a scan.
+    #[serde(default)]
+    pub seen_by_look: bool,
     /// Why a resolved incident ended.
     pub reason: Option<String>,
     /// When (ms since the epoch).

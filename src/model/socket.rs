@@ -312,6 +312,14 @@ pub struct Socket {
 }
 
 impl Socket {
+    /// Whether the socket reaches the network: internet and packet sockets, and a socket no
+    /// table listed whose protocol names an IP protocol.
+    pub fn is_network(&self) -> bool {
+        self.family.is_inet()
+            || self.family == Family::Packet
+            || (self.source == TableSource::Unresolved && self.protocol.ip_number(self.family) != 0)
+    }
+
     /// A socket with no addresses, queues or holders yet.
     pub fn new(
         key: SocketKey,

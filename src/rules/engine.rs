@@ -16,6 +16,13 @@ use std::collections::HashMap;
 /// (first snapshot seen with this executable, last snapshot seen, the executable's (dev, inode)).
 type ProcessSeen = (u64, u64, Option<(u64, u64)>);
 
+/// What an evaluation reads: a scan of the host, or a look at a few processes between scans.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    Scan,
+    Look,
+}
+
 /// Evaluates rules and keeps incidents.
 pub struct Engine {
     rules: RuleSet,
@@ -147,10 +154,21 @@ impl Engine {
     /// evaluated one process at a time; only matches are kept.
     pub fn evaluate(&mut self, graph: &Graph<'_>) -> (Vec<Alert>, EvaluationStats) {
         self.scans += 1;
+        self.note_sockets(graph);
+        self.evaluate_as(graph, Seen::Scan)
+    }
+
+    /// Evaluates a look between scans (`scan::Examiner`): a few processes, not the host. It can
+    /// open and update incidents, never resolve one (what it did not read is not gone), and it
+    /// leaves the scans' memory of sockets and processes as it was.
+    pub fn evaluate_look(&mut self, graph: &Graph<'_>) -> (Vec<Alert>, EvaluationStats) {
+        self.evaluate_as(graph, Seen::Look)
+    }
+
+    fn evaluate_as(&mut self, graph: &Graph<'_>, seen: Seen) -> (Vec<Alert>, EvaluationStats) {
         let snapshot = graph.snapshot;
         let seq = snapshot.seq;
         let cx = Context::new(graph, self.clock);
-        self.note_sockets(graph);
         let rules: Vec<_> = self.rules.enabled().collect();
         let mut stats = EvaluationStats { rules: rules.len(), ..EvaluationStats::default() };
         let mut builder = Subjects::default();
@@ -199,15 +217,26 @@ impl Engine {
             }
             stats.rules_time += built.elapsed();
         }
-        self.process_seen.retain(|_, seen| seen.1 == seq);
+        if seen == Seen::Scan {
+            self.process_seen.retain(|_, seen| seen.1 == seq);
+        }
         stats.matched_sockets = hits.len();
-        let found = incident_groups(&hits)
+        let mut found = incident_groups(&hits)
             .iter()
             .map(|group| self.found(&cx, &hits, group, &rules, seq))
             .collect::<Vec<_>>();
-        let alive = |key: SocketKey| snapshot.sockets.binary_search_by_key(&key, |s| s.key).is_ok();
-        let first_scan = self.scans == 1;
-        let alerts = self.incidents.update(found, alive, (seq, snapshot.taken_at_ms), first_scan);
+        let at = (seq, snapshot.taken_at_ms);
+        let alerts = match seen {
+            Seen::Scan => {
+                let alive =
+                    |key: SocketKey| snapshot.sockets.binary_search_by_key(&key, |s| s.key).is_ok();
+                self.incidents.update(found, alive, at, self.scans == 1)
+            }
+            Seen::Look => {
+                found.iter_mut().for_each(|f| f.alert.seen_by_look = true);
+                self.incidents.add(found, at)
+            }
+        };
         (alerts, stats)
     }
 
@@ -256,7 +285,21 @@ impl Engine {
         };
         let most = members.iter().map(|&m| worst(m)).max().flatten();
         let leading: Vec<ProcKey> = members.iter().copied().filter(|&m| worst(m) == most).collect();
+        // A shell among the members that is an ancestor of that process is the one behind it:
+        // a reverse shell whose `$(…)` subshell matches a more severe rule (its output relayed
+        // by the shell) is still about the shell. (An interpreter relaying its child shell,
+        // `pty.spawn`, is not: the alert is about the shell it serves.)
         let top_key = top_most(cx, &leading);
+        let is_shell = |p: &&Process| {
+            let identity = p.exe.as_ref().and_then(|e| e.identity.as_ref());
+            identity.is_some_and(|i| i.kind == crate::model::BinaryKind::Shell)
+        };
+        let top_key = cx
+            .by_key(top_key)
+            .and_then(|top| {
+                cx.ancestors(top).filter(|a| members.contains(&a.key)).filter(is_shell).last()
+            })
+            .map_or(top_key, |a| a.key);
         let primary = primary_socket(group, by_socket, rules, top_key);
         let on_primary = &by_socket[&primary];
         let top = on_primary.iter().find(|h| h.process.key == top_key).unwrap_or(&on_primary[0]);
@@ -325,6 +368,7 @@ impl Engine {
             opened_seq: seq,
             first_seen_seq: process_first.max(first_seen),
             present_at_start: false,
+            seen_by_look: false,
             reason: None,
             at_ms: cx.snapshot().taken_at_ms,
         };

@@ -65,6 +65,41 @@ impl Incidents {
         (seq, at_ms): (u64, u64),
         first_scan: bool,
     ) -> Vec<Alert> {
+        let (mut alerts, matched) = self.apply(found, seq, first_scan, false);
+        let keys: Vec<SocketKey> =
+            self.open.keys().copied().filter(|k| !matched.contains(k)).collect();
+        for key in keys {
+            let alive = socket_alive(key);
+            let incident = self.open.get_mut(&key).expect("key from the map");
+            incident.misses += 1;
+            let reason = if !alive {
+                "socket_closed"
+            } else if incident.misses >= MISSES_TO_RESOLVE {
+                "no_longer_matching"
+            } else {
+                continue;
+            };
+            alerts.push(self.resolve(key, reason, seq, at_ms));
+        }
+        alerts
+    }
+
+    /// Applies what a look between scans found: incidents open and grow, and none resolves
+    /// (a look reads a few processes, so what it did not see is not gone).
+    pub fn add(&mut self, found: Vec<Found>, (seq, _at_ms): (u64, u64)) -> Vec<Alert> {
+        self.apply(found, seq, false, true).0
+    }
+
+    /// Opens or updates the incident of each match; returns the alerts and the incidents matched.
+    /// `partial`: the matches come from a look at a few processes, so the processes the incident
+    /// listed before and the look did not read are still listed.
+    fn apply(
+        &mut self,
+        found: Vec<Found>,
+        seq: u64,
+        first_scan: bool,
+        partial: bool,
+    ) -> (Vec<Alert>, std::collections::HashSet<SocketKey>) {
         let mut alerts = Vec::new();
         let mut matched = std::collections::HashSet::new();
         for Found { mut alert, members, sockets } in found {
@@ -107,6 +142,14 @@ impl Incidents {
                     alert.opened_seq = incident.last.opened_seq;
                     alert.first_seen_seq = incident.last.first_seen_seq;
                     alert.present_at_start = incident.last.present_at_start;
+                    alert.seen_by_look = incident.last.seen_by_look;
+                    if partial {
+                        for old in &incident.last.processes {
+                            if !alert.processes.iter().any(|p| p.key == old.key) {
+                                alert.processes.push(old.clone());
+                            }
+                        }
+                    }
                     // The rules that ever matched stay listed: an update never forgets one.
                     for old in &incident.last.rules {
                         if !alert.rules.iter().any(|r| r.id == old.id) {
@@ -115,13 +158,17 @@ impl Incidents {
                     }
                     alert.severity =
                         alert.rules.iter().map(|r| r.severity).max().unwrap_or(alert.severity);
-                    for member in members {
+                    // Members a look saw are left for a scan to report (it lists who is there).
+                    for member in members.into_iter().filter(|_| !partial) {
                         if !incident.members.contains(&member) {
                             incident.members.push(member);
                         }
                     }
                     incident.misses = 0;
-                    if new_rules || new_members || new_sockets {
+                    // A look sees every short-lived child of a shell that inherits its
+                    // socket: a look does not report them, or a reverse shell's every command
+                    // would be an alert; the scans report who is there.
+                    if new_rules || (new_members && !partial) || new_sockets {
                         alert.action = AlertAction::Updated;
                         alerts.push(alert.clone());
                         self.changed = true;
@@ -130,22 +177,7 @@ impl Incidents {
                 }
             }
         }
-        let keys: Vec<SocketKey> =
-            self.open.keys().copied().filter(|k| !matched.contains(k)).collect();
-        for key in keys {
-            let alive = socket_alive(key);
-            let incident = self.open.get_mut(&key).expect("key from the map");
-            incident.misses += 1;
-            let reason = if !alive {
-                "socket_closed"
-            } else if incident.misses >= MISSES_TO_RESOLVE {
-                "no_longer_matching"
-            } else {
-                continue;
-            };
-            alerts.push(self.resolve(key, reason, seq, at_ms));
-        }
-        alerts
+        (alerts, matched)
     }
 
     /// Drops rules that no longer exist from every incident; incidents left with none resolve.
@@ -252,6 +284,7 @@ mod tests {
             opened_seq: 0,
             first_seen_seq: 0,
             present_at_start: false,
+            seen_by_look: false,
             reason: None,
             at_ms: 0,
         };
@@ -287,6 +320,44 @@ mod tests {
         assert_eq!(actions(&resolved), [(AlertAction::Resolved, Some("no_longer_matching"))]);
         assert_eq!((resolved[0].incident_id.as_str(), resolved[0].snapshot_seq), (id.as_str(), 7));
         assert_eq!(incidents.open().count(), 0);
+    }
+
+    fn process(pid: i32) -> crate::model::Process {
+        let mut builder = crate::model::fixture::Builder::new();
+        builder.process(pid, "sh");
+        let mut process = builder.build().processes.remove(0);
+        process.key = ProcKey { pid, start_ticks: 1 };
+        process
+    }
+
+    #[test]
+    fn a_look_opens_and_updates_but_never_resolves_and_forgets_no_process() {
+        let mut incidents = Incidents::default();
+        let mut first = found(7, &["a"], &[10, 11]);
+        first.alert.processes = vec![process(10), process(11)];
+        first.alert.seen_by_look = true;
+        let opened = incidents.add(vec![first], (3, 0));
+        assert_eq!(actions(&opened), [(AlertAction::Opened, None)]);
+        // A look at another exec sees the shell and a new child, not the first child: the
+        // child joins quietly (every command of a reverse shell would be an alert).
+        let mut second = found(7, &["a"], &[10, 12]);
+        second.alert.processes = vec![process(10), process(12)];
+        assert!(incidents.add(vec![second], (3, 0)).is_empty());
+        // News (a rule) is said, with every process seen so far.
+        let mut third = found(7, &["b"], &[10]);
+        third.alert.processes = vec![process(10)];
+        let updated = incidents.add(vec![third], (3, 0));
+        assert_eq!(actions(&updated), [(AlertAction::Updated, None)]);
+        let pids: Vec<i32> = updated[0].processes.iter().map(|p| p.key.pid).collect();
+        assert_eq!(pids, [10, 12, 11], "what the look did not read is still listed");
+        // A look that matches nothing resolves nothing.
+        assert!(incidents.add(vec![], (3, 0)).is_empty());
+        assert!(incidents.add(vec![], (3, 0)).is_empty());
+        assert_eq!(incidents.open().count(), 1);
+        // Scans then see it as a scan would; it was a look that opened it.
+        let scanned = incidents.update(vec![found(7, &["c"], &[10])], |_| true, (4, 0), false);
+        assert!(scanned[0].seen_by_look, "opened by an exec check");
+        assert!(incidents.update(vec![], |_| false, (5, 0), false)[0].reason.is_some());
     }
 
     #[test]

@@ -50,6 +50,7 @@ fn the_embedded_pack_compiles_with_every_rule_enabled() {
             "bind-shell",
             "shell-stdio-on-network-connections",
             "interpreter-serves-shell-over-network",
+            "shell-output-relayed-to-ancestor-connection",
             "interpreter-stdio-relayed-to-network",
             "stdio-relayed-to-network",
             "shell-stdio-walk-truncated",

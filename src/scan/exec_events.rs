@@ -72,17 +72,25 @@ impl ExecEvents {
         ))
     }
 
-    /// Waits up to `READ_TIMEOUT` for the kernel's next messages: whether a process executed,
-    /// or events were lost (which may have hidden one).
-    pub fn wait(&mut self) -> io::Result<bool> {
-        Ok(match self.receive()? {
+    /// Waits up to `READ_TIMEOUT` for the kernel's next messages; appends the processes that
+    /// executed to `execs`. `Ok(true)`: events were lost, which may have hidden some.
+    pub fn wait(&mut self, execs: &mut Vec<u32>) -> io::Result<bool> {
+        self.receive().map(|received| Self::execs(received, execs))
+    }
+
+    fn execs(received: Received<'_>, execs: &mut Vec<u32>) -> bool {
+        match received {
             Received::Lost => true,
             // A malformed message ends what can be read of the buffer.
-            Received::Messages(messages) => proc_events(messages)
-                .map_while(Result::ok)
-                .any(|e| matches!(e, ProcEvent::Exec { .. })),
+            Received::Messages(messages) => {
+                execs.extend(proc_events(messages).map_while(Result::ok).filter_map(|e| match e {
+                    ProcEvent::Exec { tgid } => Some(tgid),
+                    _ => None,
+                }));
+                false
+            }
             Received::Nothing => false,
-        })
+        }
     }
 
     fn receive(&mut self) -> io::Result<Received<'_>> {

@@ -110,7 +110,7 @@ fn sort_by_key_in_place(sockets: &mut [Socket]) {
 /// The kernel names a socket's protocol in the `system.sockprotoname` xattr of its fd link
 /// (`TCP`, `UDPv6`, `UNIX-STREAM`, `NETLINK`, `PACKET`, …): the one fact available for a socket
 /// whose namespace table the scan could not read.
-fn protocol_from_xattr(proc_root: &Path, fd: &Fd) -> Protocol {
+pub(crate) fn protocol_from_xattr(proc_root: &Path, fd: &Fd) -> Protocol {
     let mut path = proc_root.join(fd.proc.pid.to_string());
     if let Some(tid) = fd.tid {
         path.push("task");
@@ -145,7 +145,7 @@ pub(crate) fn protocol_from_name(name: &[u8]) -> Protocol {
 
 /// The family a protocol name implies; v4 versus v6 is not in every name, so internet
 /// protocols stay `Unknown` (rules use the protocol).
-fn family_of(protocol: &Protocol) -> Family {
+pub(crate) fn family_of(protocol: &Protocol) -> Family {
     match protocol {
         Protocol::Stream | Protocol::Dgram | Protocol::Seqpacket => Family::Unix,
         Protocol::PacketRaw | Protocol::PacketDgram => Family::Packet,

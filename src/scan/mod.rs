@@ -11,6 +11,7 @@
 //! - Pure parsers live in `parse` (fuzzed, property-tested); I/O lives beside it.
 
 mod binaries;
+mod examine;
 mod exec_events;
 mod join;
 mod netns;
@@ -25,6 +26,7 @@ mod text_tables;
 
 use crate::model::{Coverage, Fd, FdTarget, Snapshot};
 use binaries::{Catalogue, HostRoot};
+pub use examine::{Examiner, Grabbed, Neighbourhood, Skipped};
 pub use exec_events::{ExecEvents, READ_TIMEOUT};
 use netns::NamespaceHandle;
 pub use netns::TableInterface;
@@ -156,6 +158,19 @@ impl Scanner {
             self.catalogue = Arc::new(Catalogue::build(root, Some(&self.catalogue)));
             self.catalogue_listed = Some(Instant::now());
         }
+    }
+
+    /// A reader for looks between scans (see `examine`), with its own handle on the proc file
+    /// system and its own caches, for another thread.
+    pub fn examiner(&self) -> std::io::Result<Examiner> {
+        let proc_dir = open_dir(rustix::fs::CWD, self.root.to_str().unwrap_or("/proc"))?;
+        Ok(Examiner::new(self.root.clone(), proc_dir, self.host_root.clone()))
+    }
+
+    /// What looks between scans need from a scan: its snapshot and the fds it held (which the
+    /// snapshot may have dropped since).
+    pub fn neighbourhood(&self, snapshot: Arc<Snapshot>, fds: &[Fd]) -> Neighbourhood {
+        Neighbourhood::new(snapshot, fds, self.catalogue.clone())
     }
 
     /// The privileges a scan would run with.
@@ -290,6 +305,18 @@ fn read_one(
     processes: &mut Vec<crate::model::Process>,
     fds: &mut Vec<Fd>,
 ) {
+    read_one_with(proc_dir, pid, reader, coverage, processes, Some(fds));
+}
+
+/// `read_one`, or without the fds when given no list for them.
+fn read_one_with(
+    proc_dir: BorrowedFd<'_>,
+    pid: u32,
+    reader: &mut ProcessReader,
+    coverage: &mut Coverage,
+    processes: &mut Vec<crate::model::Process>,
+    mut fds: Option<&mut Vec<Fd>>,
+) {
     let name = NumName::new("", u64::from(pid));
     let pid_dir = match open_dir(proc_dir, name.as_str()) {
         Ok(dir) => dir,
@@ -301,19 +328,19 @@ fn read_one(
             return;
         }
     };
-    let fds_before = fds.len();
-    match reader.read(pid_dir.as_fd(), coverage, fds) {
+    let fds_before = fds.as_ref().map_or(0, |f| f.len());
+    match reader.read(pid_dir.as_fd(), coverage, fds.as_deref_mut()) {
         ProcOutcome::Read(process) => {
             coverage.processes_seen += 1;
             coverage.processes_denied += u64::from(process.denied);
             processes.push(*process);
         }
         ProcOutcome::Vanished => {
-            fds.truncate(fds_before);
+            fds.iter_mut().for_each(|f| f.truncate(fds_before));
             coverage.processes_vanished += 1;
         }
         ProcOutcome::Denied => {
-            fds.truncate(fds_before);
+            fds.iter_mut().for_each(|f| f.truncate(fds_before));
             coverage.processes_denied += 1;
         }
     }

@@ -89,6 +89,12 @@ pub(crate) fn read_own_namespace(proc_dir: BorrowedFd<'_>, interface: TableInter
     OwnTables(read_current_namespace(proc_dir, &mut Vec::new(), interface))
 }
 
+/// Every table of the namespace the calling thread is in, read as a scan reads it (sock_diag,
+/// with the text tables it does not cover), for a look between scans.
+pub(crate) fn read_calling_thread_tables(proc_dir: BorrowedFd<'_>) -> NetnsTable {
+    read_current_namespace(proc_dir, &mut Vec::new(), TableInterface::SockDiag).0
+}
+
 /// Reads the tables of the namespaces in `handles` other than `own` (whose tables were read
 /// already) that `cache` says are due, within its budget; the others keep their last tables.
 pub(crate) fn read_all_namespaces(

@@ -255,7 +255,7 @@ impl ProcessReader {
         &mut self,
         pid_dir: BorrowedFd<'_>,
         coverage: &mut Coverage,
-        fds: &mut Vec<Fd>,
+        fds: Option<&mut Vec<Fd>>,
     ) -> ProcOutcome {
         let stat = match read_record(pid_dir, "stat", &mut self.file, 4096) {
             Ok(_) => match parse_stat(&self.file) {
@@ -311,9 +311,10 @@ impl ProcessReader {
             kernel_thread,
             denied: false,
         };
-        if kernel_thread {
+        // Without a list for them, the process alone (an ancestor in a look between scans).
+        let (false, Some(fds)) = (kernel_thread, fds) else {
             return ProcOutcome::Read(Box::new(process));
-        }
+        };
 
         let denied_before = coverage.fds_denied;
         match open_dir(pid_dir, "fd") {
