@@ -64,6 +64,8 @@ fn channel_of(target: &FdTarget) -> Option<Channel> {
 /// channel, and the host's known binaries.
 pub struct Neighbourhood {
     snapshot: Arc<Snapshot>,
+    /// Every socket's position by inode, made at the first lookup outside a known namespace.
+    by_inode: std::sync::OnceLock<FxHashMap<u64, usize>>,
     /// Processes that held more than `BIG_PROCESS_FDS` fds.
     big: FxHashSet<i32>,
     holders: FxHashMap<Channel, Vec<i32>>,
@@ -112,7 +114,8 @@ impl Neighbourhood {
                 listeners.entry((socket.key.netns, local.port)).or_default().push(i);
             }
         }
-        Neighbourhood { snapshot, big, holders, listeners, catalogue }
+        let by_inode = std::sync::OnceLock::new();
+        Neighbourhood { snapshot, by_inode, big, holders, listeners, catalogue }
     }
 
     /// The scan this was made from.
@@ -146,8 +149,13 @@ impl Neighbourhood {
         {
             return Some(&sockets[i]);
         }
-        // A process can hold a socket of a namespace it left.
-        sockets.iter().find(|s| s.key.inode == inode)
+        // A process can hold a socket of a namespace it left. New sockets are looked up several
+        // times a look and are in no namespace: one index by inode per scan, made when first
+        // needed, instead of a walk of every socket each time.
+        let by_inode = self
+            .by_inode
+            .get_or_init(|| sockets.iter().enumerate().map(|(i, s)| (s.key.inode, i)).collect());
+        by_inode.get(&inode).map(|&i| &sockets[i])
     }
 }
 
@@ -279,7 +287,7 @@ impl Examiner {
         let fds = with_fds.then_some(&mut look.fds);
         let proc_dir = self.proc_dir.as_fd();
         let (reader, coverage) = (&mut self.reader, &mut look.coverage);
-        super::read_one_with(proc_dir, pid as u32, reader, coverage, &mut look.processes, fds);
+        super::read_one(proc_dir, pid as u32, reader, coverage, &mut look.processes, fds);
         (look.processes.len() > before).then_some(before)
     }
 

@@ -274,7 +274,8 @@ fn read_processes(
             progress.fetch_add(1, Ordering::Relaxed);
             let end = (start + PIDS_PER_CLAIM).min(pids.len());
             for &pid in &pids[start..end] {
-                read_one(proc_dir, pid, reader, &mut found.0, &mut found.1, &mut found.2);
+                let fds = Some(&mut found.2);
+                read_one(proc_dir, pid, reader, &mut found.0, &mut found.1, fds);
             }
         }
     };
@@ -297,19 +298,8 @@ fn read_processes(
     (coverage, processes, fds)
 }
 
+/// Reads one process, with its fds when given a list for them.
 fn read_one(
-    proc_dir: BorrowedFd<'_>,
-    pid: u32,
-    reader: &mut ProcessReader,
-    coverage: &mut Coverage,
-    processes: &mut Vec<crate::model::Process>,
-    fds: &mut Vec<Fd>,
-) {
-    read_one_with(proc_dir, pid, reader, coverage, processes, Some(fds));
-}
-
-/// `read_one`, or without the fds when given no list for them.
-fn read_one_with(
     proc_dir: BorrowedFd<'_>,
     pid: u32,
     reader: &mut ProcessReader,
