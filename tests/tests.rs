@@ -27,6 +27,7 @@ mod scan_ptys;
 mod scan_relays;
 mod scan_world;
 mod shells;
+mod short_lived;
 mod status_endpoint;
 mod systemd;
 mod util;

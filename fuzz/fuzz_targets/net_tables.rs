@@ -11,6 +11,7 @@ fuzz_target!(|data: &[u8]| {
     for message in parse::diag_messages(data) {
         if let Ok(parse::DiagMessage::Record { payload, .. }) = message {
             let _ = parse::parse_inet_record(payload);
+            let _ = parse::parse_destroyed_record(payload);
             if let Ok(parse::UnixDiagRecord { name: Some(name), .. }) =
                 parse::parse_unix_record(payload)
             {

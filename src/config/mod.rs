@@ -75,6 +75,9 @@ pub struct AgentConfig {
     /// The least time between the start of one scan and one brought forward because execs
     /// went unlooked at.
     pub exec_scan_min_gap: Duration,
+    /// Report connections that opened and closed between two scans (sock_diag's destroy
+    /// notices; needs CAP_NET_ADMIN).
+    pub short_lived: bool,
 }
 
 /// `[rules]`.
@@ -149,6 +152,7 @@ struct AgentFile {
     exec_checks: Option<bool>,
     #[serde(alias = "exec_trigger_min_gap")]
     exec_scan_min_gap: Option<Interval>,
+    short_lived: Option<bool>,
 }
 
 impl Config {
@@ -181,6 +185,7 @@ impl Config {
                 state_dir: PathBuf::from("/var/lib/sockwatch"),
                 exec_checks: true,
                 exec_scan_min_gap: Duration::from_millis(250),
+                short_lived: true,
             },
             redact_patterns: Vec::new(),
             socket_families: Vec::new(),
@@ -208,6 +213,7 @@ impl Config {
                 }
                 a.exec_checks = agent.exec_checks.unwrap_or(a.exec_checks);
                 a.exec_scan_min_gap = agent.exec_scan_min_gap.map_or(a.exec_scan_min_gap, |i| i.0);
+                a.short_lived = agent.short_lived.unwrap_or(a.short_lived);
             }
             if let Some(rules) = file.rules {
                 let selection = &mut config.rules.selection;

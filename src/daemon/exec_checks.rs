@@ -310,18 +310,18 @@ struct Settling {
 }
 
 /// A token bucket: `rate` looks a second, in bursts of up to `rate`.
-struct Budget {
+pub(crate) struct Budget {
     rate: u32,
     tokens: f64,
     at: Instant,
 }
 
 impl Budget {
-    fn new(rate: u32) -> Self {
+    pub(crate) fn new(rate: u32) -> Self {
         Budget { rate, tokens: f64::from(rate), at: Instant::now() }
     }
 
-    fn take(&mut self) -> bool {
+    pub(crate) fn take(&mut self) -> bool {
         let now = Instant::now();
         let refill = now.duration_since(self.at).as_secs_f64() * f64::from(self.rate);
         self.tokens = (self.tokens + refill).min(f64::from(self.rate));

@@ -20,6 +20,9 @@ pub(crate) struct ScanFacts {
     /// Processes looked at as they executed, and execs left to the next scan.
     pub exec_looks: u64,
     pub exec_missed: u64,
+    /// Connections reported between scans (`socket_short_lived`), and those counted only.
+    pub short_lived: u64,
+    pub short_lived_unreported: u64,
     pub overruns: u64,
     pub last_duration: Duration,
     pub coverage: Coverage,
@@ -83,6 +86,19 @@ impl Collector for AgentCollector {
             "Execs not looked at (events lost by the kernel, or over the looks' budget): left to \
              the next scan.",
             facts.exec_missed,
+        )?;
+        counter(
+            &mut e,
+            "sockwatch_short_lived_connections",
+            "Connections that opened and closed between two scans, reported (short_lived).",
+            facts.short_lived,
+        )?;
+        counter(
+            &mut e,
+            "sockwatch_short_lived_unreported",
+            "Short-lived connections over the reporting budget, and notices the kernel could not \
+             queue: counted only.",
+            facts.short_lived_unreported,
         )?;
         counter(
             &mut e,

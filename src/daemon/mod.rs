@@ -16,6 +16,8 @@ mod reload;
 mod router;
 mod running_sinks;
 mod scan_loop;
+mod short_lived;
+mod socket_destroys;
 mod state;
 mod status_server;
 
@@ -192,6 +194,10 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
         // One reads processes as they execute, the other completes the looks.
         Ok((scanner.examiner()?, scanner.examiner()?))
     }));
+    let destroys = socket_destroys::SocketDestroyWatch::start(
+        options.config.agent.short_lived,
+        std::path::PathBuf::from("/proc"),
+    );
     let context = LoopContext {
         to_router: &to_router,
         control: &control,
@@ -201,6 +207,7 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
         facts: &facts,
         running: &running,
         exec_checks: &exec_checks,
+        destroys: &destroys,
         closed: &closed,
     };
     let stop_reason =
@@ -300,6 +307,7 @@ struct LoopContext<'a> {
     facts: &'a std::sync::Mutex<metrics::ScanFacts>,
     running: &'a RunningSinks,
     exec_checks: &'a exec_checks::ExecChecks,
+    destroys: &'a socket_destroys::SocketDestroyWatch,
     /// Sinks whose destination is gone for good.
     closed: &'a Receiver<String>,
 }

@@ -27,6 +27,8 @@ pub(crate) enum Message {
     Sinks { keep: Vec<SinkConfig>, added: Vec<SinkPort>, announce: Value },
     /// Alerts from the rule engine.
     Alerts(Vec<crate::model::Alert>),
+    /// Connections that opened and closed between two scans.
+    ShortLived(Vec<crate::model::ShortLived>),
     /// A lifecycle event; `with_sinks` adds every sink's counters (heartbeat, stopping).
     Lifecycle { action: &'static str, kind: EventKind, at_ms: u64, fields: Value, with_sinks: bool },
 }
@@ -155,6 +157,12 @@ pub(crate) fn route(
             Message::Alerts(alerts) => {
                 for alert in &alerts {
                     let event = Arc::new(encoder.alert(alert));
+                    sinks.iter().for_each(|s| s.offer(&event));
+                }
+            }
+            Message::ShortLived(connections) => {
+                for connection in &connections {
+                    let event = Arc::new(encoder.short_lived(connection));
                     sinks.iter().for_each(|s| s.offer(&event));
                 }
             }

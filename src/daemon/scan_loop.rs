@@ -4,6 +4,8 @@
 
 use super::detection::{Detection, Notice};
 use super::router::Message;
+use super::short_lived::ShortLivedReport;
+use super::socket_destroys::Heard;
 use super::{
     Control, LoopContext, OUTPUT_CLOSED, RunOptions, exec_checks, metrics, missing_privileges,
     notice, now_ms, to_the_journal, watch_rules,
@@ -23,6 +25,8 @@ use std::time::{Duration, Instant};
 
 /// How soon a heartbeat the router was too busy to take is offered again.
 const HEARTBEAT_RETRY: Duration = Duration::from_millis(20);
+/// Short-lived connections kept while the router is busy; beyond it they are counted only.
+const SHORT_LIVED_WAITING: usize = 10_000;
 
 /// What the loop does next.
 enum Next {
@@ -51,6 +55,12 @@ pub(super) struct ScanLoop<'a> {
     sinks: Vec<SinkConfig>,
     rules: RulesConfig,
     exec_wakes: Receiver<exec_checks::Wake>,
+    heard: Receiver<Heard>,
+    short_lived: ShortLivedReport,
+    /// Reported connections the router could not take yet.
+    short_lived_waiting: Vec<crate::model::ShortLived>,
+    /// The namespaces the destroy listener was last told to follow.
+    followed: Vec<(u64, Option<i32>)>,
     own_pid: i32,
     differ: Differ,
     listeners: ListenerMemory,
@@ -84,6 +94,10 @@ impl<'a> ScanLoop<'a> {
             sinks: options.config.sinks.clone(),
             rules: options.config.rules.clone(),
             exec_wakes: cx.exec_checks.wakes.clone(),
+            heard: cx.destroys.heard.clone(),
+            short_lived: ShortLivedReport::default(),
+            short_lived_waiting: Vec::new(),
+            followed: Vec::new(),
             own_pid: std::process::id() as i32,
             differ: Differ::new(agent.baseline),
             listeners: ListenerMemory::default(),
@@ -150,6 +164,7 @@ impl<'a> ScanLoop<'a> {
             None => crossbeam_channel::never(),
         };
         let exec_wakes = self.exec_wakes.clone();
+        let heard = self.heard.clone();
         select! {
             recv(cx.control) -> message => match message {
                 Ok(Control::Stop(reason)) => Next::Stop(reason),
@@ -165,6 +180,10 @@ impl<'a> ScanLoop<'a> {
             },
             recv(exec_wakes) -> wake => {
                 self.on_exec(wake.ok());
+                Next::Wait
+            }
+            recv(heard) -> heard => {
+                self.on_destroyed(heard.ok());
                 Next::Wait
             }
             recv(cx.closed) -> _ => self.on_output_closed(),
@@ -237,11 +256,68 @@ impl<'a> ScanLoop<'a> {
 
     /// Rules on a look between scans; its alerts go out at once.
     fn evaluate_look(&mut self, look: &Snapshot) {
+        self.short_lived.looked(look);
         let graph = Graph::build(look, Some(&self.listeners));
         self.detection.evaluate_look(&graph);
         drop(graph);
         // A router gone is noticed by the next scan's hand-over.
         let _ = self.send_alerts();
+    }
+
+    /// What the destroy listener heard: sockets freed (those no scan saw are reported at once),
+    /// or something to report. `None`: the listener is gone (it said why).
+    fn on_destroyed(&mut self, heard: Option<Heard>) {
+        match heard {
+            Some(Heard::Destroyed(destroyed)) => {
+                let reported = self.short_lived.report(&destroyed, &self.listeners, now_ms());
+                let room = SHORT_LIVED_WAITING.saturating_sub(self.short_lived_waiting.len());
+                self.short_lived.counts.over_budget += reported.len().saturating_sub(room) as u64;
+                self.short_lived_waiting.extend(reported.into_iter().take(room));
+                self.send_short_lived();
+            }
+            Some(Heard::Notice((action, fields))) => notice(self.cx.to_router, action, fields),
+            None => self.heard = crossbeam_channel::never(),
+        }
+    }
+
+    /// Hands waiting short-lived connections to the router, never waiting on it.
+    fn send_short_lived(&mut self) {
+        if self.short_lived_waiting.is_empty() {
+            return;
+        }
+        let connections = std::mem::take(&mut self.short_lived_waiting);
+        if let Err(TrySendError::Full(Message::ShortLived(connections))) =
+            self.cx.to_router.try_send(Message::ShortLived(connections))
+        {
+            self.short_lived_waiting = connections;
+        }
+    }
+
+    /// Tells the destroy listener which namespaces the scan saw, when they changed.
+    fn follow_namespaces(&mut self, snapshot: &Snapshot) {
+        if !self.cx.destroys.counts.listening.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut members: std::collections::BTreeMap<u64, Option<i32>> =
+            snapshot.namespaces.iter().map(|n| (n.inode, None)).collect();
+        for process in &snapshot.processes {
+            if let Some(member) = process.netns.and_then(|ns| members.get_mut(&ns)) {
+                member.get_or_insert(process.key.pid);
+            }
+        }
+        let seen: Vec<(u64, Option<i32>)> = members.into_iter().collect();
+        let same = seen.len() == self.followed.len()
+            && seen
+                .iter()
+                .zip(&self.followed)
+                .all(|(a, b)| a.0 == b.0 && a.1.is_some() == b.1.is_some());
+        if same {
+            return;
+        }
+        if let Ok(mut slot) = self.cx.destroys.namespaces.lock() {
+            *slot = Some((seen.clone(), snapshot.privileges.sys_admin));
+            self.followed = seen;
+        }
     }
 
     /// Like any Unix tool whose output is gone (`run | head -1`): when nothing else receives the
@@ -271,6 +347,8 @@ impl<'a> ScanLoop<'a> {
         self.detection.evaluate(&graph);
         self.send_notices();
         self.listeners.remember(&snapshot);
+        self.short_lived.scanned(&snapshot);
+        self.follow_namespaces(&snapshot);
         let directions: Arc<Directions> = Arc::new(graph.directions.clone());
         drop(graph);
         // Diff and events need sockets and processes; the fds served the graph. Dropping them
@@ -281,6 +359,7 @@ impl<'a> ScanLoop<'a> {
         drop(fds);
         self.send_changes(&snapshot, directions)?;
         self.send_alerts()?;
+        self.send_short_lived();
         let took = began.elapsed();
         self.schedule_next();
         self.publish_facts(&snapshot, took);
@@ -377,6 +456,10 @@ impl<'a> ScanLoop<'a> {
         if !alerts.is_empty() {
             let _ = self.cx.to_router.send(Message::Alerts(alerts));
         }
+        let connections = std::mem::take(&mut self.short_lived_waiting);
+        if !connections.is_empty() {
+            let _ = self.cx.to_router.send(Message::ShortLived(connections));
+        }
     }
 
     /// The next tick; a scan that took longer than the interval is followed at once, never by a
@@ -398,6 +481,9 @@ impl<'a> ScanLoop<'a> {
                 scans_triggered,
                 exec_looks: exec.looks.load(Ordering::Relaxed),
                 exec_missed: exec.missed.load(Ordering::Relaxed),
+                short_lived: self.short_lived.counts.reported,
+                short_lived_unreported: self.short_lived.counts.over_budget
+                    + self.cx.destroys.counts.overflows.load(Ordering::Relaxed),
                 overruns,
                 last_duration: took,
                 coverage: snapshot.coverage.clone(),
@@ -406,6 +492,16 @@ impl<'a> ScanLoop<'a> {
                 rules_degraded: self.detection.degraded(),
             };
         }
+    }
+
+    fn short_lived_facts(&self) -> serde_json::Value {
+        let mut facts = self.cx.destroys.facts();
+        if let (Some(facts), Ok(serde_json::Value::Object(counts))) =
+            (facts.as_object_mut(), serde_json::to_value(self.short_lived.counts))
+        {
+            facts.extend(counts);
+        }
+        facts
     }
 
     fn heartbeat(&self, snapshot: &Snapshot, took: Duration) -> Message {
@@ -419,6 +515,7 @@ impl<'a> ScanLoop<'a> {
                 "scans": scans,
                 "scans_exec_triggered": scans_triggered,
                 "exec_checks": self.cx.exec_checks.counts.facts(),
+                "short_lived": self.short_lived_facts(),
                 "scan_overruns": overruns,
                 "batches_deferred": batches_deferred,
                 "last_scan_duration_ms": took.as_millis() as u64,

@@ -20,6 +20,10 @@ const FAILURES: &[(&str, Severity)] = &[
     // Short-lived shells between two scans are missed.
     ("exec_checks_unavailable", Severity::Medium),
     ("exec_checks_stopped", Severity::Medium),
+    // Connections that open and close between two scans go unreported.
+    ("short_lived_unavailable", Severity::Low),
+    ("short_lived_stopped", Severity::Low),
+    ("short_lived_namespaces_unwatched", Severity::Low),
 ];
 
 /// Recoveries close a failure, and carry its severity: a sink that received the failure

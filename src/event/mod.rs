@@ -14,7 +14,8 @@ pub use community_id::community_id;
 pub use redact::{ArgPattern, REDACTED, Redactor};
 
 use crate::model::{
-    Change, Direction, DirectionSource, Holder, ProcKey, Process, Protocol, Snapshot, Socket,
+    Change, Direction, DirectionSource, Holder, ProcKey, Process, Protocol, ShortLived, Snapshot,
+    Socket,
 };
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -181,6 +182,37 @@ impl Encoder {
             event["sockwatch"]["baseline"] = json!(true);
         }
         Some(self.finish(event, kind, action, at, truncated))
+    }
+
+    /// A connection that opened and closed between two scans, reported when the kernel freed
+    /// its socket: with its holders when an exec check saw them, `sockwatch.socket.holders_known`
+    /// false otherwise.
+    pub fn short_lived(&mut self, connection: &ShortLived) -> Encoded {
+        let ShortLived { socket, processes, direction, tcp, closed_at_ms } = connection;
+        let at = *closed_at_ms;
+        let mut event = self.envelope("socket_short_lived", EventKind::Event, at, 0);
+        event["event"]["category"] = json!(["network"]);
+        event["event"]["type"] = json!(["connection", "end"]);
+        let mut truncated = Vec::new();
+        let processes = Processes(processes);
+        if let Some(top) = top_holder(socket, &processes) {
+            event["process"] = self.process(top, &mut truncated);
+            event["sockwatch"]["process"] = Self::process_extras(top);
+        }
+        self.network(&mut event, socket, direction.0);
+        let mut details = self.socket_details(socket, *direction, &processes, &mut truncated);
+        if socket.key.inode == 0 {
+            details.remove("inode");
+        }
+        details.insert("holders_known".into(), json!(!socket.holders.is_empty()));
+        if !socket.holders.is_empty() {
+            details.insert("holders_seen_by".into(), json!("exec_check"));
+        }
+        if let Some(tcp) = tcp {
+            details.insert("tcp".into(), json!(tcp));
+        }
+        event["sockwatch"]["socket"] = Value::Object(details);
+        self.finish(event, EventKind::Event, "socket_short_lived", at, truncated)
     }
 
     /// A lifecycle event (`agent_started`, `heartbeat`, …) with extra `sockwatch` fields.

@@ -59,7 +59,8 @@ fn network_activity(event: &Value, action: &str) -> Value {
     let (activity_id, activity_name) = match action {
         "socket_opened" | "existing_socket" | "socket_state_changed" if listening => (7, "Listen"),
         "socket_opened" => (1, "Open"),
-        "socket_closed" => (2, "Close"),
+        // A notice of a socket freed: the connection's close is what the agent heard.
+        "socket_closed" | "socket_short_lived" => (2, "Close"),
         "existing_socket" => (99, "Existing"),
         "socket_state_changed" => (99, "State Changed"),
         "socket_holders_changed" => (99, "Holders Changed"),
@@ -473,6 +474,7 @@ mod tests {
         assert_eq!(activity("socket_opened", "LISTEN", "listening"), Some(7));
         assert_eq!(activity("existing_socket", "LISTEN", "listening"), Some(7));
         assert_eq!(activity("socket_closed", "CLOSE", "inbound"), Some(2));
+        assert_eq!(activity("socket_short_lived", "CLOSE", "outbound"), Some(2));
         assert_eq!(activity("socket_state_changed", "CLOSE_WAIT", "inbound"), Some(99));
         assert_eq!(activity("socket_holders_changed", "ESTABLISHED", "inbound"), Some(99));
         let inbound = project(&socket_event("socket_closed", "CLOSE", "inbound"), AT);

@@ -194,6 +194,22 @@ fn direction_of(
 }
 
 /// The last resort for a connected socket: which end's port the kernel picked.
+/// The direction of a connection no scan saw, told when the kernel freed it: inbound when a
+/// listener of its namespace served its local port in an earlier scan, else by port range.
+pub fn of_unscanned(
+    socket: &Socket,
+    memory: &ListenerMemory,
+    ephemeral: (u16, u16),
+) -> (Direction, DirectionSource) {
+    if let (Some(t), Some(local)) = (transport(&socket.protocol), socket.local)
+        && is_connected(socket)
+        && memory.contains(socket.key.netns, t, local.port)
+    {
+        return (Direction::Inbound, DirectionSource::Listener);
+    }
+    by_port_range(socket, ephemeral)
+}
+
 fn by_port_range(socket: &Socket, ephemeral: (u16, u16)) -> (Direction, DirectionSource) {
     let unknown = (Direction::Unknown, DirectionSource::None);
     let (Some(_), Some(local), Some(remote)) =

@@ -5,7 +5,7 @@
 mod direction;
 mod relay;
 
-pub use direction::{DEFAULT_EPHEMERAL_PORTS, ListenerMemory, directions};
+pub use direction::{DEFAULT_EPHEMERAL_PORTS, ListenerMemory, directions, of_unscanned};
 pub use relay::{MAX_NODES, MAX_ROUTES, MAX_SET_ENTRIES};
 
 use crate::model::{

@@ -12,6 +12,7 @@ pub(crate) mod fixture;
 mod interval;
 mod process;
 mod relation;
+mod short_lived;
 mod snapshot;
 mod socket;
 mod text;
@@ -24,6 +25,7 @@ pub use fd::{AccessMode, Fd, FdTarget, PtyId};
 pub use interval::{Interval, MIN_INTERVAL, parse_interval};
 pub use process::{Exe, ProcKey, Process};
 pub use relation::{Direction, DirectionSource, Route, StdioEnd, StdioLink, StdioReach, Via};
+pub use short_lived::{ShortLived, TcpCounters};
 pub use snapshot::{Coverage, NetnsInfo, Privileges, Snapshot, TableRead};
 pub use socket::{
     Endpoint, Family, Holder, Protocol, Socket, SocketKey, SocketState, TableSource, UnixInfo,

@@ -267,6 +267,9 @@ pub enum TableSource {
     ProcNet,
     /// Held by a process but listed in no table the agent could read.
     Unresolved,
+    /// The kernel's notice that it freed the socket (sock_diag's destroy groups): a connection
+    /// no scan saw.
+    DestroyNotice,
 }
 
 /// One holder of a socket: a process and the fd number (a socket can be held on many fds by many

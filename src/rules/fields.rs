@@ -814,6 +814,8 @@ pub static FIELDS: &[Field] = &[
                 crate::model::TableSource::SockDiag => "sock_diag",
                 crate::model::TableSource::ProcNet => "proc_net",
                 crate::model::TableSource::Unresolved => "unresolved",
+                // Destroy notices are reported, never evaluated: no snapshot holds one.
+                crate::model::TableSource::DestroyNotice => "destroy_notice",
             }))
         },
     },

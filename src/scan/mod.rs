@@ -11,6 +11,7 @@
 //! - Pure parsers live in `parse` (fuzzed, property-tested); I/O lives beside it.
 
 mod binaries;
+mod destroys;
 mod examine;
 mod exec_events;
 mod join;
@@ -26,6 +27,7 @@ mod text_tables;
 
 use crate::model::{Coverage, Fd, FdTarget, Snapshot};
 use binaries::{Catalogue, HostRoot};
+pub use destroys::{Destroyed, MAX_WATCHED_NAMESPACES, SocketDestroys, Watching};
 pub use examine::{Examiner, Grabbed, Neighbourhood, Skipped};
 pub use exec_events::{ExecEvents, READ_TIMEOUT};
 use netns::NamespaceHandle;

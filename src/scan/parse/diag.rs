@@ -21,6 +21,10 @@ const UNIX_DIAG_NAME: u16 = 0;
 const UNIX_DIAG_PEER: u16 = 2;
 /// Sent with every record (net/unix/diag.c), asked for or not.
 const UNIX_DIAG_SHUTDOWN: u16 = 6;
+const INET_DIAG_INFO: u16 = 2;
+const INET_DIAG_PROTOCOL: u16 = 10;
+/// `struct tcp_info` up to `tcpi_segs_in`: the kernel has only appended to it since 4.2.
+const TCP_INFO_COUNTERS_END: usize = 144;
 
 /// One netlink message of a dump reply.
 #[derive(Debug, PartialEq, Eq)]
@@ -116,6 +120,55 @@ pub fn parse_inet_record(payload: &[u8]) -> Result<InetDiagRecord, ParseError> {
         uid: u32_at(msg, 64),
         inode: u32_at(msg, 68),
     })
+}
+
+/// What the kernel says about a socket it frees, to listeners of sock_diag's destroy groups
+/// (`sock_diag_broadcast_destroy`): the `inet_diag_msg` (no inode: the socket has left its file),
+/// the protocol, and for TCP its `tcp_info`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DestroyedRecord {
+    /// Addresses, ports and state; `inode` and `uid` are 0.
+    pub record: InetDiagRecord,
+    /// `INET_DIAG_PROTOCOL` (IPPROTO_TCP, IPPROTO_UDP, ...).
+    pub protocol: u8,
+    /// The `tcp_info` counters, for TCP.
+    pub tcp: Option<crate::model::TcpCounters>,
+}
+
+/// Reads a destroy notification: an `inet_diag_msg` with `INET_DIAG_PROTOCOL` and, for TCP,
+/// `INET_DIAG_INFO`. A record without its protocol is an error: the groups carry TCP and UDP
+/// alike and the message itself does not tell them apart.
+pub fn parse_destroyed_record(payload: &[u8]) -> Result<DestroyedRecord, ParseError> {
+    let record = parse_inet_record(payload)?;
+    let (mut protocol, mut tcp) = (None, None);
+    let mut attributes = &payload[INET_DIAG_MSG_LEN..];
+    while attributes.len() >= 4 {
+        let len = usize::from(u16_at(attributes, 0));
+        let kind = u16_at(attributes, 2) & 0x3fff;
+        if len < 4 || len > attributes.len() {
+            return Err(ParseError::Malformed("nlattr"));
+        }
+        let value = &attributes[4..len];
+        match kind {
+            INET_DIAG_PROTOCOL => {
+                protocol = Some(*value.first().ok_or(ParseError::MissingField("protocol"))?);
+            }
+            INET_DIAG_INFO if value.len() >= TCP_INFO_COUNTERS_END => {
+                let u64_at =
+                    |at: usize| u64::from_ne_bytes(value[at..at + 8].try_into().expect("8 bytes"));
+                tcp = Some(crate::model::TcpCounters {
+                    bytes_acked: u64_at(120),
+                    bytes_received: u64_at(128),
+                    segs_out: u32_at(value, 136),
+                    segs_in: u32_at(value, 140),
+                });
+            }
+            _ => {}
+        }
+        attributes = attributes.get(len.next_multiple_of(4)..).unwrap_or_default();
+    }
+    let protocol = protocol.ok_or(ParseError::MissingField("INET_DIAG_PROTOCOL"))?;
+    Ok(DestroyedRecord { record, protocol, tcp })
 }
 
 /// The fields of a `unix_diag_msg` and its attributes the scan keeps.
@@ -246,6 +299,41 @@ mod tests {
         assert_eq!(v6.remote.0, "::".parse::<IpAddr>().unwrap());
         assert!(parse_inet_record(&inet_msg(7, [0; 16], [0; 16])).is_err());
         assert!(parse_inet_record(&[AF_INET; 71]).is_err());
+    }
+
+    #[test]
+    fn destroy_notices_carry_protocol_and_tcp_counters() {
+        // Captured on Linux 6.18: a loopback TCP connection (the client sent 1000 bytes, read
+        // 10, and closed first), both ends freed, then a connected UDP socket on ::1. Sequence
+        // space: the client's SYN and FIN are acked bytes too.
+        let captured = include_bytes!("../../../fuzz/seeds/net_tables/sock_destroy.bin");
+        let records: Vec<DestroyedRecord> = diag_messages(captured)
+            .map(|m| match m.unwrap() {
+                DiagMessage::Record { payload, .. } => parse_destroyed_record(payload).unwrap(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(records.len(), 3);
+        let client = records[0];
+        assert_eq!((client.protocol, client.record.inode), (6, 0));
+        assert_eq!(client.record.local, ("127.0.0.1".parse().unwrap(), 54954));
+        assert_eq!(client.record.remote, ("127.0.0.1".parse().unwrap(), 47367));
+        let tcp = client.tcp.unwrap();
+        assert_eq!((tcp.bytes_acked, tcp.bytes_received), (1002, 11));
+        let server = records[1].tcp.unwrap();
+        assert_eq!((server.bytes_acked, server.bytes_received), (11, 1001));
+        let udp = records[2];
+        assert_eq!((udp.protocol, udp.tcp), (17, None));
+        assert_eq!(udp.record.remote, ("::1".parse().unwrap(), 53));
+        // Without its protocol a notice cannot be told TCP from UDP; a short tcp_info is left out.
+        let bare = inet_msg(AF_INET, [0; 16], [0; 16]);
+        assert!(parse_destroyed_record(&bare).is_err());
+        let mut short = bare.clone();
+        short.extend(attribute(INET_DIAG_PROTOCOL, &[6]));
+        short.extend(attribute(INET_DIAG_INFO, &[0; 100]));
+        assert_eq!(parse_destroyed_record(&short).unwrap().tcp, None);
+        short.extend([200, 0, 2, 0]); // claims more bytes than follow
+        assert!(parse_destroyed_record(&short).is_err());
     }
 
     #[test]

@@ -14,8 +14,8 @@ mod stat;
 
 pub use cnproc::{CN_IDX_PROC, ProcEvent, proc_events, subscription_request};
 pub use diag::{
-    DiagMessage, InetDiagRecord, UnixDiagRecord, diag_messages, parse_inet_record,
-    parse_unix_record,
+    DestroyedRecord, DiagMessage, InetDiagRecord, UnixDiagRecord, diag_messages,
+    parse_destroyed_record, parse_inet_record, parse_unix_record,
 };
 pub use fdlink::{FdLink, fdinfo_field, parse_fd_link};
 pub use mountinfo::{NsfsMount, parse_nsfs_mounts};
