@@ -63,7 +63,9 @@ fn the_unit_keeps_its_security_exposure_at_most_2_5() {
         unit.lines().find_map(|l| l.strip_prefix("ExecReload=/usr/bin/sockwatch config check"));
     let watchdog = format!("--watchdog {} ", setting("WatchdogSec"));
     assert!(check.is_some_and(|c| c.trim_start().starts_with(&watchdog)), "{check:?}");
-    for hides_processes in ["ProtectProc=", "ProcSubset=", "PrivateUsers=", "PrivatePIDs="] {
+    // A procfs of the service's own, hiding only what CAP_SYS_PTRACE could not read anyway.
+    assert_eq!(setting("ProtectProc"), "ptraceable");
+    for hides_processes in ["ProcSubset=", "PrivateUsers=", "PrivatePIDs="] {
         assert!(!unit.lines().any(|l| l.starts_with(hides_processes)), "{hides_processes}");
     }
 }

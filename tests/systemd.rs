@@ -275,6 +275,9 @@ fn the_deb_under_systemd_runs_alerts_reloads_refuses_bad_config_and_is_watched()
     assert_eq!(container.unit("User"), "sockwatch");
     let started =
         container.wait_for_event("agent_started", |e| e["event"]["action"] == "agent_started");
+    // The unit's ProtectProc= gives the service a procfs instance of its own.
+    assert_eq!(started["sockwatch"]["procfs"]["private"], true, "{started}");
+    assert_eq!(started["sockwatch"]["procfs"]["by"], "service manager", "{started}");
     let privileges = &started["sockwatch"]["privileges"];
     assert_eq!(
         (privileges["sys_ptrace"].as_bool(), privileges["dac_read_search"].as_bool()),

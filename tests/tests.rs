@@ -19,6 +19,7 @@ mod http_tls;
 mod least_privilege;
 mod ocsf;
 mod packaging;
+mod proc_hiding;
 mod scan_cli;
 mod scan_holders;
 mod scan_privileges;

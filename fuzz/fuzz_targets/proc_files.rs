@@ -19,4 +19,5 @@ fuzz_target!(|data: &[u8]| {
     let _ = parse::parse_fd_link(data);
     let _ = parse::fdinfo_field(data, b"tty-index");
     let _ = parse::parse_nsfs_mounts(data);
+    let _ = parse::parse_proc_pid_mounts(data);
 });

@@ -120,7 +120,7 @@ impl Collector for AgentCollector {
             prometheus_client::metrics::MetricType::Gauge,
         )?;
         if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(&facts.coverage) {
-            for (name, value) in fields {
+            for (name, value) in fields.into_iter().filter(|(_, v)| v.is_number()) {
                 let labels = vec![("counter".to_string(), name)];
                 let gauge = ConstGauge::new(value.as_i64().unwrap_or(0));
                 gauge.encode(coverage.encode_family(&labels)?)?;

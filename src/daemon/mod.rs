@@ -9,9 +9,11 @@
 
 mod detection;
 mod exec_checks;
+mod hidden_processes;
 mod host;
 mod metrics;
 mod preflight;
+mod private_procfs;
 mod reload;
 mod router;
 mod running_sinks;
@@ -141,8 +143,10 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
     if !problems.is_empty() {
         return Err(Refused(problems).into());
     }
+    // Held open until the agent exits: a detached procfs lives as long as its fd.
+    let proc_view = private_procfs::private_procfs();
     tune_malloc();
-    let mut scanner = Scanner::new()?;
+    let mut scanner = Scanner::with_proc_root(&proc_view.root())?;
     // A background agent stays on one core by default (DESIGN §9).
     scanner.set_threads(options.config.agent.scan_threads);
     scanner.set_namespace_budget(namespace_budget(options.config.agent.interval));
@@ -153,6 +157,7 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
     let (watcher, watch_failed) = watch_rules(&options.config.rules, &control_tx);
     let (detection, mut notices) = detection::Detection::start(&options.config, &host)?;
     notices.extend(watch_failed);
+    notices.extend(proc_view.notice());
     let host_name = host.name.clone();
     let encoder = Encoder::new(host, Redactor::with_patterns(&options.config.redact_patterns));
 
@@ -196,7 +201,7 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
     }));
     let destroys = socket_destroys::SocketDestroyWatch::start(
         options.config.agent.short_lived,
-        std::path::PathBuf::from("/proc"),
+        proc_view.root(),
     );
     let context = LoopContext {
         to_router: &to_router,
@@ -211,7 +216,8 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
         closed: &closed,
     };
     let stop_reason =
-        scan_loop::ScanLoop::new(&context, &options, &mut scanner, detection, watcher).run(notices);
+        scan_loop::ScanLoop::new(&context, &options, &mut scanner, detection, watcher)
+            .run(notices, proc_view.describe());
     systemd.stopping();
     // Sinks that retry a dead receiver get their grace from now on, not forever.
     let _ = sink_context.stopping.set(std::time::Instant::now());

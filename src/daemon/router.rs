@@ -29,6 +29,8 @@ pub(crate) enum Message {
     Alerts(Vec<crate::model::Alert>),
     /// Connections that opened and closed between two scans.
     ShortLived(Vec<crate::model::ShortLived>),
+    /// Hidden processes, found or no longer.
+    HidingAlerts(Vec<crate::model::HidingAlert>),
     /// A lifecycle event; `with_sinks` adds every sink's counters (heartbeat, stopping).
     Lifecycle { action: &'static str, kind: EventKind, at_ms: u64, fields: Value, with_sinks: bool },
 }
@@ -157,6 +159,12 @@ pub(crate) fn route(
             Message::Alerts(alerts) => {
                 for alert in &alerts {
                     let event = Arc::new(encoder.alert(alert));
+                    sinks.iter().for_each(|s| s.offer(&event));
+                }
+            }
+            Message::HidingAlerts(alerts) => {
+                for alert in &alerts {
+                    let event = Arc::new(encoder.hiding_alert(alert));
                     sinks.iter().for_each(|s| s.offer(&event));
                 }
             }

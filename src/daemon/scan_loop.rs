@@ -3,6 +3,7 @@
 //! Each step is its own method; the loop only decides which comes next.
 
 use super::detection::{Detection, Notice};
+use super::hidden_processes::HidingIncidents;
 use super::router::Message;
 use super::short_lived::ShortLivedReport;
 use super::socket_destroys::Heard;
@@ -59,6 +60,9 @@ pub(super) struct ScanLoop<'a> {
     short_lived: ShortLivedReport,
     /// Reported connections the router could not take yet.
     short_lived_waiting: Vec<crate::model::ShortLived>,
+    hidings: HidingIncidents,
+    /// Alerts about mounts over /proc the router could not take yet (never dropped).
+    hiding_waiting: Vec<crate::model::HidingAlert>,
     /// The namespaces the destroy listener was last told to follow.
     followed: Vec<(u64, Option<i32>)>,
     own_pid: i32,
@@ -97,6 +101,8 @@ impl<'a> ScanLoop<'a> {
             heard: cx.destroys.heard.clone(),
             short_lived: ShortLivedReport::default(),
             short_lived_waiting: Vec::new(),
+            hidings: HidingIncidents::default(),
+            hiding_waiting: Vec::new(),
             followed: Vec::new(),
             own_pid: std::process::id() as i32,
             differ: Differ::new(agent.baseline),
@@ -114,8 +120,8 @@ impl<'a> ScanLoop<'a> {
 
     /// Says the agent started (and what it found wrong while starting), then scans on every
     /// tick until told to stop; returns why it stopped.
-    pub(super) fn run(mut self, notices: Vec<Notice>) -> &'static str {
-        self.announce(notices);
+    pub(super) fn run(mut self, notices: Vec<Notice>, procfs: serde_json::Value) -> &'static str {
+        self.announce(notices, procfs);
         loop {
             match self.wait() {
                 Next::Wait => {}
@@ -132,7 +138,7 @@ impl<'a> ScanLoop<'a> {
         }
     }
 
-    fn announce(&mut self, notices: Vec<Notice>) {
+    fn announce(&mut self, notices: Vec<Notice>, procfs: serde_json::Value) {
         let options = self.options;
         let _ = self.cx.to_router.send(Message::Lifecycle {
             action: "agent_started",
@@ -144,6 +150,7 @@ impl<'a> ScanLoop<'a> {
                 "config": options.config_path.as_ref().map(|p| p.display().to_string()),
                 "sink_names": options.config.sinks.iter().map(|s| s.name()).collect::<Vec<_>>(),
                 "privileges": self.scanner.privileges(),
+                "procfs": procfs,
                 "detection": self.detection.rules(),
             }),
             with_sinks: false,
@@ -293,6 +300,20 @@ impl<'a> ScanLoop<'a> {
         }
     }
 
+    /// Hands waiting alerts about mounts over /proc to the router; they wait for the next scan
+    /// when it is busy, like the rules' alerts.
+    fn send_hiding_alerts(&mut self) {
+        if self.hiding_waiting.is_empty() {
+            return;
+        }
+        let alerts = std::mem::take(&mut self.hiding_waiting);
+        if let Err(TrySendError::Full(Message::HidingAlerts(alerts))) =
+            self.cx.to_router.try_send(Message::HidingAlerts(alerts))
+        {
+            self.hiding_waiting = alerts;
+        }
+    }
+
     /// Tells the destroy listener which namespaces the scan saw, when they changed.
     fn follow_namespaces(&mut self, snapshot: &Snapshot) {
         if !self.cx.destroys.counts.listening.load(Ordering::Relaxed) {
@@ -348,6 +369,8 @@ impl<'a> ScanLoop<'a> {
         self.send_notices();
         self.listeners.remember(&snapshot);
         self.short_lived.scanned(&snapshot);
+        let found = self.hidings.scanned(&snapshot);
+        self.hiding_waiting.extend(found);
         self.follow_namespaces(&snapshot);
         let directions: Arc<Directions> = Arc::new(graph.directions.clone());
         drop(graph);
@@ -359,6 +382,7 @@ impl<'a> ScanLoop<'a> {
         drop(fds);
         self.send_changes(&snapshot, directions)?;
         self.send_alerts()?;
+        self.send_hiding_alerts();
         self.send_short_lived();
         let took = began.elapsed();
         self.schedule_next();
@@ -459,6 +483,10 @@ impl<'a> ScanLoop<'a> {
         let connections = std::mem::take(&mut self.short_lived_waiting);
         if !connections.is_empty() {
             let _ = self.cx.to_router.send(Message::ShortLived(connections));
+        }
+        let alerts = std::mem::take(&mut self.hiding_waiting);
+        if !alerts.is_empty() {
+            let _ = self.cx.to_router.send(Message::HidingAlerts(alerts));
         }
     }
 

@@ -38,6 +38,8 @@ pub(crate) struct ShortLivedCounts {
     pub scanned: u64,
     /// Freed sockets that never had a remote end (listeners, unconnected UDP, refused connects).
     pub unconnected: u64,
+    /// Connections to the agent's own listeners (a metrics scrape): the agent's own business.
+    pub own: u64,
 }
 
 /// A socket an exec check saw held, kept to name the holders of its connection once it closes.
@@ -48,6 +50,8 @@ struct Looked {
 
 pub(crate) struct ShortLivedReport {
     scanned: FxHashSet<ConnectionKey>,
+    /// (namespace, port) of listeners only the agent holds.
+    own_listeners: FxHashSet<(u64, u16)>,
     ranges: FxHashMap<u64, (u16, u16)>,
     own_range: (u16, u16),
     looked: FxHashMap<ConnectionKey, Looked>,
@@ -60,6 +64,7 @@ impl Default for ShortLivedReport {
     fn default() -> Self {
         ShortLivedReport {
             scanned: FxHashSet::default(),
+            own_listeners: FxHashSet::default(),
             ranges: FxHashMap::default(),
             own_range: DEFAULT_EPHEMERAL_PORTS,
             looked: FxHashMap::default(),
@@ -75,6 +80,16 @@ impl ShortLivedReport {
     pub(crate) fn scanned(&mut self, snapshot: &Snapshot) {
         self.scanned.clear();
         self.scanned.extend(snapshot.sockets.iter().filter_map(connection_key));
+        let own_pid = std::process::id() as i32;
+        self.own_listeners.clear();
+        self.own_listeners.extend(
+            snapshot
+                .sockets
+                .iter()
+                .filter(|s| s.state == SocketState::Listen && !s.holders.is_empty())
+                .filter(|s| s.holders.iter().all(|h| h.proc.pid == own_pid))
+                .filter_map(|s| Some((s.key.netns, s.local?.port))),
+        );
         self.ranges.clear();
         self.ranges
             .extend(snapshot.namespaces.iter().filter_map(|n| Some((n.inode, n.ephemeral_ports?))));
@@ -130,6 +145,10 @@ impl ShortLivedReport {
                 self.counts.scanned += 1;
                 continue;
             }
+            if self.to_own_listener(&key) {
+                self.counts.own += 1;
+                continue;
+            }
             if !self.budget.take() {
                 self.counts.over_budget += 1;
                 continue;
@@ -153,6 +172,13 @@ impl ShortLivedReport {
             });
         }
         reported
+    }
+
+    /// The accepted end of a connection to one of the agent's listeners, or the client end of
+    /// one over loopback.
+    fn to_own_listener(&self, (netns, _, local, remote): &ConnectionKey) -> bool {
+        self.own_listeners.contains(&(*netns, local.port))
+            || (remote.addr.is_loopback() && self.own_listeners.contains(&(*netns, remote.port)))
     }
 
     fn forget_old_looks(&mut self) {

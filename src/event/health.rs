@@ -20,6 +20,8 @@ const FAILURES: &[(&str, Severity)] = &[
     // Short-lived shells between two scans are missed.
     ("exec_checks_unavailable", Severity::Medium),
     ("exec_checks_stopped", Severity::Medium),
+    // A bind mount over /proc/PID hides that process's fds from the scans.
+    ("private_procfs_unavailable", Severity::Medium),
     // Connections that open and close between two scans go unreported.
     ("short_lived_unavailable", Severity::Low),
     ("short_lived_stopped", Severity::Low),

@@ -6,11 +6,13 @@
 mod alert;
 mod community_id;
 pub mod health;
+mod hiding_alert;
 pub mod ocsf;
 mod redact;
 mod text;
 
 pub use community_id::community_id;
+pub use hiding_alert::{PROC_MOUNT_RULE, UNLISTED_RULE};
 pub use redact::{ArgPattern, REDACTED, Redactor};
 
 use crate::model::{

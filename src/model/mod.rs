@@ -10,6 +10,7 @@ mod fd;
 #[cfg(test)]
 pub(crate) mod fixture;
 mod interval;
+mod proc_mount;
 mod process;
 mod relation;
 mod short_lived;
@@ -23,6 +24,7 @@ pub use bounded::Bounded;
 pub use change::Change;
 pub use fd::{AccessMode, Fd, FdTarget, PtyId};
 pub use interval::{Interval, MIN_INTERVAL, parse_interval};
+pub use proc_mount::{Hiding, HidingAlert, ProcMount};
 pub use process::{Exe, ProcKey, Process};
 pub use relation::{Direction, DirectionSource, Route, StdioEnd, StdioLink, StdioReach, Via};
 pub use short_lived::{ShortLived, TcpCounters};

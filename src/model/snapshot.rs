@@ -113,6 +113,18 @@ pub struct Coverage {
     /// rests on their name until a later scan compares them.
     #[serde(default)]
     pub exes_unhashed: u64,
+    /// Mount namespaces whose mounts were read (for mounts over /proc/<pid>), and those whose
+    /// member processes could not be read.
+    #[serde(default)]
+    pub mount_namespaces_read: u64,
+    #[serde(default)]
+    pub mount_namespaces_unreadable: u64,
+    /// Processes the listing of /proc did not show but a lookup found (the parent of a listed
+    /// process): hidden from the listing, read anyway. Their pids.
+    #[serde(default)]
+    pub processes_unlisted: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unlisted_pids: Vec<i32>,
     /// Scan wall time in microseconds.
     pub duration_us: u64,
 }
@@ -153,6 +165,9 @@ pub struct Snapshot {
     pub fds: Vec<Fd>,
     /// Every socket, sorted by key.
     pub sockets: Vec<Socket>,
+    /// Mounts over a process's /proc directory, in any mount namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proc_mounts: Vec<super::ProcMount>,
     /// What the scan could and could not see.
     pub coverage: Coverage,
 }

@@ -485,6 +485,7 @@ impl Examiner {
             processes: look.processes,
             fds: look.fds,
             sockets,
+            proc_mounts: Vec::new(),
             coverage: look.coverage,
         }
     }

@@ -19,6 +19,7 @@ mod netns;
 mod netns_cache;
 pub mod parse;
 mod privileges;
+mod proc_mounts;
 mod process;
 mod procfs;
 mod sockdiag;
@@ -232,6 +233,13 @@ impl Scanner {
         }
         processes.sort_by_key(|p| p.key);
         fds.sort_by_key(|f| (f.proc, f.tid, f.num));
+        let proc_mounts = proc_mounts::proc_mounts(
+            proc_dir,
+            &processes,
+            namespace_inode(proc_dir, "thread-self/ns/pid"),
+            &mut self.file,
+            &mut coverage,
+        );
         coverage.duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         Snapshot {
             seq: self.seq,
@@ -242,6 +250,7 @@ impl Scanner {
             processes,
             fds,
             sockets,
+            proc_mounts,
             coverage,
         }
     }
@@ -290,14 +299,42 @@ fn read_processes(
         results.extend(helpers.into_iter().map(|h| h.join().expect("reader thread")));
         results
     });
-    readers.iter_mut().for_each(ProcessReader::end_scan);
     let (mut coverage, mut processes, mut fds) = results.remove(0);
     for (more_coverage, more_processes, more_fds) in results {
         coverage.add_process_counts(&more_coverage);
         processes.extend(more_processes);
         fds.extend(more_fds);
     }
+    // A parent the listing lacks but a lookup finds is hidden from the listing (a rootkit's
+    // getdents filter): it is read like the others, and counted.
+    for pid in unlisted_parents(pids, &processes) {
+        let before = processes.len();
+        read_one(proc_dir, pid, &mut readers[0], &mut coverage, &mut processes, Some(&mut fds));
+        if processes.len() > before {
+            coverage.processes_unlisted += 1;
+            coverage.unlisted_pids.push(pid as i32);
+        } else {
+            // Gone since, or never there: not a process the listing hid.
+            coverage.processes_vanished = coverage.processes_vanished.saturating_sub(1);
+        }
+    }
+    readers.iter_mut().for_each(ProcessReader::end_scan);
     (coverage, processes, fds)
+}
+
+/// The parents of listed processes that the listing lacks (pid 0 is no process). A process that
+/// exits after the listing leaves children whose parent is then their reaper, which is listed:
+/// what remains is a parent the listing did not show.
+fn unlisted_parents(listed: &[u32], processes: &[crate::model::Process]) -> Vec<u32> {
+    let listed: rustc_hash::FxHashSet<u32> = listed.iter().copied().collect();
+    let mut unlisted: Vec<u32> = processes
+        .iter()
+        .filter_map(|p| u32::try_from(p.ppid).ok())
+        .filter(|ppid| *ppid != 0 && !listed.contains(ppid))
+        .collect();
+    unlisted.sort_unstable();
+    unlisted.dedup();
+    unlisted
 }
 
 /// Reads one process, with its fds when given a list for them.
@@ -394,4 +431,21 @@ fn namespace_handles(
         }
     }
     handles
+}
+
+#[cfg(test)]
+mod listing_tests {
+    use crate::model::fixture::Builder;
+
+    #[test]
+    fn parents_the_listing_lacks_are_the_ones_to_look_up() {
+        let mut world = Builder::new();
+        for (pid, ppid) in [(1, 0), (2, 0), (40, 1), (41, 666), (42, 666)] {
+            world.process(pid, "p");
+            world.snapshot_mut().processes.last_mut().unwrap().ppid = ppid;
+        }
+        let processes = &world.snapshot_mut().processes;
+        assert_eq!(super::unlisted_parents(&[1, 2, 40, 41, 42], processes), [666]);
+        assert!(super::unlisted_parents(&[1, 2, 40, 41, 42, 666], processes).is_empty());
+    }
 }

@@ -18,7 +18,9 @@ pub use diag::{
     parse_destroyed_record, parse_inet_record, parse_unix_record,
 };
 pub use fdlink::{FdLink, fdinfo_field, parse_fd_link};
-pub use mountinfo::{NsfsMount, parse_nsfs_mounts};
+pub use mountinfo::{
+    NsfsMount, ProcPidMount, parse_nsfs_mounts, parse_proc_pid_mounts, proc_device,
+};
 pub use number::{parse_dec, parse_hex};
 pub use procnet::{
     ByteOrder, InetRow, NetlinkRow, PacketRow, UnixRow, parse_inet_line, parse_netlink_line,
