@@ -49,7 +49,10 @@ struct Looked {
 }
 
 pub(crate) struct ShortLivedReport {
+    /// The connections of the last scan and of the one before: a notice is handed over up to
+    /// 50 ms after the close (socket_destroys' gathering), and a scan may have come between.
     scanned: FxHashSet<ConnectionKey>,
+    scanned_before: FxHashSet<ConnectionKey>,
     /// (namespace, port) of listeners only the agent holds.
     own_listeners: FxHashSet<(u64, u16)>,
     ranges: FxHashMap<u64, (u16, u16)>,
@@ -64,6 +67,7 @@ impl Default for ShortLivedReport {
     fn default() -> Self {
         ShortLivedReport {
             scanned: FxHashSet::default(),
+            scanned_before: FxHashSet::default(),
             own_listeners: FxHashSet::default(),
             ranges: FxHashMap::default(),
             own_range: DEFAULT_EPHEMERAL_PORTS,
@@ -78,6 +82,7 @@ impl Default for ShortLivedReport {
 impl ShortLivedReport {
     /// The connections a scan listed, and each namespace's port range.
     pub(crate) fn scanned(&mut self, snapshot: &Snapshot) {
+        std::mem::swap(&mut self.scanned, &mut self.scanned_before);
         self.scanned.clear();
         self.scanned.extend(snapshot.sockets.iter().filter_map(connection_key));
         let own_pid = std::process::id() as i32;
@@ -141,7 +146,7 @@ impl ShortLivedReport {
                 self.counts.unconnected += 1;
                 continue;
             };
-            if self.scanned.contains(&key) {
+            if self.scanned.contains(&key) || self.scanned_before.contains(&key) {
                 self.counts.scanned += 1;
                 continue;
             }
@@ -232,4 +237,85 @@ fn connection_key(socket: &Socket) -> Option<ConnectionKey> {
         return None;
     }
     Some((socket.key.netns, number, local, remote))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::fixture::{Builder, NETNS};
+    use crate::scan::parse::{DestroyedRecord, InetDiagRecord};
+
+    fn freed(local: (&str, u16), remote: (&str, u16)) -> Destroyed {
+        let record = InetDiagRecord {
+            family: 2,
+            state: 7,
+            local: (local.0.parse().unwrap(), local.1),
+            remote: (remote.0.parse().unwrap(), remote.1),
+            rx_queue: 0,
+            tx_queue: 0,
+            uid: 0,
+            inode: 0,
+        };
+        Destroyed { netns: NETNS, record: DestroyedRecord { record, protocol: 6, tcp: None } }
+    }
+
+    #[test]
+    fn only_connections_no_scan_listed_are_reported_with_what_looks_saw() {
+        let mut scan = Builder::new();
+        let shell = scan.process(100, "bash");
+        scan.connection(7, shell, 3); // 127.0.0.1:45000 -> 127.0.0.1:4444
+        let scan = scan.build();
+        let mut look = Builder::new();
+        let sh = look.process(200, "sh");
+        look.inet(9, Protocol::Tcp, "127.0.0.1:46000", "10.0.0.1:443", SocketState::Established);
+        look.fd(
+            sh,
+            3,
+            crate::model::AccessMode::Unknown,
+            crate::model::FdTarget::Socket { inode: 9 },
+        );
+        let look = look.build();
+
+        let mut report = ShortLivedReport::default();
+        report.scanned(&scan);
+        report.looked(&look);
+        let memory = ListenerMemory::default();
+        let reported = report.report(
+            &[
+                freed(("127.0.0.1", 45000), ("127.0.0.1", 4444)),
+                freed(("127.0.0.1", 46000), ("10.0.0.1", 443)),
+                freed(("127.0.0.1", 47000), ("10.0.0.2", 80)),
+                freed(("0.0.0.0", 8080), ("0.0.0.0", 0)),
+            ],
+            &memory,
+            1,
+        );
+        assert_eq!(reported.len(), 2, "{reported:?}");
+        let attributed = &reported[0];
+        assert_eq!(attributed.socket.key.inode, 9);
+        assert_eq!(attributed.processes[0].key, sh);
+        assert_eq!(attributed.direction.0, crate::model::Direction::Outbound);
+        assert!(reported[1].socket.holders.is_empty() && reported[1].processes.is_empty());
+        let counts = report.counts;
+        assert_eq!((counts.scanned, counts.unconnected, counts.attributed), (1, 1, 1));
+
+        // A scan later, the first scan's connections still count as listed (a notice can be
+        // handed over after the next scan); two scans later they do not.
+        report.scanned(&Builder::new().build());
+        let again = [freed(("127.0.0.1", 45000), ("127.0.0.1", 4444))];
+        assert!(report.report(&again, &memory, 2).is_empty());
+        report.scanned(&Builder::new().build());
+        assert_eq!(report.report(&again, &memory, 3).len(), 1);
+    }
+
+    #[test]
+    fn the_budget_counts_what_it_leaves_out() {
+        let mut report = ShortLivedReport::default();
+        let many: Vec<Destroyed> = (0..REPORTED_PER_SECOND as u16 + 50)
+            .map(|i| freed(("127.0.0.1", 40000 + i), ("10.0.0.1", 443)))
+            .collect();
+        let reported = report.report(&many, &ListenerMemory::default(), 1);
+        assert_eq!(reported.len(), REPORTED_PER_SECOND as usize);
+        assert_eq!(report.counts.over_budget, 50);
+    }
 }

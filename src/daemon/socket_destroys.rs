@@ -13,6 +13,10 @@ use std::sync::{Arc, Mutex};
 
 /// Batches of notices waiting for the scan loop (it may be scanning).
 const WAITING_BATCHES: usize = 256;
+/// Notices heard within this long of the first are handed over together: under churn (a web
+/// server's clients) each notice is its own datagram, and waking the scan loop and the router
+/// for each cost more than reporting them.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// What the listening thread tells the scan loop.
 pub(crate) enum Heard {
@@ -123,6 +127,7 @@ impl Listener {
         };
         self.counts.listening.store(true, Ordering::Relaxed);
         let mut heard = Vec::new();
+        let mut gathering = std::time::Instant::now();
         let mut said_unwatched = false;
         while !self.stop.load(Ordering::Relaxed) {
             let follow = self.namespaces.lock().ok().and_then(|mut n| n.take());
@@ -136,7 +141,12 @@ impl Listener {
                     self.report(unwatched_namespaces(watched, unwatched, can_enter));
                 }
             }
-            let overflowed = match destroys.wait(READ_TIMEOUT, &mut heard) {
+            let wait = match heard.is_empty() {
+                true => READ_TIMEOUT,
+                false => GATHER.saturating_sub(gathering.elapsed()),
+            };
+            let before = heard.len();
+            let overflowed = match destroys.wait(wait, &mut heard) {
                 Ok(overflowed) => overflowed,
                 Err(e) => {
                     self.counts.listening.store(false, Ordering::Relaxed);
@@ -149,7 +159,10 @@ impl Listener {
                 }
             };
             self.counts.overflows.fetch_add(overflowed, Ordering::Relaxed);
-            if heard.is_empty() {
+            if before == 0 && !heard.is_empty() {
+                gathering = std::time::Instant::now();
+            }
+            if heard.is_empty() || gathering.elapsed() < GATHER {
                 continue;
             }
             self.counts.notices.fetch_add(heard.len() as u64, Ordering::Relaxed);
