@@ -64,7 +64,10 @@ fn connection(inode: u64, local: u16, remote: u16, holders: &[(ProcKey, i32)]) -
     let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
     s.local = Some(Endpoint::new(lo, local));
     s.remote = Some(Endpoint::new(lo, remote));
-    s.holders = holders.iter().map(|&(proc, fd)| Holder { proc, tid: None, fd }).collect();
+    s.holders = holders
+        .iter()
+        .map(|&(proc, fd)| Holder { proc, tid: None, fd, io_uring_slot: None })
+        .collect();
     s
 }
 
@@ -93,6 +96,7 @@ fn world() -> Snapshot {
                     proc: p.key,
                     tid: None,
                     num: fd,
+                    io_uring_slot: None,
                     mode: AccessMode::ReadWrite,
                     target,
                 });
@@ -113,6 +117,7 @@ fn world() -> Snapshot {
             proc: listener_key,
             tid: None,
             num: 6,
+            io_uring_slot: None,
             mode: AccessMode::ReadWrite,
             target: FdTarget::Socket { inode: 1 },
         },

@@ -53,7 +53,7 @@ impl World {
     }
 
     fn fd(&mut self, proc: ProcKey, num: i32, mode: AccessMode, target: FdTarget) {
-        self.0.fds.push(Fd { proc, tid: None, num, mode, target });
+        self.0.fds.push(Fd { proc, tid: None, num, io_uring_slot: None, mode, target });
     }
 
     fn pipe(&mut self, inode: u64, writer: (ProcKey, i32), reader: (ProcKey, i32)) {
@@ -62,7 +62,7 @@ impl World {
     }
 
     fn socket(&mut self, mut socket: Socket, holder: ProcKey, fd: i32) {
-        socket.holders.push(Holder { proc: holder, tid: None, fd });
+        socket.holders.push(Holder { proc: holder, tid: None, fd, io_uring_slot: None });
         let inode = socket.key.inode;
         self.0.sockets.push(socket);
         self.fd(holder, fd, AccessMode::ReadWrite, FdTarget::Socket { inode });

@@ -2,8 +2,9 @@
 //! holds against an attacker who knows the design"), one test per way of dodging a verdict: a
 //! direction the agent cannot tell, two connections, a relay walk full of decoys, a shell that
 //! is not called a shell, the csh family's fds, a fake trusted broker, transports without
-//! connections. Each shell is proven to work (a command round trip) and must raise one incident
-//! in the first scan that sees it, under `run --interval 250ms`.
+//! connections, a connection held only by an io_uring. Each shell is proven to work (a command
+//! round trip) and must raise one incident in the first scan that sees it, under
+//! `run --interval 250ms`.
 
 use crate::shells::{Case, Far, run_cases};
 use crate::util::prerequisites;
@@ -436,4 +437,37 @@ fn shells_over_datagrams_icmp_and_raw_frames_alert() {
         return;
     }
     run_cases(CONNECTIONLESS);
+}
+
+/// The connection lives only in an io_uring's registered files: registered and closed, or
+/// created in the ring and never given an fd. The relay holds it through the ring.
+const OUTSIDE_FD_TABLES: &[Case] = &[
+    Case {
+        rules: &["shell-stdio-relayed-to-outbound-socket"],
+        relay: Some("python3"),
+        subject: &["dash"],
+        ..Case::new(
+            "sh relayed through a connection registered in an io_uring and closed",
+            Far::Tcp,
+            "exec python3 URING registered PORT",
+        )
+    },
+    Case {
+        rules: &["shell-stdio-relayed-to-outbound-socket"],
+        relay: Some("python3"),
+        subject: &["dash"],
+        ..Case::new(
+            "sh relayed through a connection made inside an io_uring (no fd ever)",
+            Far::Tcp,
+            "exec python3 URING direct PORT",
+        )
+    },
+];
+
+#[test]
+fn a_connection_held_only_by_an_io_uring_is_held_by_the_rings_owner() {
+    if !prerequisites(&["python3"]) {
+        return;
+    }
+    run_cases(OUTSIDE_FD_TABLES);
 }

@@ -3,7 +3,7 @@
 //! run over ssh (what configuration management does), `git clone` and `rsync` over ssh, shells in
 //! tmux and screen running a network client, `curl | sh`, `echo | nc`, an inetd-style `cat`,
 //! `tail -F log | nc`, `python3 -m http.server`, a supervisor whose worker logs through a shipper
-//! holding a connection, and an ICMP monitor.
+//! holding a connection (in its fd table, or only in an io_uring), and an ICMP monitor.
 
 use crate::agent::Agent;
 use crate::shells::{Catcher, Group, descendants, endpoint_ports, free_port};
@@ -334,6 +334,21 @@ fn legitimate_look_alikes_raise_no_alert() {
     ));
     ready.push(("supervisor", collector.wait("ready").is_some()));
 
+    let ring_collector = Catcher::start(&["quiet-listen"]);
+    let forwarder = file("uring_shell.py");
+    std::fs::write(&forwarder, include_str!("fixtures/uring_shell.py")).unwrap();
+    let ring_supervisor = Group::start(&format!(
+        "sh -c 'while true; do echo working; sleep 0.2; done' | exec python3 {} registered {} forward",
+        forwarder.display(),
+        ring_collector.port()
+    ));
+    watched.push(watch(
+        "a worker logging through a forwarder whose connection is in an io_uring",
+        &[ring_collector.port()],
+        &[ring_supervisor.pid()],
+    ));
+    ready.push(("io_uring forwarder", ring_collector.wait("ready").is_some()));
+
     let pinged = file("pinged");
     let ping = Group::start(&format!(
         "ping -i 0.2 127.0.0.1 | sh -c 'while read line; do echo \"$line\" > {}; done'",
@@ -365,7 +380,19 @@ fn legitimate_look_alikes_raise_no_alert() {
         })
         .collect();
     assert!(false_alarms.is_empty(), "false alarms:\n{}", false_alarms.join("\n"));
-    drop((command, clone, rsync, curl, stats, inetd, tail, http, supervisor, ping));
+    drop((
+        command,
+        clone,
+        rsync,
+        curl,
+        stats,
+        inetd,
+        tail,
+        http,
+        supervisor,
+        ring_supervisor,
+        ping,
+    ));
 }
 
 /// Every process an alert names: its subject, its members and the socket's holders.

@@ -1,5 +1,6 @@
 //! Sockets with several holders, holders outside the socket's namespace, and the classic
-//! `bash -i >& /dev/tcp/…` shell, which osquery's one-owner-per-socket map gets wrong.
+//! `bash -i >& /dev/tcp/…` shell, which osquery's one-owner-per-socket map gets wrong, and a
+//! socket held only by an io_uring.
 
 use crate::util::{Netns, PRELUDE, Running, prerequisites, python_in, scan_document};
 
@@ -112,4 +113,41 @@ sys.stdin.read()
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert_eq!(last, vec![0, 1, 2, 255]);
+}
+
+#[test]
+fn a_socket_registered_in_an_io_uring_and_closed_is_held_by_the_ring() {
+    if !prerequisites(&["ip", "python3"]) {
+        return;
+    }
+    let netns = Netns::new();
+    // Registered in slot 3 of a sparse table; the process's own fd is closed.
+    let program = format!(
+        "{PRELUDE}
+libc.syscall.restype = ctypes.c_long
+l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()
+c = socket.create_connection(l.getsockname())
+a, _ = l.accept()
+inode = os.fstat(c.fileno()).st_ino
+ring = libc.syscall(425, 4, ctypes.create_string_buffer(120))
+assert ring >= 0, ctypes.get_errno()
+files = (ctypes.c_int * 4)(-1, -1, -1, c.fileno())
+assert libc.syscall(427, ring, 2, files, 4) == 0, ctypes.get_errno()
+c.close()
+print(json.dumps({{'pid': os.getpid(), 'ring': ring, 'inode': inode, 'peer': os.fstat(a.fileno()).st_ino}}), flush=True)
+sys.stdin.read()
+"
+    );
+    let (_running, facts) = python_in(&netns, &program);
+    let doc = scan_document();
+    let pid = facts["pid"].as_i64().unwrap() as i32;
+    let ring = facts["ring"].as_i64().unwrap() as i32;
+    let socket = doc.socket(facts["inode"].as_u64().unwrap());
+    assert_eq!(socket.key.netns, netns.inode());
+    let holders: Vec<_> =
+        socket.holders.iter().map(|h| (h.proc.pid, h.fd, h.io_uring_slot)).collect();
+    assert_eq!(holders, vec![(pid, ring, Some(3))], "held through the ring, in its slot");
+    let peer = doc.socket(facts["peer"].as_u64().unwrap());
+    assert!(peer.holders.iter().all(|h| h.io_uring_slot.is_none()), "the peer is an fd");
+    assert!(doc.snapshot.coverage.io_uring_sockets >= 1);
 }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 const CATCHER: &str = include_str!("fixtures/catcher.py");
 pub(crate) const DGRAM_SHELL: &str = include_str!("fixtures/dgram_shell.py");
+const URING_SHELL: &str = include_str!("fixtures/uring_shell.py");
 
 /// The far end of a shell: tests/fixtures/catcher.py in some mode.
 pub(crate) struct Catcher {
@@ -208,7 +209,8 @@ pub(crate) struct Case {
     pub name: &'static str,
     pub far: Far,
     /// A bash command line; `PORT`, `PORT2`, `FIXED`, `SRC`, `SRC2`, `HOP`, `DIR`, `TOKEN`,
-    /// `RELAY` (tests/fixtures/dgram_shell.py) are replaced.
+    /// `RELAY` (tests/fixtures/dgram_shell.py), `URING` (tests/fixtures/uring_shell.py) are
+    /// replaced.
     pub script: &'static str,
     /// The line the far end sends (default: `echo SOCKW""ATCH-READY`).
     pub send: Option<&'static str>,
@@ -267,12 +269,15 @@ pub(crate) fn check(agent: &Agent, case: &Case) -> Result<Value, String> {
     let dir = crate::util::ScratchDir::new("case");
     let relay_path = dir.path.join("dgram_shell.py");
     std::fs::write(&relay_path, DGRAM_SHELL).unwrap();
+    let uring_path = dir.path.join("uring_shell.py");
+    std::fs::write(&uring_path, URING_SHELL).unwrap();
     static CASES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = CASES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let token = format!("{}x{n}", std::process::id());
     let mut values: Vec<(&'static str, String)> = vec![
         ("DIR", dir.path.display().to_string()),
         ("RELAY", relay_path.display().to_string()),
+        ("URING", uring_path.display().to_string()),
         ("TOKEN", token.clone()),
     ];
     // Fixed ports only for the cases that use them: each is a free port taken from a shared

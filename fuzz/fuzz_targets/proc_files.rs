@@ -18,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = parse::parse_cgroup(data);
     let _ = parse::parse_fd_link(data);
     let _ = parse::fdinfo_field(data, b"tty-index");
+    let _ = parse::io_uring_files(data);
     let _ = parse::parse_nsfs_mounts(data);
     let _ = parse::parse_proc_pid_mounts(data);
 });

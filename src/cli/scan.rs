@@ -4,8 +4,8 @@
 use super::CliError;
 use crate::graph::Graph;
 use crate::model::{
-    Direction, DirectionSource, Family, ProcKey, Process, Protocol, RawText, Snapshot, Socket,
-    StdioEnd, StdioReach,
+    Direction, DirectionSource, Family, Holder, ProcKey, Process, Protocol, RawText, Snapshot,
+    Socket, StdioEnd, StdioReach,
 };
 use crate::scan::{Scanner, TableInterface};
 use serde::Serialize;
@@ -111,6 +111,9 @@ struct Row<'a> {
     fd: i32,
     #[serde(skip_serializing_if = "Option::is_none")]
     tid: Option<i32>,
+    /// Set when `fd` is an io_uring holding the socket as a registered file: its slot there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    io_uring_slot: Option<u32>,
     socket: u64,
     family: u16,
     protocol: u16,
@@ -142,11 +145,11 @@ fn for_each_row<'a>(
         graph.snapshot.processes.iter().map(|p| (p.key, p)).collect();
     for (socket, direction) in graph.snapshot.sockets.iter().zip(&graph.directions) {
         if socket.holders.is_empty() && args.all && args.pids.is_empty() {
-            f(row(socket, *direction, None, -1, None, &processes))?;
+            f(row(socket, *direction, None, &processes))?;
         }
         for h in &socket.holders {
             if args.pids.is_empty() || args.pids.contains(&h.proc.pid) {
-                f(row(socket, *direction, Some(h.proc), h.fd, h.tid, &processes))?;
+                f(row(socket, *direction, Some(h), &processes))?;
             }
         }
     }
@@ -156,17 +159,17 @@ fn for_each_row<'a>(
 fn row<'a>(
     socket: &'a Socket,
     (direction, direction_source): (Direction, DirectionSource),
-    proc: Option<ProcKey>,
-    fd: i32,
-    tid: Option<i32>,
+    holder: Option<&Holder>,
     processes: &HashMap<ProcKey, &'a Process>,
 ) -> Row<'a> {
+    let proc = holder.map(|h| h.proc);
     let process = proc.and_then(|p| processes.get(&p).copied());
     let address = |e: Option<crate::model::Endpoint>| Addr(e.map(|e| e.addr));
     Row {
         pid: proc.map_or(-1, |p| p.pid),
-        fd,
-        tid,
+        fd: holder.map_or(-1, |h| h.fd),
+        tid: holder.and_then(|h| h.tid),
+        io_uring_slot: holder.and_then(|h| h.io_uring_slot),
         socket: socket.key.inode,
         family: socket.family.number(),
         protocol: socket.protocol.ip_number(socket.family),

@@ -9,7 +9,12 @@ fn socket(inode: u64, state: SocketState, holders: &[(i32, i32)]) -> Socket {
     let mut s = Socket::new(key, Family::Inet, Protocol::Tcp, state, TableSource::SockDiag);
     s.holders = holders
         .iter()
-        .map(|&(pid, fd)| Holder { proc: ProcKey { pid, start_ticks: 1 }, tid: None, fd })
+        .map(|&(pid, fd)| Holder {
+            proc: ProcKey { pid, start_ticks: 1 },
+            tid: None,
+            fd,
+            io_uring_slot: None,
+        })
         .collect();
     s.holders.sort();
     s
@@ -49,7 +54,12 @@ fn opened_closed_state_and_holders() {
             Change::SocketClosed { key: key(2), first_seen_ms: 500, seen_since_baseline: true },
             Change::SocketHoldersChanged {
                 key: key(3),
-                added: vec![Holder { proc: ProcKey { pid: 12, start_ticks: 1 }, tid: None, fd: 3 }],
+                added: vec![Holder {
+                    proc: ProcKey { pid: 12, start_ticks: 1 },
+                    tid: None,
+                    fd: 3,
+                    io_uring_slot: None
+                }],
                 removed: vec![],
             },
             Change::SocketOpened { key: key(4) },

@@ -498,6 +498,9 @@ impl Encoder {
                     if let Some(tid) = h.tid {
                         o.insert("tid".into(), json!(tid));
                     }
+                    if let Some(slot) = h.io_uring_slot {
+                        o.insert("io_uring_slot".into(), json!(slot));
+                    }
                     o.insert("entity_id".into(), json!(self.entity_id(h.proc)));
                     if let Some(p) = processes.get(h.proc) {
                         put_text(

@@ -148,7 +148,12 @@ fn huge_argv_and_many_holders_are_capped_and_flagged() {
     let key = snapshot.sockets[0].key;
     snapshot.processes[0].argv = (0..200).map(|_| RawText::new(vec![0xff; 10_000])).collect();
     let holders: Vec<crate::model::Holder> = (0..500)
-        .map(|fd| crate::model::Holder { proc: snapshot.processes[0].key, tid: None, fd })
+        .map(|fd| crate::model::Holder {
+            proc: snapshot.processes[0].key,
+            tid: None,
+            fd,
+            io_uring_slot: None,
+        })
         .collect();
     snapshot.sockets[0].holders = holders;
     let encoded = encoder()

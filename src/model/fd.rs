@@ -112,6 +112,10 @@ pub struct Fd {
     pub tid: Option<i32>,
     /// The fd number.
     pub num: i32,
+    /// Set when the target is a file registered in an io_uring and not this fd's own: `num` is
+    /// the ring's fd, this its slot in the ring's registered file table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_uring_slot: Option<u32>,
     /// How it was opened.
     pub mode: AccessMode,
     /// What it points at.

@@ -74,7 +74,7 @@ impl Builder {
     }
 
     pub fn fd(&mut self, proc: ProcKey, num: i32, mode: AccessMode, target: FdTarget) {
-        self.snapshot.fds.push(Fd { proc, tid: None, num, mode, target });
+        self.snapshot.fds.push(Fd { proc, tid: None, num, io_uring_slot: None, mode, target });
     }
 
     /// A pipe: `writer` holds the write end on `w`, `reader` the read end on `r`.
@@ -149,7 +149,12 @@ impl Builder {
             if let FdTarget::Socket { inode } = fd.target
                 && let Some(socket) = s.sockets.iter_mut().find(|x| x.key.inode == inode)
             {
-                socket.holders.push(Holder { proc: fd.proc, tid: None, fd: fd.num });
+                socket.holders.push(Holder {
+                    proc: fd.proc,
+                    tid: None,
+                    fd: fd.num,
+                    io_uring_slot: None,
+                });
             }
         }
         self.snapshot

@@ -71,6 +71,14 @@ pub struct Coverage {
     pub fds_vanished: u64,
     /// Threads found with their own fd table (`unshare(CLONE_FILES)`).
     pub threads_with_private_fds: u64,
+    /// io_uring instances read, the sockets registered in them (held by the ring's holder), and
+    /// rings whose files could not all be listed: too busy to list them (twice), or too many.
+    #[serde(default)]
+    pub io_uring_rings: u64,
+    #[serde(default)]
+    pub io_uring_sockets: u64,
+    #[serde(default)]
+    pub io_uring_files_unlisted: u64,
     /// Socket fds found in some table.
     pub sockets_resolved: u64,
     /// Sockets held by some process but found in no readable table.
@@ -141,6 +149,9 @@ impl Coverage {
         self.fds_denied += other.fds_denied;
         self.fds_vanished += other.fds_vanished;
         self.threads_with_private_fds += other.threads_with_private_fds;
+        self.io_uring_rings += other.io_uring_rings;
+        self.io_uring_sockets += other.io_uring_sockets;
+        self.io_uring_files_unlisted += other.io_uring_files_unlisted;
     }
 }
 

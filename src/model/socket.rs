@@ -283,6 +283,9 @@ pub struct Holder {
     pub tid: Option<i32>,
     /// fd number.
     pub fd: i32,
+    /// Set when held as a file registered in the io_uring behind `fd`: its slot there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_uring_slot: Option<u32>,
 }
 
 /// One socket with its table row and all its holders.

@@ -464,7 +464,12 @@ impl Examiner {
             if let FdTarget::Socket { inode } = fd.target
                 && let Some(socket) = sockets.get_mut(&inode)
             {
-                socket.holders.push(Holder { proc: fd.proc, tid: fd.tid, fd: fd.num });
+                socket.holders.push(Holder {
+                    proc: fd.proc,
+                    tid: fd.tid,
+                    fd: fd.num,
+                    io_uring_slot: fd.io_uring_slot,
+                });
             }
         }
         let mut sockets: Vec<Socket> = sockets.into_values().collect();
@@ -650,7 +655,7 @@ mod tests {
 
     fn fd(pid: i32, num: i32, target: FdTarget) -> Fd {
         let proc = ProcKey { pid, start_ticks: 1 };
-        Fd { proc, tid: None, num, mode: AccessMode::ReadWrite, target }
+        Fd { proc, tid: None, num, io_uring_slot: None, mode: AccessMode::ReadWrite, target }
     }
 
     fn neighbourhood(snapshot: Snapshot) -> Neighbourhood {

@@ -22,9 +22,11 @@ pub(crate) fn join_sockets(
     let mut held: Vec<(u64, Holder, &Fd)> = fds
         .iter()
         .filter_map(|fd| match fd.target {
-            FdTarget::Socket { inode } => {
-                Some((inode, Holder { proc: fd.proc, tid: fd.tid, fd: fd.num }, fd))
-            }
+            FdTarget::Socket { inode } => Some((
+                inode,
+                Holder { proc: fd.proc, tid: fd.tid, fd: fd.num, io_uring_slot: fd.io_uring_slot },
+                fd,
+            )),
             _ => None,
         })
         .collect();

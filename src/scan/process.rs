@@ -2,8 +2,8 @@
 
 use super::binaries::{Catalogue, HostRoot, Identifier};
 use super::parse::{
-    FdLink, StatFields, StatusIds, fdinfo_field, parse_cgroup, parse_dec, parse_fd_link,
-    parse_stat, parse_status_ids, split_cmdline,
+    FdLink, RingFiles, StatFields, StatusIds, fdinfo_field, io_uring_files, parse_cgroup,
+    parse_dec, parse_fd_link, parse_stat, parse_status_ids, split_cmdline,
 };
 use super::procfs::{
     Failure, NumName, namespace_inode, open_dir, read_file, read_link, read_record, stat_follow,
@@ -21,6 +21,9 @@ use std::sync::Arc;
 
 /// argv beyond this is cut (and flagged): a process can present megabytes.
 const ARGV_LIMIT: usize = 64 * 1024;
+/// A ring's fdinfo lists pending submissions and completions before its files, a line each;
+/// a MiB holds some 40k registered files after a full queue.
+const RING_FDINFO_LIMIT: usize = 1 << 20;
 const PTY_SLAVE_MAJORS: std::ops::RangeInclusive<u32> = 136..=143;
 const TTY_MAJOR: u32 = 4;
 const TTYAUX_MAJOR: u32 = 5;
@@ -486,13 +489,63 @@ impl ProcessReader {
             match self.read_fd(fd_dir, num, ctx) {
                 Ok((mode, target)) => {
                     coverage.fds_seen += 1;
-                    fds.push(Fd { proc: ctx.proc, tid: ctx.tid, num, mode, target });
+                    if matches!(&target, FdTarget::AnonInode { kind } if kind.as_bytes() == b"io_uring")
+                    {
+                        self.ring_sockets(num, ctx, coverage, fds);
+                    }
+                    fds.push(Fd {
+                        proc: ctx.proc,
+                        tid: ctx.tid,
+                        num,
+                        io_uring_slot: None,
+                        mode,
+                        target,
+                    });
                 }
                 Err(e) if Failure::of(e) == Failure::Denied => coverage.fds_denied += 1,
                 Err(_) => coverage.fds_vanished += 1,
             }
         }
         self.dirents = dirents;
+    }
+
+    /// A ring's registered sockets are held by whoever holds the ring: a relay may register its
+    /// connection and close the fd, leaving it in no fd table. A ring too busy to list its files
+    /// is asked once more, then counted.
+    fn ring_sockets(
+        &mut self,
+        ring: i32,
+        ctx: &FdContext<'_>,
+        coverage: &mut Coverage,
+        fds: &mut Vec<Fd>,
+    ) {
+        let info = NumName::new("fdinfo/", ring as u64);
+        let (mut files, mut truncated) = (RingFiles::default(), false);
+        for _ in 0..2 {
+            match read_file(ctx.info_dir, info.as_str(), &mut self.file, RING_FDINFO_LIMIT) {
+                Ok(more) => truncated = more,
+                Err(_) => return,
+            }
+            files = io_uring_files(&self.file);
+            if files.table_size == 0 || files.listed > 0 {
+                break;
+            }
+        }
+        coverage.io_uring_rings += 1;
+        if truncated || (files.table_size > 0 && files.listed == 0) {
+            coverage.io_uring_files_unlisted += 1;
+        }
+        for (slot, inode) in files.sockets {
+            coverage.io_uring_sockets += 1;
+            fds.push(Fd {
+                proc: ctx.proc,
+                tid: ctx.tid,
+                num: ring,
+                io_uring_slot: Some(slot),
+                mode: AccessMode::Unknown,
+                target: FdTarget::Socket { inode },
+            });
+        }
     }
 
     fn read_fd(

@@ -61,6 +61,47 @@ pub fn fdinfo_field<'a>(fdinfo: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
     })
 }
 
+/// What an io_uring's fdinfo lists of its registered files: the `UserFiles:` section, one
+/// `<slot>: <link>` line per occupied slot (`    0: socket:[4242]`). A socket registered and
+/// then closed is held by the ring alone: no fd of any process links to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RingFiles {
+    /// The size of the registered file table (`UserFiles:`), occupied or not.
+    pub table_size: u64,
+    /// Occupied slots listed.
+    pub listed: u64,
+    /// (slot, inode) of each listed socket.
+    pub sockets: Vec<(u32, u64)>,
+}
+
+/// Reads the registered files of a ring's fdinfo. The kernel lists the slots only when it gets
+/// the ring's lock without waiting: a table with slots but no lines may be a busy ring.
+pub fn io_uring_files(fdinfo: &[u8]) -> RingFiles {
+    let mut lines = fdinfo.split(|&b| b == b'\n');
+    let Some(size) = lines.by_ref().find_map(|line| line.strip_prefix(b"UserFiles:")) else {
+        return RingFiles::default();
+    };
+    let mut files = RingFiles {
+        table_size: parse_dec("UserFiles", size.trim_ascii()).unwrap_or(0),
+        ..RingFiles::default()
+    };
+    for line in lines {
+        let Some((slot, link)) = slot_line(line) else { break };
+        files.listed += 1;
+        if let FdLink::Socket(inode) = parse_fd_link(link) {
+            files.sockets.push((slot, inode));
+        }
+    }
+    files
+}
+
+fn slot_line(line: &[u8]) -> Option<(u32, &[u8])> {
+    let line = line.trim_ascii_start();
+    let colon = line.iter().position(|&b| b == b':')?;
+    let slot = u32::try_from(parse_dec("slot", &line[..colon]).ok()?).ok()?;
+    Some((slot, line[colon + 1..].trim_ascii()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +130,26 @@ mod tests {
     }
 
     #[test]
+    fn io_uring_registered_sockets() {
+        // Captured on 6.18 (tail of a ring's fdinfo, two sockets registered).
+        let info = b"SqThreadCpu:\t-1\nUserFiles:\t3\n    0: socket:[13946786]\n    1: \
+            socket:[13946785]\n    2: /tmp/a file: x\nUserBufs:\t0\nPollList:\n";
+        let files = io_uring_files(info);
+        assert_eq!(files.table_size, 3);
+        assert_eq!(files.listed, 3);
+        assert_eq!(files.sockets, [(0, 13946786), (1, 13946785)]);
+        // A sparse table lists only occupied slots; a busy ring lists none.
+        let sparse = io_uring_files(b"UserFiles:\t64\n    7: socket:[9]\nUserBufs:\t0\n");
+        assert_eq!((sparse.table_size, sparse.listed, sparse.sockets), (64, 1, vec![(7, 9)]));
+        let busy = io_uring_files(b"UserFiles:\t2\nUserBufs:\t0\n");
+        assert_eq!((busy.table_size, busy.listed), (2, 0));
+        assert_eq!(io_uring_files(b"pos:\t0\n    0: socket:[1]\n"), RingFiles::default());
+        // Hostile: a huge slot number, a missing colon, garbage after the section.
+        let hostile = io_uring_files(b"UserFiles:\tx\n 99999999999: socket:[1]\n");
+        assert_eq!(hostile, RingFiles::default());
+    }
+
+    #[test]
     fn fdinfo_fields() {
         let info = b"pos:\t0\nflags:\t0100002\nmnt_id:\t27\nino:\t5\ntty-index:\t3\n";
         assert_eq!(fdinfo_field(info, b"tty-index"), Some(&b"3"[..]));
@@ -101,6 +162,19 @@ mod tests {
         fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = parse_fd_link(&bytes);
             let _ = fdinfo_field(&bytes, b"flags");
+            let files = io_uring_files(&bytes);
+            prop_assert!(files.sockets.len() as u64 <= files.listed);
+        }
+
+        #[test]
+        fn ring_slots_round_trip(slots in proptest::collection::btree_map(any::<u32>(), 1..u64::MAX, 0..16)) {
+            let mut info = format!("UserFiles:\t{}\n", slots.len()).into_bytes();
+            for (slot, inode) in &slots {
+                info.extend_from_slice(format!("{slot:5}: socket:[{inode}]\n").as_bytes());
+            }
+            info.extend_from_slice(b"UserBufs:\t0\n");
+            let files = io_uring_files(&info);
+            prop_assert_eq!(files.sockets, slots.into_iter().collect::<Vec<_>>());
         }
     }
 }

@@ -17,7 +17,7 @@ pub use diag::{
     DestroyedRecord, DiagMessage, InetDiagRecord, UnixDiagRecord, diag_messages,
     parse_destroyed_record, parse_inet_record, parse_unix_record,
 };
-pub use fdlink::{FdLink, fdinfo_field, parse_fd_link};
+pub use fdlink::{FdLink, RingFiles, fdinfo_field, io_uring_files, parse_fd_link};
 pub use mountinfo::{
     NsfsMount, ProcPidMount, parse_nsfs_mounts, parse_proc_pid_mounts, proc_device,
 };
