@@ -471,3 +471,24 @@ fn a_connection_held_only_by_an_io_uring_is_held_by_the_rings_owner() {
     }
     run_cases(OUTSIDE_FD_TABLES);
 }
+
+/// The shell's connection is in a namespace no process is in and nothing mounts: the agent finds
+/// the namespace through the socket (a copy of the shell's fd) and alerts with the endpoint.
+#[test]
+fn a_shell_in_a_namespace_only_its_sockets_keep_alive_is_resolved() {
+    if !prerequisites(&["python3"]) {
+        return;
+    }
+    let agent = crate::agent::Agent::start(&["--interval", "250ms", "--no-baseline"]);
+    // The fixture proves the shell answers before it prints its facts.
+    let (_shell, facts) = crate::scan_privileges::unpinned_shell();
+    let port = facts["port"].as_u64().unwrap() as u16;
+    let alert = agent.wait_for("incident_opened for the shell", |e| {
+        e["event"]["action"] == "incident_opened" && crate::shells::is_incident_for(e, port)
+    });
+    let rules: Vec<&str> =
+        alert["rule"]["id"].as_array().into_iter().flatten().filter_map(|r| r.as_str()).collect();
+    assert!(rules.contains(&"shell-holds-network-socket"), "{rules:?}");
+    assert_eq!(alert["process"]["pid"], facts["shell"]);
+    assert_eq!(alert["sockwatch"]["socket"]["netns"], facts["netns"], "{alert:#}");
+}

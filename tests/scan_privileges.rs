@@ -1,23 +1,98 @@
 //! The two privilege modes. With CAP_SYS_ADMIN every namespace is dumped with sock_diag from a
 //! thread that enters it; without it, namespaces with a member process fall back to
 //! /proc/<pid>/net text (no unix peers) and a namespace pinned with no process cannot be read:
-//! its sockets stay unresolved, and both are counted.
+//! its sockets are read from a copy of their holder's fd, and both are counted. A namespace
+//! nothing pins but a socket is found through that socket; with `pidfd_getfd` filtered, the
+//! socket stays unresolved and counted.
 
 use crate::scan_world::World;
 use crate::util::{Document, Netns, PRELUDE, prerequisites, python_in, scan_document};
-use sockwatch::model::{Protocol, TableRead, TableSource};
+use sockwatch::model::{Direction, Protocol, SocketState, TableRead, TableSource};
 use std::process::Command;
 
 /// `sockwatch scan --format json` as root with CAP_SYS_ADMIN removed from its capability sets.
 fn scan_without_sys_admin() -> Document {
-    let output = Command::new("setpriv")
-        .args(["--bounding-set=-sys_admin", "--inh-caps=-all"])
+    scan_through(Command::new("setpriv").args(["--bounding-set=-sys_admin", "--inh-caps=-all"]))
+}
+
+/// `sockwatch scan --format json` run by `wrapper` (which execs the rest of its arguments).
+fn scan_through(wrapper: &mut Command) -> Document {
+    let output = wrapper
         .arg(env!("CARGO_BIN_EXE_sockwatch"))
         .args(["scan", "--format", "json"])
         .output()
-        .expect("setpriv");
+        .expect("wrapper");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).expect("snapshot JSON")
+}
+
+/// Execs its arguments under a seccomp filter that fails `pidfd_getfd` with EPERM (what the
+/// packaged unit's `~@debug` did before it allowed that one call).
+const WITHOUT_PIDFD_GETFD: &str = r#"
+import ctypes, os, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+LD_NR, JEQ, RET = 0x20, 0x15, 0x06
+program = [(LD_NR, 0, 0, 0), (JEQ, 0, 1, 438), (RET, 0, 0, 0x00050000 | 1), (RET, 0, 0, 0x7FFF0000)]
+filters = b"".join(struct.pack("HBBI", *f) for f in program)
+buf = ctypes.create_string_buffer(filters)
+fprog = struct.pack("HxxxxxxQ", len(program), ctypes.addressof(buf))
+assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
+assert libc.prctl(22, 2, ctypes.c_char_p(fprog), 0, 0) == 0, ctypes.get_errno()  # SECCOMP_MODE_FILTER
+os.execv(sys.argv[1], sys.argv[1:])
+"#;
+
+/// tests/fixtures/unpinned_shell.py: a shell whose connection is in a namespace only sockets
+/// keep alive. Its facts: shell pid, the shell's socket, the far end's port, the namespace.
+pub(crate) fn unpinned_shell() -> (crate::util::Running, serde_json::Value) {
+    let mut command = Command::new("python3");
+    command.args(["-c", include_str!("fixtures/unpinned_shell.py")]);
+    let (running, line) = crate::util::Running::spawn_with_line(command);
+    (running, serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}")))
+}
+
+#[test]
+fn a_namespace_nothing_pins_is_found_through_its_socket() {
+    if !prerequisites(&["python3", "setpriv"]) {
+        return;
+    }
+    let (_shell, facts) = unpinned_shell();
+    let (inode, netns) = (facts["inode"].as_u64().unwrap(), facts["netns"].as_u64().unwrap());
+    let port = facts["port"].as_u64().unwrap() as u16;
+    let shell = facts["shell"].as_i64().unwrap() as i32;
+
+    // With CAP_SYS_ADMIN: the namespace is dumped, listener and all.
+    let doc = scan_document();
+    let socket = doc.socket(inode);
+    assert_eq!((socket.key.netns, socket.source), (netns, TableSource::SockDiag));
+    assert_eq!(
+        (socket.state, socket.remote.map(|r| r.port)),
+        (SocketState::Established, Some(port))
+    );
+    assert_eq!(doc.holders(inode), vec![(shell, 0), (shell, 1), (shell, 2)]);
+    assert_eq!(doc.direction(inode), Direction::Outbound, "the listener is in the dump");
+    let info = doc.snapshot.namespaces.iter().find(|n| n.inode == netns).expect("namespace listed");
+    assert_eq!((info.processes, info.pinned, info.tables), (0, false, TableRead::SockDiag));
+    assert!(doc.snapshot.coverage.namespaces_unpinned >= 1);
+
+    // Without it: what the socket tells of itself.
+    let doc = scan_without_sys_admin();
+    let socket = doc.socket(inode);
+    assert_eq!((socket.key.netns, socket.source), (netns, TableSource::HeldFd));
+    assert_eq!(
+        (socket.state, socket.remote.map(|r| r.port)),
+        (SocketState::Established, Some(port))
+    );
+    assert_eq!(socket.protocol, Protocol::Tcp);
+    assert_eq!(doc.holders(inode), vec![(shell, 0), (shell, 1), (shell, 2)]);
+    assert!(doc.snapshot.coverage.sockets_resolved_from_fd >= 1);
+
+    // Without pidfd_getfd: held, unresolved, counted.
+    let doc = scan_through(Command::new("python3").args(["-c", WITHOUT_PIDFD_GETFD]));
+    let socket = doc.socket(inode);
+    assert_eq!((socket.key.netns, socket.source), (0, TableSource::Unresolved));
+    assert_eq!(socket.protocol, Protocol::Tcp, "from the sockprotoname xattr");
+    assert_eq!(doc.holders(inode), vec![(shell, 0), (shell, 1), (shell, 2)]);
+    assert!(doc.snapshot.coverage.sockets_ungrabbable >= 1);
 }
 
 /// A process holding a listener it created inside `pinned` before going back to its own
@@ -82,14 +157,14 @@ fn without_cap_sys_admin_what_cannot_be_read_is_counted_not_dropped() {
     assert!(!doc.snapshot.privileges.sys_admin && doc.snapshot.privileges.sys_ptrace);
     let info = doc.snapshot.namespaces.iter().find(|n| n.inode == pinned.inode()).unwrap();
     assert_eq!(info.tables, TableRead::Unreadable);
+    // The table is out of reach; the socket is read from a copy of its holder's fd.
     let socket = doc.socket(inode);
-    assert_eq!(socket.source, TableSource::Unresolved);
-    assert_eq!(socket.key.netns, 0);
-    assert_eq!(socket.protocol, Protocol::Tcp, "from the sockprotoname xattr");
+    assert_eq!((socket.source, socket.key.netns), (TableSource::HeldFd, pinned.inode()));
+    assert_eq!((socket.protocol.clone(), socket.state), (Protocol::Tcp, SocketState::Listen));
     assert_eq!(doc.holders(inode), vec![(pid, fd)]);
     let coverage = &doc.snapshot.coverage;
     assert!(
-        coverage.namespaces_unreadable >= 1 && coverage.sockets_unresolved >= 1,
+        coverage.namespaces_unreadable >= 1 && coverage.sockets_resolved_from_fd >= 1,
         "{coverage:?}"
     );
 }

@@ -83,6 +83,18 @@ pub struct Coverage {
     pub sockets_resolved: u64,
     /// Sockets held by some process but found in no readable table.
     pub sockets_unresolved: u64,
+    /// Of the sockets no table listed: those resolved by dumping the namespace a copy of the
+    /// holder's fd named (a namespace no process is in and nothing mounts), those read from
+    /// that copy, those whose fd could not be copied (no right to trace the holder, a seccomp
+    /// filter, the fd gone), and the namespaces dumped that way.
+    #[serde(default)]
+    pub sockets_resolved_unpinned: u64,
+    #[serde(default)]
+    pub sockets_resolved_from_fd: u64,
+    #[serde(default)]
+    pub sockets_ungrabbable: u64,
+    #[serde(default)]
+    pub namespaces_unpinned: u64,
     /// Table rows with an inode but no holder the scan could see (in flight via SCM_RIGHTS, held
     /// by a process the scan could not read, or a kernel socket).
     pub sockets_unowned: u64,

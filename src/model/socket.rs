@@ -267,6 +267,9 @@ pub enum TableSource {
     ProcNet,
     /// Held by a process but listed in no table the agent could read.
     Unresolved,
+    /// Listed in no table the agent could read; read from a copy of its holder's fd (its
+    /// addresses, owner and TCP state; no queues).
+    HeldFd,
     /// The kernel's notice that it freed the socket (sock_diag's destroy groups): a connection
     /// no scan saw.
     DestroyNotice,

@@ -807,13 +807,15 @@ pub static FIELDS: &[Field] = &[
         name: "sock.table",
         kind: Kind::Str,
         shape: Shape::Scalar,
-        doc: "Where the socket was found: `sock_diag`, `proc_net`, or `unresolved` (held by a \
+        doc: "Where the socket was found: `sock_diag`, `proc_net`, `held_fd` (in no table the \
+              agent could read; read from a copy of its holder's fd), or `unresolved` (held by a \
               process, in no table the agent could read: what it is connected to is unknown).",
         get: |s, _| {
             Value::Str(Cow::Borrowed(match s.socket.source {
                 crate::model::TableSource::SockDiag => "sock_diag",
                 crate::model::TableSource::ProcNet => "proc_net",
                 crate::model::TableSource::Unresolved => "unresolved",
+                crate::model::TableSource::HeldFd => "held_fd",
                 // Destroy notices are reported, never evaluated: no snapshot holds one.
                 crate::model::TableSource::DestroyNotice => "destroy_notice",
             }))

@@ -91,7 +91,7 @@ pub(crate) fn join_sockets(
 /// Sorts sockets by key moving each one at most once: sorting the 170-byte structs directly
 /// moved them ~2 million times at 100k sockets (a tenth of the scan). Sorts (key, index) pairs,
 /// then applies the permutation by following its cycles.
-fn sort_by_key_in_place(sockets: &mut [Socket]) {
+pub(crate) fn sort_by_key_in_place(sockets: &mut [Socket]) {
     let mut order: Vec<(SocketKey, usize)> =
         sockets.iter().enumerate().map(|(i, s)| (s.key, i)).collect();
     order.sort_unstable();

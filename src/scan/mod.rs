@@ -25,6 +25,7 @@ mod procfs;
 mod sockdiag;
 mod table;
 mod text_tables;
+mod unlisted;
 
 use crate::model::{Coverage, Fd, FdTarget, Snapshot};
 use binaries::{Catalogue, HostRoot};
@@ -222,8 +223,17 @@ impl Scanner {
         );
         coverage.namespaces_reused = namespaces.reused;
         coverage.namespaces_deferred = namespaces.deferred;
-        let sockets = join::join_sockets(&self.root, namespaces.tables, &fds, &mut coverage);
-        for info in &namespaces.infos {
+        let mut sockets = join::join_sockets(&self.root, namespaces.tables, &fds, &mut coverage);
+        let mut infos = namespaces.infos;
+        unlisted::resolve_unlisted(
+            proc_dir,
+            &mut sockets,
+            &mut infos,
+            privileges.sys_admin,
+            self.interface,
+            &mut coverage,
+        );
+        for info in &infos {
             coverage.namespaces_seen += 1;
             match info.tables {
                 crate::model::TableRead::SockDiag => coverage.namespaces_sock_diag += 1,
@@ -246,7 +256,7 @@ impl Scanner {
             taken_at_ms,
             privileges,
             own_netns,
-            namespaces: namespaces.infos,
+            namespaces: infos,
             processes,
             fds,
             sockets,

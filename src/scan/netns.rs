@@ -336,6 +336,31 @@ fn read_by_setns(
 ) -> BTreeMap<u64, Read> {
     let opened: Vec<(u64, OwnedFd, Option<Instant>)> =
         others.iter().filter_map(|(ns, h, d)| Some((*ns, h.open(proc_dir)?, *d))).collect();
+    read_opened(proc_dir, opened, interface)
+}
+
+/// Dumps namespaces no process is in and nothing mounts, reached through a socket in each (see
+/// `unlisted`): what a scan knows of them is their tables alone.
+pub(crate) fn read_unpinned(
+    proc_dir: BorrowedFd<'_>,
+    namespaces: Vec<(u64, OwnedFd)>,
+    interface: TableInterface,
+) -> Vec<(NetnsInfo, NetnsTable)> {
+    let opened = namespaces.into_iter().map(|(ns, fd)| (ns, fd, None)).collect();
+    read_opened(proc_dir, opened, interface)
+        .into_iter()
+        .map(|(ns, (table, read, ports))| {
+            let info = info(ns, &NamespaceHandle::default(), read, ports, table.time_wait);
+            (info, table)
+        })
+        .collect()
+}
+
+fn read_opened(
+    proc_dir: BorrowedFd<'_>,
+    opened: Vec<(u64, OwnedFd, Option<Instant>)>,
+    interface: TableInterface,
+) -> BTreeMap<u64, Read> {
     let proc_fd = match rustix::io::fcntl_dupfd_cloexec(proc_dir, 0) {
         Ok(fd) => fd,
         Err(_) => return BTreeMap::new(),
