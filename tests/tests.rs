@@ -31,4 +31,5 @@ mod shells;
 mod short_lived;
 mod status_endpoint;
 mod systemd;
+mod unheld_connections;
 mod util;

@@ -438,6 +438,7 @@ impl<'a> ScanLoop<'a> {
             .iter()
             .filter(|c| !is_own(c, prev, snapshot, self.own_pid))
             .filter(|c| wanted_family(c, prev, snapshot, families))
+            .filter(|c| !is_unheld_but_not_outbound(c, snapshot, &directions))
             .cloned()
             .collect();
         let sent = reported.is_empty() || {
@@ -569,6 +570,7 @@ fn subject<'a>(
         Change::SocketOpened { key }
         | Change::SocketStateChanged { key, .. }
         | Change::SocketHoldersChanged { key, .. }
+        | Change::ConnectionUnheld { key }
         | Change::ExistingSocket { key } => (*key, next),
         Change::ProcessExec { .. } => return None,
     };
@@ -583,6 +585,14 @@ fn is_own(change: &Change, prev: Option<&Snapshot>, next: &Snapshot, own_pid: i3
     }
     subject(change, prev, next)
         .is_some_and(|s| !s.holders.is_empty() && s.holders.iter().all(|h| h.proc.pid == own_pid))
+}
+
+/// An unheld connection this host did not open: an accepted connection waits unheld in its
+/// listener's queue until the server calls accept(), which a busy server may take a while to do.
+fn is_unheld_but_not_outbound(change: &Change, next: &Snapshot, directions: &Directions) -> bool {
+    let Change::ConnectionUnheld { key } = change else { return false };
+    let at = next.sockets.binary_search_by_key(key, |s| s.key).ok();
+    at.and_then(|at| directions.get(at)).is_none_or(|d| d.0 != crate::model::Direction::Outbound)
 }
 
 /// Whether a change's socket belongs to a reported family (`[events] socket_families`; all when

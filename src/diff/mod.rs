@@ -47,6 +47,9 @@ pub fn diff(
                 if !added.is_empty() || !removed.is_empty() {
                     changes.push(Change::SocketHoldersChanged { key: after.key, added, removed });
                 }
+                if unheld_connection(before) && unheld_connection(after) {
+                    changes.push(Change::ConnectionUnheld { key: after.key });
+                }
             }
         }
     }
@@ -64,6 +67,16 @@ pub fn diff(
     changes
 }
 
+/// An established TCP connection no fd table showed. A connection its last holder closed is past
+/// ESTABLISHED (the close sends a FIN), and one waiting in a listener's accept queue is
+/// inbound, which the caller leaves out by direction.
+fn unheld_connection(socket: &crate::model::Socket) -> bool {
+    socket.family.is_inet()
+        && socket.protocol == crate::model::Protocol::Tcp
+        && socket.state == crate::model::SocketState::Established
+        && socket.holders.is_empty()
+}
+
 /// (added, removed) between two sorted holder lists.
 fn holder_changes(before: &[Holder], after: &[Holder]) -> (Vec<Holder>, Vec<Holder>) {
     let added = after.iter().filter(|h| before.binary_search(h).is_err()).copied().collect();
@@ -77,12 +90,19 @@ pub struct Differ {
     previous: Option<std::sync::Arc<Snapshot>>,
     /// First sighting of each live socket: (ms since the epoch, seen in the baseline scan).
     first_seen: HashMap<SocketKey, (u64, bool)>,
+    /// Unheld connections already reported, until they are held again or gone.
+    unheld_reported: rustc_hash::FxHashSet<SocketKey>,
 }
 
 impl Differ {
     /// `emit_baseline`: report every socket open at the first scan as `ExistingSocket`.
     pub fn new(emit_baseline: bool) -> Self {
-        Differ { emit_baseline, previous: None, first_seen: HashMap::default() }
+        Differ {
+            emit_baseline,
+            previous: None,
+            first_seen: HashMap::default(),
+            unheld_reported: Default::default(),
+        }
     }
 
     /// The changes `next` brings relative to the accepted previous snapshot (the baseline when
@@ -94,7 +114,14 @@ impl Differ {
                 next.sockets.iter().map(|s| Change::ExistingSocket { key: s.key }).collect()
             }
             None => Vec::new(),
-            Some(prev) => diff(prev, next, &self.first_seen),
+            Some(prev) => {
+                let mut changes = diff(prev, next, &self.first_seen);
+                changes.retain(|c| match c {
+                    Change::ConnectionUnheld { key } => !self.unheld_reported.contains(key),
+                    _ => true,
+                });
+                changes
+            }
         }
     }
 
@@ -110,8 +137,17 @@ impl Differ {
                 self.first_seen.insert(socket.key, (next.taken_at_ms, true));
             }
         }
+        let still_unheld = |key: &SocketKey| {
+            next.sockets
+                .binary_search_by_key(key, |s| s.key)
+                .is_ok_and(|at| unheld_connection(&next.sockets[at]))
+        };
+        self.unheld_reported.retain(|key| still_unheld(key));
         for change in changes {
             match change {
+                Change::ConnectionUnheld { key } => {
+                    self.unheld_reported.insert(*key);
+                }
                 Change::SocketOpened { key } => {
                     self.first_seen.insert(*key, (next.taken_at_ms, false));
                 }

@@ -140,6 +140,39 @@ fn exec_under_the_same_key_is_a_change() {
     assert!(diff(&next, &next, &HashMap::default()).is_empty());
 }
 
+#[test]
+fn a_connection_unheld_for_two_snapshots_is_reported_once_until_held_again() {
+    use SocketState::*;
+    let key = SocketKey { netns: 1, inode: 7 };
+    let unheld = |at| snapshot(at, vec![socket(7, Established, &[]), socket(8, Listen, &[])]);
+    let held = |at| snapshot(at, vec![socket(7, Established, &[(10, 3)])]);
+    let unheld_changes = |changes: &[Change]| {
+        changes
+            .iter()
+            .filter(|c| matches!(c, Change::ConnectionUnheld { .. }))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let mut differ = Differ::new(false);
+    assert!(unheld_changes(&differ.push(Arc::new(unheld(1))).0).is_empty(), "one scan is not two");
+    assert_eq!(
+        unheld_changes(&differ.push(Arc::new(unheld(2))).0),
+        [Change::ConnectionUnheld { key }]
+    );
+    assert!(unheld_changes(&differ.push(Arc::new(unheld(3))).0).is_empty(), "reported once");
+    assert!(unheld_changes(&differ.push(Arc::new(held(4))).0).is_empty());
+    assert!(unheld_changes(&differ.push(Arc::new(unheld(5))).0).is_empty());
+    assert_eq!(
+        unheld_changes(&differ.push(Arc::new(unheld(6))).0),
+        [Change::ConnectionUnheld { key }],
+        "parked again after it was held"
+    );
+    // A connection winding down after its holder closed it is not parked.
+    let closing = |at| snapshot(at, vec![socket(9, FinWait1, &[])]);
+    let changes = diff(&closing(1), &closing(2), &HashMap::default());
+    assert!(unheld_changes(&changes).is_empty());
+}
+
 fn arbitrary_sockets() -> impl Strategy<Value = Vec<Socket>> {
     let state = prop_oneof![
         Just(SocketState::Established),
@@ -182,6 +215,12 @@ proptest! {
                     s.holders.retain(|h| !removed.contains(h));
                     s.holders.extend(added);
                     s.holders.sort();
+                }
+                // Changes nothing: says the socket stayed unheld and established.
+                Change::ConnectionUnheld { key } => {
+                    let s = &replay[&key];
+                    prop_assert!(s.holders.is_empty() && s.state == SocketState::Established);
+                    prop_assert!(lookup[&key].holders.is_empty());
                 }
                 other => prop_assert!(false, "unexpected {:?}", other),
             }

@@ -116,6 +116,7 @@ impl Encoder {
                 ("socket_holders_changed", EventKind::Event, "change", *key)
             }
             Change::ExistingSocket { key } => ("existing_socket", EventKind::State, "info", *key),
+            Change::ConnectionUnheld { key } => ("socket_unheld", EventKind::Event, "info", *key),
             Change::ProcessExec { proc, previous_exe } => {
                 let process = Processes(&next.0.processes).get(*proc)?;
                 let mut event = self.envelope("process_exec", EventKind::Event, at, next.0.seq);
@@ -166,6 +167,14 @@ impl Encoder {
                 details.insert("holders_added".into(), self.holders(added, &processes));
                 let before = Processes(prev.map_or(&[][..], |p| &p.0.processes));
                 details.insert("holders_removed".into(), self.holders(removed, &before));
+            }
+            Change::ConnectionUnheld { .. } => {
+                // Processes the scan could not fully read may be holding it.
+                let unread = next.0.coverage.processes_denied;
+                details.insert("processes_unread".into(), json!(unread));
+                if let Some((ms, _)) = first_seen {
+                    details.insert("first_seen".into(), json!(rfc3339(ms)));
+                }
             }
             Change::SocketClosed { first_seen_ms, seen_since_baseline, .. } => {
                 details.insert("first_seen".into(), json!(rfc3339(*first_seen_ms)));

@@ -64,6 +64,7 @@ fn network_activity(event: &Value, action: &str) -> Value {
         "existing_socket" => (99, "Existing"),
         "socket_state_changed" => (99, "State Changed"),
         "socket_holders_changed" => (99, "Holders Changed"),
+        "socket_unheld" => (99, "Unheld"),
         _ => (99, "Other"),
     };
     let mut doc =

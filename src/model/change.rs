@@ -39,6 +39,13 @@ pub enum Change {
         /// Holders gone.
         removed: Vec<Holder>,
     },
+    /// An established TCP connection no process held in two consecutive snapshots: in flight
+    /// over SCM_RIGHTS, parked where no fd table shows it, held by a process the scan could not
+    /// read, or the kernel's own (an NFS or iSCSI client). Reported once until it is held again.
+    ConnectionUnheld {
+        /// The socket.
+        key: SocketKey,
+    },
     /// A socket present at the agent's first scan (a state dump, not news).
     ExistingSocket {
         /// The socket.
