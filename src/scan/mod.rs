@@ -85,6 +85,8 @@ pub struct Scanner {
     namespace_budget: Option<NamespaceBudget>,
     /// Bumped as a scan advances (every few processes, every namespace read).
     progress: Arc<std::sync::atomic::AtomicU64>,
+    /// Held sockets no table lists, already looked up.
+    unlisted: unlisted::Unlisted,
 }
 
 /// How often the host's program directories are listed again (packages change binaries).
@@ -118,6 +120,7 @@ impl Scanner {
             namespaces: Default::default(),
             namespace_budget: None,
             progress: Arc::default(),
+            unlisted: Default::default(),
         };
         // Listed before the first scan, so that it does not delay that scan past the agent's
         // start (hashing the host's interpreters takes a while).
@@ -225,7 +228,7 @@ impl Scanner {
         coverage.namespaces_deferred = namespaces.deferred;
         let mut sockets = join::join_sockets(&self.root, namespaces.tables, &fds, &mut coverage);
         let mut infos = namespaces.infos;
-        unlisted::resolve_unlisted(
+        self.unlisted.resolve(
             proc_dir,
             &mut sockets,
             &mut infos,

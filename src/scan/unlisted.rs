@@ -22,23 +22,56 @@ const MAX_PER_SCAN: usize = 64;
 /// `SIOCGSKNS` (linux/sockios.h): an fd of the socket's network namespace.
 const SIOCGSKNS: libc::c_ulong = 0x894C;
 
-/// Resolves the unresolved sockets among `sockets` that it can; the namespaces it dumped join
-/// `infos`. `read` lists the namespaces whose tables the scan read (a socket of one of those
-/// was made after the read and waits for the next scan).
-pub(crate) fn resolve_unlisted(
+/// Sockets found in a namespace the scan reads that its tables do not list (a vsock, an
+/// AF_ALG socket: kinds no table has), kept so that later scans do not copy them again.
+#[derive(Default)]
+pub(crate) struct Unlisted {
+    untabled: rustc_hash::FxHashSet<u64>,
+}
+
+impl Unlisted {
+    /// Resolves the unresolved sockets among `sockets` that it can; the namespaces it dumped
+    /// join `infos`.
+    pub(crate) fn resolve(
+        &mut self,
+        proc_dir: BorrowedFd<'_>,
+        sockets: &mut Vec<Socket>,
+        infos: &mut Vec<NetnsInfo>,
+        can_setns: bool,
+        interface: TableInterface,
+        coverage: &mut Coverage,
+    ) {
+        let still: rustc_hash::FxHashSet<u64> = sockets
+            .iter()
+            .filter(|s| s.source == TableSource::Unresolved)
+            .map(|s| s.key.inode)
+            .collect();
+        self.untabled.retain(|inode| still.contains(inode));
+        let untabled = &mut self.untabled;
+        resolve_unlisted(proc_dir, sockets, infos, (can_setns, interface), untabled, coverage);
+    }
+}
+
+/// `read` lists the namespaces whose tables the scan read: a socket of one of those is of a kind
+/// no table lists (remembered in `untabled`) or was made after the read (the next scan has it).
+fn resolve_unlisted(
     proc_dir: BorrowedFd<'_>,
     sockets: &mut Vec<Socket>,
     infos: &mut Vec<NetnsInfo>,
-    can_setns: bool,
-    interface: TableInterface,
+    (can_setns, interface): (bool, TableInterface),
+    untabled: &mut rustc_hash::FxHashSet<u64>,
     coverage: &mut Coverage,
 ) {
     let read: Vec<u64> =
         infos.iter().filter(|i| i.tables != TableRead::Unreadable).map(|i| i.inode).collect();
     let mut by_namespace: BTreeMap<u64, (OwnedFd, Vec<(usize, OwnedFd)>)> = BTreeMap::new();
-    let unresolved =
-        sockets.iter().enumerate().filter(|(_, s)| s.source == TableSource::Unresolved);
-    for (at, socket) in unresolved.take(MAX_PER_SCAN) {
+    let unresolved: Vec<usize> = (0..sockets.len())
+        .filter(|&at| sockets[at].source == TableSource::Unresolved)
+        .filter(|&at| !untabled.contains(&sockets[at].key.inode))
+        .take(MAX_PER_SCAN)
+        .collect();
+    for at in unresolved {
+        let socket = &sockets[at];
         let Some(holder) = socket.holders.iter().find(|h| h.io_uring_slot.is_none()) else {
             continue;
         };
@@ -52,6 +85,7 @@ pub(crate) fn resolve_unlisted(
             continue;
         };
         if read.contains(&ns) {
+            untabled.insert(socket.key.inode);
             continue;
         }
         by_namespace.entry(ns).or_insert_with(|| (ns_fd, Vec::new())).1.push((at, copy));
@@ -225,6 +259,46 @@ mod tests {
         assert_eq!(row.source, TableSource::HeldFd);
         let own = rustix::fs::stat("/proc/thread-self/ns/net").unwrap().st_ino;
         assert_eq!(namespace_of(copy.as_fd()).unwrap().0, own);
+    }
+
+    #[test]
+    fn a_socket_of_a_namespace_already_read_is_looked_up_once() {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let inode = rustix::fs::fstat(&socket).unwrap().st_ino;
+        let own = rustix::fs::stat("/proc/thread-self/ns/net").unwrap().st_ino;
+        let mut held = unresolved(inode, Protocol::Udp);
+        held.holders.push(crate::model::Holder {
+            proc: crate::model::ProcKey { pid: std::process::id() as i32, start_ticks: 0 },
+            tid: None,
+            fd: socket.as_raw_fd(),
+            io_uring_slot: None,
+        });
+        let info = NetnsInfo {
+            inode: own,
+            tables: TableRead::SockDiag,
+            processes: 1,
+            pinned: false,
+            ephemeral_ports: None,
+            time_wait: 0,
+            reused: false,
+        };
+        let proc_dir =
+            rustix::fs::open("/proc", rustix::fs::OFlags::DIRECTORY, rustix::fs::Mode::empty())
+                .unwrap();
+        let (mut unlisted, mut coverage) = (Unlisted::default(), Coverage::default());
+        let mut resolve = |sockets: &mut Vec<Socket>, coverage: &mut Coverage| {
+            let mut infos = vec![info.clone()];
+            let interface = TableInterface::default();
+            unlisted.resolve(proc_dir.as_fd(), sockets, &mut infos, false, interface, coverage);
+        };
+        let mut sockets = vec![held];
+        resolve(&mut sockets, &mut coverage);
+        // A namespace the scan read: a kind of socket its tables lack, left as it is.
+        assert_eq!(sockets[0].source, TableSource::Unresolved);
+        drop(socket);
+        // The fd is gone: a second copy would fail and be counted; none is tried.
+        resolve(&mut sockets, &mut coverage);
+        assert_eq!(coverage.sockets_ungrabbable, 0);
     }
 
     #[test]
