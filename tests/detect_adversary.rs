@@ -491,4 +491,18 @@ fn a_shell_in_a_namespace_only_its_sockets_keep_alive_is_resolved() {
     assert!(rules.contains(&"shell-holds-network-socket"), "{rules:?}");
     assert_eq!(alert["process"]["pid"], facts["shell"]);
     assert_eq!(alert["sockwatch"]["socket"]["netns"], facts["netns"], "{alert:#}");
+    // What the rule is, for whoever reads the alert.
+    let described = alert["rule"]["description"].as_array().cloned().unwrap_or_default();
+    assert!(
+        described.len() == rules.len() && described.iter().all(|d| d.as_str() != Some("")),
+        "{alert:#}"
+    );
+    let subtechniques = &alert["threat"]["technique"]["subtechnique"];
+    assert!(subtechniques["name"].as_array().unwrap().contains(&"Unix Shell".into()), "{alert:#}");
+    assert!(
+        alert["threat"]["tactic"]["name"]
+            .as_array()
+            .unwrap()
+            .contains(&"Command and Control".into())
+    );
 }

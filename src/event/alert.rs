@@ -4,6 +4,7 @@
 
 use super::text::{NAME_CAP, PATH_CAP, put_text};
 use super::{Encoded, Encoder, EventKind, Processes};
+use crate::model::mitre;
 use crate::model::{Alert, AlertAction, IncidentEndpoint, Process};
 use serde_json::{Map, Value, json};
 
@@ -35,9 +36,16 @@ impl Encoder {
             "id": alert.rules.iter().map(|r| &r.id).collect::<Vec<_>>(),
             "name": alert.rules.iter().map(|r| &r.name).collect::<Vec<_>>(),
             "version": alert.rules.iter().map(|r| r.version.to_string()).collect::<Vec<_>>(),
+            "description": alert.rules.iter().map(|r| &r.description).collect::<Vec<_>>(),
             "ruleset": "sockwatch",
         });
-        if let Some(threat) = threat(alert) {
+        // Only the rules that give one: a list with gaps could not say whose each is.
+        let references: Vec<&String> =
+            alert.rules.iter().filter_map(|r| r.reference.as_ref()).collect();
+        if !references.is_empty() {
+            event["rule"]["reference"] = json!(references);
+        }
+        if let Some(threat) = threat(alert.rules.iter().flat_map(|r| &r.tags)) {
             event["threat"] = threat;
         }
         if let Some(subject) = &alert.subject {
@@ -92,10 +100,15 @@ impl Encoder {
             .rules
             .iter()
             .map(|r| {
-                json!({
+                let mut rule = json!({
                     "id": r.id, "name": r.name, "version": r.version,
                     "severity": r.severity.name(), "tags": r.tags, "message": r.message,
-                })
+                    "description": r.description,
+                });
+                if let Some(reference) = &r.reference {
+                    rule["reference"] = json!(reference);
+                }
+                rule
             })
             .collect();
         let mut incident = json!({
@@ -169,12 +182,14 @@ fn related_ips(alert: &Alert) -> Vec<String> {
     ips
 }
 
-/// `threat.*` from `mitre.T…` (techniques, sub-techniques) and `mitre.TA…` (tactics) tags.
-fn threat(alert: &Alert) -> Option<Value> {
+/// `threat.*` from `mitre.T…` (techniques, sub-techniques) and `mitre.TA…` (tactics) tags: ids,
+/// their attack.mitre.org pages, and their names when every one has a known name (a list with
+/// gaps could not say whose each name is).
+pub(super) fn threat<'a>(tags: impl Iterator<Item = &'a String>) -> Option<Value> {
     let mut techniques = Vec::new();
     let mut subtechniques = Vec::new();
     let mut tactics = Vec::new();
-    for tag in alert.rules.iter().flat_map(|r| &r.tags) {
+    for tag in tags {
         let Some(id) = tag.strip_prefix("mitre.") else { continue };
         let list = if id.starts_with("TA") {
             &mut tactics
@@ -194,12 +209,66 @@ fn threat(alert: &Alert) -> Option<Value> {
     if techniques.is_empty() && tactics.is_empty() {
         return None;
     }
-    let mut threat = json!({"framework": "MITRE ATT&CK", "technique": {"id": techniques}});
-    if !subtechniques.is_empty() {
-        threat["technique"]["subtechnique"] = json!({"id": subtechniques});
-    }
-    if !tactics.is_empty() {
-        threat["tactic"] = json!({"id": tactics});
+    let mut threat = json!({"framework": "MITRE ATT&CK"});
+    for (path, ids) in [
+        (&["technique"][..], techniques),
+        (&["technique", "subtechnique"][..], subtechniques),
+        (&["tactic"][..], tactics),
+    ] {
+        if ids.is_empty() {
+            continue;
+        }
+        let mut entry = json!({"id": ids});
+        let names: Option<Vec<&str>> = ids.iter().map(|id| mitre::name(id)).collect();
+        if let Some(names) = names {
+            entry["name"] = json!(names);
+        }
+        let pages: Vec<String> = ids.iter().filter_map(|id| mitre::reference(id)).collect();
+        entry["reference"] = json!(pages);
+        let slot = path.iter().fold(&mut threat, |at, key| &mut at[*key]);
+        match slot.as_object_mut() {
+            Some(existing) => existing.extend(entry.as_object().cloned().unwrap_or_default()),
+            None => *slot = entry,
+        }
     }
     Some(threat)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::threat;
+    use serde_json::json;
+
+    fn of(tags: &[&str]) -> serde_json::Value {
+        let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        threat(tags.iter()).unwrap_or_default()
+    }
+
+    #[test]
+    fn threat_names_each_id_and_links_its_page() {
+        let threat = of(&["mitre.T1059.004", "mitre.TA0011", "local.pci", "mitre.T1095"]);
+        assert_eq!(
+            threat["technique"],
+            json!({
+                "id": ["T1059", "T1095"],
+                "name": ["Command and Scripting Interpreter", "Non-Application Layer Protocol"],
+                "reference": ["https://attack.mitre.org/techniques/T1059/",
+                              "https://attack.mitre.org/techniques/T1095/"],
+                "subtechnique": {
+                    "id": ["T1059.004"], "name": ["Unix Shell"],
+                    "reference": ["https://attack.mitre.org/techniques/T1059/004/"],
+                },
+            })
+        );
+        assert_eq!(threat["tactic"]["name"], json!(["Command and Control"]));
+    }
+
+    #[test]
+    fn an_id_without_a_known_name_leaves_the_names_out_not_misaligned() {
+        let threat = of(&["mitre.T1059", "mitre.T1999"]);
+        assert_eq!(threat["technique"]["id"], json!(["T1059", "T1999"]));
+        assert!(threat["technique"].get("name").is_none(), "{threat}");
+        assert_eq!(threat["technique"]["reference"].as_array().map(Vec::len), Some(2));
+        assert!(of(&["local.only"]).is_null());
+    }
 }

@@ -46,13 +46,10 @@ impl Encoder {
         event["event"]["dataset"] = json!("sockwatch.alerts");
         event["rule"] = json!({
             "id": [id], "name": [name], "version": ["1"], "ruleset": "sockwatch",
-            "description": description,
+            "description": [description],
         });
-        event["threat"] = json!({
-            "framework": "MITRE ATT&CK",
-            "technique": {"id": ["T1564"], "name": ["Hide Artifacts"]},
-            "tactic": {"id": ["TA0005"], "name": ["Defense Evasion"]},
-        });
+        let tags = ["mitre.T1564".to_string(), "mitre.TA0005".to_string()];
+        event["threat"] = super::alert::threat(tags.iter()).unwrap_or_default();
         let mut truncated = Vec::new();
         let hidden = alert.hidden.as_ref();
         if let Some(process) = hidden {

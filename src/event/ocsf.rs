@@ -327,20 +327,24 @@ fn attacks(threat: &Value) -> Vec<Value> {
             list.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
         })
     };
+    let named = |id: &str| match crate::model::mitre::name(id) {
+        Some(name) => json!({"uid": id, "name": name}),
+        None => json!({"uid": id}),
+    };
     let subtechniques = ids(&threat["technique"]["subtechnique"]["id"]);
     let mut attacks = Vec::new();
     for technique in ids(&threat["technique"]["id"]) {
         let subs: Vec<&String> =
             subtechniques.iter().filter(|s| s.split('.').next() == Some(&technique)).collect();
         if subs.is_empty() {
-            attacks.push(json!({"technique": {"uid": technique}}));
+            attacks.push(json!({"technique": named(&technique)}));
         }
         for sub in subs {
-            attacks.push(json!({"technique": {"uid": technique}, "sub_technique": {"uid": sub}}));
+            attacks.push(json!({"technique": named(&technique), "sub_technique": named(sub)}));
         }
     }
     for tactic in ids(&threat["tactic"]["id"]) {
-        attacks.push(json!({"tactic": {"uid": tactic}}));
+        attacks.push(json!({"tactic": named(&tactic)}));
     }
     attacks
 }
@@ -529,8 +533,9 @@ mod tests {
         assert_eq!(info["analytic"]["type_id"], 1);
         assert_eq!(
             info["attacks"],
-            json!([{"technique": {"uid": "T1059"}, "sub_technique": {"uid": "T1059.004"}},
-                   {"tactic": {"uid": "TA0002"}}])
+            json!([{"technique": {"uid": "T1059", "name": "Command and Scripting Interpreter"},
+                    "sub_technique": {"uid": "T1059.004", "name": "Unix Shell"}},
+                   {"tactic": {"uid": "TA0002", "name": "Execution"}}])
         );
         assert_eq!(doc["evidences"][0]["dst_endpoint"]["port"], 4444);
         assert_eq!(doc["evidences"][0]["process"]["pid"], 4242);

@@ -68,6 +68,12 @@ pub struct RuleHit {
     pub tags: Vec<String>,
     /// The rendered message template.
     pub message: String,
+    /// What the rule detects and why.
+    #[serde(default)]
+    pub description: String,
+    /// Where a responder reads more: a URL or runbook text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
 }
 
 /// One process's way from its stdio to the socket.

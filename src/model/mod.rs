@@ -10,6 +10,7 @@ mod fd;
 #[cfg(test)]
 pub(crate) mod fixture;
 mod interval;
+pub mod mitre;
 mod proc_mount;
 mod process;
 mod relation;

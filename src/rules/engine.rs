@@ -323,6 +323,8 @@ impl Engine {
                 severity: rule.severity,
                 tags: rule.tags.clone(),
                 message: Shown::of(cx, speaker, rule).message,
+                description: rule.description.clone(),
+                reference: rule.reference.clone(),
             });
         }
         let severity =

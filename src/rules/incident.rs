@@ -255,6 +255,8 @@ mod tests {
             severity: Severity::High,
             tags: Vec::new(),
             message: String::new(),
+            description: String::new(),
+            reference: None,
         };
         let members: Vec<ProcKey> =
             members.iter().map(|&pid| ProcKey { pid, start_ticks: 1 }).collect();

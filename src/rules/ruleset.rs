@@ -134,7 +134,8 @@ struct RuleDef {
     severity: Option<Severity>,
     condition: Option<Spanned<String>>,
     #[serde(default)]
-    tags: Option<Vec<String>>,
+    tags: Option<Vec<Spanned<String>>>,
+    reference: Option<String>,
     enabled: Option<bool>,
     exceptions: Option<Vec<ExceptionDef>>,
     message: Option<Spanned<String>>,
@@ -171,8 +172,10 @@ pub struct Rule {
     pub description: String,
     /// Severity.
     pub severity: Severity,
-    /// Tags (`mitre.T1059.004`).
+    /// Tags (`mitre.T1059.004`, `local.…`).
     pub tags: Vec<String>,
+    /// Where a responder reads more: a URL or runbook text.
+    pub reference: Option<String>,
     /// Disabled rules are compiled (so errors show) but never evaluated.
     pub enabled: bool,
     /// Condition with the exceptions folded in.
@@ -657,6 +660,7 @@ fn inherit(mut def: RuleDef, base: &RuleDef) -> RuleDef {
     def.severity = def.severity.or(base.severity);
     def.condition = def.condition.or_else(|| base.condition.clone());
     def.tags = def.tags.or_else(|| base.tags.clone());
+    def.reference = def.reference.or_else(|| base.reference.clone());
     def.enabled = def.enabled.or(base.enabled);
     def.exceptions = def.exceptions.or_else(|| base.exceptions.clone());
     def.message = def.message.or_else(|| base.message.clone());
@@ -690,6 +694,11 @@ fn compile_rule(
     }
     if !missing.is_empty() {
         errors.at(&origin, Some(context.clone()), format!("missing {}", missing.join(", ")));
+    }
+    for tag in def.tags.iter().flatten() {
+        if let Err(why) = crate::model::mitre::check_tag(tag.get_ref()) {
+            errors.at(&Origin { file, span: tag.span() }, Some(context.clone()), why);
+        }
     }
     let scope = Scope { lists, macros };
     let mut condition = |text: &Spanned<String>, context: &str| -> Option<Compiled> {
@@ -737,7 +746,8 @@ fn compile_rule(
         name: def.name.unwrap_or_default(),
         description: def.description.unwrap_or_default(),
         severity: def.severity.unwrap_or(Severity::Medium),
-        tags: def.tags.unwrap_or_default(),
+        tags: def.tags.unwrap_or_default().into_iter().map(Spanned::into_inner).collect(),
+        reference: def.reference,
         enabled: def.enabled.unwrap_or(true),
         predicate,
         process_gate,

@@ -341,3 +341,45 @@ fn a_condition_nested_ten_thousand_deep_is_an_error_in_its_file() {
     // The 65th `(`: column 14 is the first character inside the quotes.
     assert!(error.contains("deep.toml:6:78: rule `deep`: nested deeper than 64"), "{error}");
 }
+
+#[test]
+fn tags_are_attack_ids_or_local_labels_and_a_reference_is_kept() {
+    let tagged = |tags: &str| {
+        BASE.replace(
+            r#"tags = ["mitre.T1059.004"]"#,
+            &format!("tags = {tags}\nreference = \"https://runbooks.example/shell\""),
+        )
+    };
+    let good = tagged(r#"["mitre.T1059.004", "mitre.TA0011", "local.pci"]"#);
+    let set = RuleSet::compile(sources(&[("good.toml", &good)])).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(set.rules[0].tags, ["mitre.T1059.004", "mitre.TA0011", "local.pci"]);
+    assert_eq!(set.rules[0].reference.as_deref(), Some("https://runbooks.example/shell"));
+
+    let bad = tagged(r#"["mitre.T1059.004", "attack.T1059", "mitre.T59"]"#);
+    let found = errors(&[("bad.toml", &bad)]);
+    let line = bad.lines().position(|l| l.starts_with("tags")).unwrap() + 1;
+    let column = |tag: &str| bad.lines().nth(line - 1).unwrap().find(tag).unwrap() + 1;
+    assert!(
+        found.contains(&format!("bad.toml:{line}:{}", column("\"attack.T1059\"")))
+            && found.contains("unknown prefix"),
+        "{found}"
+    );
+    assert!(
+        found.contains(&format!("bad.toml:{line}:{}", column("\"mitre.T59\"")))
+            && found.contains("not an ATT&CK id"),
+        "{found}"
+    );
+    assert!(found.contains("rule `shell-socket`"), "{found}");
+}
+
+#[test]
+fn every_tag_of_the_embedded_pack_has_an_attack_name() {
+    let set = RuleSet::compile(RuleSource::embedded()).unwrap_or_else(|e| panic!("{e}"));
+    for rule in &set.rules {
+        assert!(!rule.description.is_empty(), "{} has no description", rule.id);
+        for tag in &rule.tags {
+            let id = tag.strip_prefix("mitre.").unwrap_or(tag);
+            assert!(crate::model::mitre::name(id).is_some(), "{}: {tag} has no name", rule.id);
+        }
+    }
+}
