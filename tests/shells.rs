@@ -382,12 +382,9 @@ pub(crate) fn check(agent: &Agent, case: &Case) -> Result<Value, String> {
             .iter()
             .map(|e| {
                 format!(
-                    "{} {} opened by {} socket {}/{} ports {:?} {} rules {} reason {}",
+                    "{} {} ports {:?} {} rules {} reason {}",
                     e["event"]["action"],
                     e["sockwatch"]["incident"]["id"],
-                    e["sockwatch"]["incident"]["opened_by"],
-                    e["sockwatch"]["socket"]["netns"],
-                    e["sockwatch"]["socket"]["inode"],
                     endpoint_ports(e),
                     e["process"]["executable"],
                     e["rule"]["id"],

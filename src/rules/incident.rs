@@ -103,9 +103,6 @@ impl Incidents {
         let mut alerts = Vec::new();
         let mut matched = std::collections::HashSet::new();
         for Found { mut alert, members, sockets } in found {
-            self.adopt_provisional(
-                std::iter::once(alert.socket.key).chain(sockets.iter().copied()),
-            );
             // An open incident about any of these sockets goes on (under its own socket): a
             // second connection joining a shell is news for the same incident.
             let continued = std::iter::once(alert.socket.key)
@@ -183,28 +180,6 @@ impl Incidents {
         (alerts, matched)
     }
 
-    /// A socket no table listed yet is keyed without a namespace (netns 0): a connect in
-    /// progress is in no table until the kernel hashes it, and a look can catch it then. A later
-    /// sighting of the same inode with its namespace takes that incident over, so it is one
-    /// incident and not closed (an inode names one socket host-wide while it lives).
-    fn adopt_provisional(&mut self, keys: impl Iterator<Item = SocketKey>) {
-        for key in keys.filter(|k| k.netns != 0) {
-            let provisional = SocketKey { netns: 0, inode: key.inode };
-            if self.open.contains_key(&key) {
-                continue;
-            }
-            let Some(mut incident) = self.open.remove(&provisional) else { continue };
-            for endpoint in &mut incident.last.endpoints {
-                if endpoint.socket.key == provisional {
-                    endpoint.socket.key = key;
-                }
-            }
-            incident.last.socket.key = key;
-            self.open.insert(key, incident);
-            self.changed = true;
-        }
-    }
-
     /// Drops rules that no longer exist from every incident; incidents left with none resolve.
     pub fn retain_rules(
         &mut self,
@@ -265,11 +240,7 @@ mod tests {
     };
 
     fn found(inode: u64, rules: &[&str], members: &[i32]) -> Found {
-        found_in(1, inode, rules, members)
-    }
-
-    fn found_in(netns: u64, inode: u64, rules: &[&str], members: &[i32]) -> Found {
-        let key = SocketKey { netns, inode };
+        let key = SocketKey { netns: 1, inode };
         let socket = Socket::new(
             key,
             Family::Inet,
@@ -351,28 +322,6 @@ mod tests {
         assert_eq!(actions(&resolved), [(AlertAction::Resolved, Some("no_longer_matching"))]);
         assert_eq!((resolved[0].incident_id.as_str(), resolved[0].snapshot_seq), (id.as_str(), 7));
         assert_eq!(incidents.open().count(), 0);
-    }
-
-    #[test]
-    fn a_socket_a_look_could_not_place_is_the_same_incident_once_a_scan_places_it() {
-        let mut incidents = Incidents::default();
-        // A look catches a shell's relay between socket() and connect(): no table lists it.
-        let opened = incidents.add(vec![found_in(0, 7, &["a"], &[10])], (1, 0));
-        assert_eq!(actions(&opened), [(AlertAction::Opened, None)]);
-        // The scan sees it connected, in its namespace, with a second connection leading.
-        let mut scanned = found(9, &["a"], &[10]);
-        let placed = found(7, &["a"], &[10]).alert.endpoints;
-        scanned.alert.endpoints.extend(placed);
-        scanned.sockets.push(SocketKey { netns: 1, inode: 7 });
-        let alive = |k: SocketKey| k.netns == 1;
-        let news = incidents.update(vec![scanned], alive, (2, 0), false);
-        assert_eq!(actions(&news), [(AlertAction::Updated, None)], "one incident, not two");
-        assert_eq!(news[0].incident_id, opened[0].incident_id);
-        assert_eq!(news[0].socket.key, SocketKey { netns: 1, inode: 7 });
-        // Quiet scans end it as no longer matching, not as a closed socket.
-        assert!(incidents.update(vec![], alive, (3, 0), false).is_empty());
-        let resolved = incidents.update(vec![], alive, (4, 0), false);
-        assert_eq!(actions(&resolved), [(AlertAction::Resolved, Some("no_longer_matching"))]);
     }
 
     fn process(pid: i32) -> crate::model::Process {
