@@ -189,7 +189,9 @@ fn a_full_disk_delays_alerts_without_losing_them_and_the_outage_is_said_as_it_ha
         return;
     }
     let dir = ScratchDir::new("disk-full-alerts");
-    let disk = Tmpfs::mount(&dir.path.join("disk"), "64k");
+    // Room, once freed, for every alert held during the outage: the other tests' shells are
+    // alerted too, and an alert with its rules' descriptions is a few kilobytes.
+    let disk = Tmpfs::mount(&dir.path.join("disk"), "1m");
     let alerts = disk.path.join("alerts.ndjson");
     let notify_path = dir.path.join("notify.sock");
     let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
@@ -211,7 +213,7 @@ fn a_full_disk_delays_alerts_without_losing_them_and_the_outage_is_said_as_it_ha
     );
     // The disk fills up (by someone else's file).
     let filler = disk.path.join("filler");
-    let _ = std::fs::write(&filler, vec![0u8; 64 * 1024]);
+    let _ = std::fs::write(&filler, vec![0u8; 1024 * 1024]);
 
     let catcher = Catcher::start(&["tcp-listen"]);
     let port = catcher.port();
