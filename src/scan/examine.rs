@@ -452,7 +452,14 @@ impl Examiner {
         let own = |inode: u64| unknown.iter().any(|u| u.0 == inode && u.1 == Some(last.own_netns));
         for (inode, protocol) in protocols {
             let connection = matches!(protocol, Protocol::Tcp | Protocol::Udp | Protocol::Udplite);
-            if connection && own(*inode) && !sockets.contains_key(inode) {
+            // Still open yet in no table: a connect in progress (the kernel lists a socket once
+            // it hashes it), not a closed connection. Left to the next look or scan, which
+            // place it in its namespace: keyed here without one, it would be a second incident.
+            if connection
+                && own(*inode)
+                && !sockets.contains_key(inode)
+                && !self.still_held(&look.fds, *inode)
+            {
                 let key = SocketKey { netns: 0, inode: *inode };
                 let (family, state) = (family_of(protocol), SocketState::Unknown);
                 let socket =
@@ -493,6 +500,24 @@ impl Examiner {
             proc_mounts: Vec::new(),
             coverage: look.coverage,
         }
+    }
+
+    /// Whether a holder's fd the look read still refers to socket `inode`.
+    fn still_held(&self, fds: &[Fd], inode: u64) -> bool {
+        fds.iter()
+            .filter(|fd| fd.target == FdTarget::Socket { inode } && fd.io_uring_slot.is_none())
+            .any(|fd| {
+                let mut path = self.root.join(fd.proc.pid.to_string());
+                if let Some(tid) = fd.tid {
+                    path.push("task");
+                    path.push(tid.to_string());
+                }
+                path.push("fd");
+                path.push(fd.num.to_string());
+                std::fs::read_link(&path).is_ok_and(|link| {
+                    link.as_os_str().as_encoded_bytes() == format!("socket:[{inode}]").as_bytes()
+                })
+            })
     }
 
     /// The last scan's listeners serving the local ports of the look's connections, with their
