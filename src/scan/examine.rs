@@ -11,7 +11,8 @@
 //! leaves out the next scan sees whole.
 
 use super::binaries::{Catalogue, HostRoot};
-use super::join::{family_of, protocol_from_xattr};
+use super::join::{family_of, fd_link_path, protocol_from_xattr};
+use super::parse::{FdLink, parse_fd_link};
 use super::process::ProcessReader;
 use crate::model::{
     Coverage, Family, Fd, FdTarget, Holder, Process, Protocol, PtyId, Snapshot, Socket, SocketKey,
@@ -507,15 +508,8 @@ impl Examiner {
         fds.iter()
             .filter(|fd| fd.target == FdTarget::Socket { inode } && fd.io_uring_slot.is_none())
             .any(|fd| {
-                let mut path = self.root.join(fd.proc.pid.to_string());
-                if let Some(tid) = fd.tid {
-                    path.push("task");
-                    path.push(tid.to_string());
-                }
-                path.push("fd");
-                path.push(fd.num.to_string());
-                std::fs::read_link(&path).is_ok_and(|link| {
-                    link.as_os_str().as_encoded_bytes() == format!("socket:[{inode}]").as_bytes()
+                std::fs::read_link(fd_link_path(&self.root, fd)).is_ok_and(|link| {
+                    parse_fd_link(link.as_os_str().as_encoded_bytes()) == FdLink::Socket(inode)
                 })
             })
     }

@@ -113,6 +113,16 @@ pub(crate) fn sort_by_key_in_place(sockets: &mut [Socket]) {
 /// (`TCP`, `UDPv6`, `UNIX-STREAM`, `NETLINK`, `PACKET`, …): the one fact available for a socket
 /// whose namespace table the scan could not read.
 pub(crate) fn protocol_from_xattr(proc_root: &Path, fd: &Fd) -> Protocol {
+    let mut value = [0u8; 64];
+    match rustix::fs::getxattr(fd_link_path(proc_root, fd), "system.sockprotoname", &mut value[..])
+    {
+        Ok(len) => protocol_from_name(&value[..len.min(value.len())]),
+        Err(_) => Protocol::Other("unknown".into()),
+    }
+}
+
+/// The magic link of an fd: /proc/<pid>/fd/<n>, or under task/<tid> for a thread's own table.
+pub(crate) fn fd_link_path(proc_root: &Path, fd: &Fd) -> std::path::PathBuf {
     let mut path = proc_root.join(fd.proc.pid.to_string());
     if let Some(tid) = fd.tid {
         path.push("task");
@@ -120,11 +130,7 @@ pub(crate) fn protocol_from_xattr(proc_root: &Path, fd: &Fd) -> Protocol {
     }
     path.push("fd");
     path.push(fd.num.to_string());
-    let mut value = [0u8; 64];
-    match rustix::fs::getxattr(&path, "system.sockprotoname", &mut value[..]) {
-        Ok(len) => protocol_from_name(&value[..len.min(value.len())]),
-        Err(_) => Protocol::Other("unknown".into()),
-    }
+    path
 }
 
 /// Maps a `sockprotoname` to a protocol.
