@@ -47,6 +47,10 @@ impl Agent {
             _ => &[],
         };
         let binary = env!("CARGO_BIN_EXE_sockwatch");
+        // Closed once the agent is ready: later notifications fail, which the agent ignores.
+        let notify_dir = ScratchDir::new("notify");
+        let notify_path = notify_dir.path.join("notify.sock");
+        let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("notify socket");
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut command = Command::new(program);
@@ -62,6 +66,7 @@ impl Agent {
             .arg("--state-dir")
             .arg(state)
             .args(extra)
+            .env("NOTIFY_SOCKET", &notify_path)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -80,9 +85,28 @@ impl Agent {
                 }
             }
         });
-        let agent = Agent { child, events, bad_lines, reader: Some(reader), _state: None };
+        let mut agent = Agent { child, events, bad_lines, reader: Some(reader), _state: None };
         agent.wait_for("agent_started", |e| e["event"]["action"] == "agent_started");
+        agent.wait_until_ready(&notify);
         agent
+    }
+
+    /// Waits for systemd's READY=1, which the agent says once its first scan is complete: what
+    /// a test starts after that is new to the agent (`socket_opened`), never part of its
+    /// baseline, however long a loaded machine makes that first scan. An agent that exits
+    /// first is left to the test's own assertions.
+    fn wait_until_ready(&mut self, notify: &std::os::unix::net::UnixDatagram) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        notify.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let mut buf = [0u8; 512];
+        while Instant::now() < deadline {
+            match notify.recv(&mut buf) {
+                Ok(n) if buf[..n].split(|b| *b == b'\n').any(|l| l == b"READY=1") => return,
+                _ if self.child.try_wait().unwrap().is_some() => return,
+                _ => {}
+            }
+        }
+        panic!("the agent's first scan did not complete within 60 s");
     }
 
     pub(crate) fn pid(&self) -> i32 {
