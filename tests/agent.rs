@@ -308,6 +308,50 @@ sys.stdin.read()
     }
 }
 
+/// A TCP socket no table lists until it is bound (the agent sees it held, in no namespace) is
+/// one socket across that: opened unresolved, then its state changes under its namespace, and
+/// its one close is reported there. Never a close of a socket still open.
+#[test]
+fn a_socket_seen_before_it_was_bound_is_one_socket_once_a_table_lists_it() {
+    if !prerequisites(&["ip", "python3"]) {
+        return;
+    }
+    let netns = Netns::new();
+    let agent = Agent::start(&[]);
+    let (mut process, facts) = python_in(
+        &netns,
+        &format!(
+            "{PRELUDE}
+l = socket.socket()
+print(json.dumps({{'inode': os.fstat(l.fileno()).st_ino}}), flush=True)
+sys.stdin.readline()
+l.bind(('127.0.0.1', 0)); l.listen()
+sys.stdin.readline()
+"
+        ),
+    );
+    let held = facts["inode"].as_u64().unwrap();
+    let opened =
+        agent.wait_for("socket_opened", |e| action(e) == "socket_opened" && inode(e) == held);
+    assert_eq!(opened["sockwatch"]["socket"]["netns"], 0);
+    assert_eq!(opened["sockwatch"]["socket"]["table_source"], "unresolved");
+    process.write_line("bind");
+    let listed = agent.wait_for("socket_state_changed", |e| {
+        action(e) == "socket_state_changed" && inode(e) == held
+    });
+    assert_eq!(listed["sockwatch"]["socket"]["netns"], netns.inode());
+    assert_eq!(listed["sockwatch"]["socket"]["state"], "LISTEN");
+    assert_eq!(listed["sockwatch"]["socket"]["previous_state"], "UNKNOWN");
+    assert_eq!(listed["process"]["pid"], process.pid());
+    process.write_line("close");
+    let closed =
+        agent.wait_for("socket_closed", |e| action(e) == "socket_closed" && inode(e) == held);
+    assert_eq!(closed["sockwatch"]["socket"]["netns"], netns.inode());
+    let (_, events, _) = agent.stop();
+    let about: Vec<&str> = events.iter().filter(|e| inode(e) == held).map(action).collect();
+    assert_eq!(about, ["socket_opened", "socket_state_changed", "socket_closed"]);
+}
+
 #[test]
 fn a_hostile_command_line_stays_one_valid_escaped_line() {
     if !prerequisites(&["ip", "python3"]) {

@@ -574,7 +574,7 @@ fn subject<'a>(
         | Change::ExistingSocket { key } => (*key, next),
         Change::ProcessExec { .. } => return None,
     };
-    snapshot.sockets.binary_search_by_key(&key, |s| s.key).ok().map(|i| &snapshot.sockets[i])
+    snapshot.socket(key)
 }
 
 /// A change about a socket only the agent itself holds (its netlink dump sockets, its metrics

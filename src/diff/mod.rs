@@ -53,6 +53,7 @@ pub fn diff(
             }
         }
     }
+    carry_resolved(prev, next, &mut changes);
     let before: HashMap<_, _> = prev.processes.iter().map(|p| (p.key, p)).collect();
     for process in &next.processes {
         if let Some(old) = before.get(&process.key) {
@@ -65,6 +66,45 @@ pub fn diff(
         }
     }
     changes
+}
+
+/// A socket no table listed (netns 0: made but not yet bound, or of a namespace not read) that
+/// a table lists now is the same socket, not one closed and another opened: a SIEM would
+/// otherwise be told of a close that never happened. Its state change (and holder change) is
+/// said under its resolved key instead.
+fn carry_resolved(prev: &Snapshot, next: &Snapshot, changes: &mut Vec<Change>) {
+    let unresolved_gone: HashMap<u64, usize> = changes
+        .iter()
+        .enumerate()
+        .filter_map(|(at, c)| match c {
+            Change::SocketClosed { key, .. } if key.netns == 0 => Some((key.inode, at)),
+            _ => None,
+        })
+        .collect();
+    if unresolved_gone.is_empty() {
+        return;
+    }
+    let mut carried: Vec<usize> = Vec::new();
+    let mut extra: Vec<Change> = Vec::new();
+    for change in changes.iter_mut() {
+        let Change::SocketOpened { key } = *change else { continue };
+        let Some(&closed_at) = unresolved_gone.get(&key.inode).filter(|_| key.netns != 0) else {
+            continue;
+        };
+        let old = SocketKey { netns: 0, inode: key.inode };
+        let (Some(before), Some(after)) = (prev.socket(old), next.socket(key)) else { continue };
+        *change = Change::SocketStateChanged { key, from: before.state };
+        let (added, removed) = holder_changes(&before.holders, &after.holders);
+        if !added.is_empty() || !removed.is_empty() {
+            extra.push(Change::SocketHoldersChanged { key, added, removed });
+        }
+        carried.push(closed_at);
+    }
+    carried.sort_unstable();
+    for at in carried.into_iter().rev() {
+        changes.remove(at);
+    }
+    changes.append(&mut extra);
 }
 
 /// An established TCP connection no fd table showed. A connection its last holder closed is past
@@ -150,6 +190,13 @@ impl Differ {
                 }
                 Change::SocketOpened { key } => {
                     self.first_seen.insert(*key, (next.taken_at_ms, false));
+                }
+                // Resolved (see `carry_resolved`): first seen when it was seen unresolved.
+                Change::SocketStateChanged { key, .. } if !self.first_seen.contains_key(key) => {
+                    let unresolved = SocketKey { netns: 0, inode: key.inode };
+                    if let Some(seen) = self.first_seen.remove(&unresolved) {
+                        self.first_seen.insert(*key, seen);
+                    }
                 }
                 Change::SocketClosed { key, .. } => {
                     self.first_seen.remove(key);

@@ -5,7 +5,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 fn socket(inode: u64, state: SocketState, holders: &[(i32, i32)]) -> Socket {
-    let key = SocketKey { netns: 1, inode };
+    socket_in(1, inode, state, holders)
+}
+
+fn socket_in(netns: u64, inode: u64, state: SocketState, holders: &[(i32, i32)]) -> Socket {
+    let key = SocketKey { netns, inode };
     let mut s = Socket::new(key, Family::Inet, Protocol::Tcp, state, TableSource::SockDiag);
     s.holders = holders
         .iter()
@@ -173,6 +177,36 @@ fn a_connection_unheld_for_two_snapshots_is_reported_once_until_held_again() {
     assert!(unheld_changes(&changes).is_empty());
 }
 
+#[test]
+fn a_socket_a_table_lists_once_bound_is_the_socket_seen_unresolved() {
+    use SocketState::*;
+    let mut unresolved = socket_in(0, 7, Unknown, &[(10, 3)]);
+    unresolved.source = TableSource::Unresolved;
+    let mut differ = Differ::new(false);
+    differ.push(Arc::new(snapshot(1000, vec![])));
+    let (changes, _) = differ.push(Arc::new(snapshot(2000, vec![unresolved])));
+    assert_eq!(changes, vec![Change::SocketOpened { key: SocketKey { netns: 0, inode: 7 } }]);
+    let listed = SocketKey { netns: 1, inode: 7 };
+    let (changes, _) =
+        differ.push(Arc::new(snapshot(3000, vec![socket(7, Listen, &[(10, 3), (11, 3)])])));
+    let forked =
+        Holder { proc: ProcKey { pid: 11, start_ticks: 1 }, tid: None, fd: 3, io_uring_slot: None };
+    assert_eq!(
+        changes,
+        vec![
+            Change::SocketStateChanged { key: listed, from: Unknown },
+            Change::SocketHoldersChanged { key: listed, added: vec![forked], removed: vec![] },
+        ]
+    );
+    assert_eq!(differ.first_seen(&listed), Some((2000, false)));
+    let (changes, _) = differ.push(Arc::new(snapshot(4000, vec![])));
+    assert_eq!(
+        changes,
+        vec![Change::SocketClosed { key: listed, first_seen_ms: 2000, seen_since_baseline: false }]
+    );
+    assert_eq!(differ.first_seen(&SocketKey { netns: 0, inode: 7 }), None);
+}
+
 fn arbitrary_sockets() -> impl Strategy<Value = Vec<Socket>> {
     let state = prop_oneof![
         Just(SocketState::Established),
@@ -180,10 +214,12 @@ fn arbitrary_sockets() -> impl Strategy<Value = Vec<Socket>> {
         Just(SocketState::CloseWait)
     ];
     let holders = proptest::collection::btree_set((1..4i32, 0..3i32), 0..4);
-    proptest::collection::btree_map(0..24u64, (state, holders), 0..16).prop_map(|m| {
+    // Namespace 0: the socket was listed by no table (see `carry_resolved`).
+    let netns = prop_oneof![Just(0u64), Just(1u64)];
+    proptest::collection::btree_map(0..24u64, (netns, state, holders), 0..16).prop_map(|m| {
         m.into_iter()
-            .map(|(inode, (state, holders))| {
-                socket(inode, state, &holders.into_iter().collect::<Vec<_>>())
+            .map(|(inode, (netns, state, holders))| {
+                socket_in(netns, inode, state, &holders.into_iter().collect::<Vec<_>>())
             })
             .collect()
     })
@@ -206,6 +242,12 @@ proptest! {
                     prop_assert!(replay.remove(&key).is_some());
                 }
                 Change::SocketStateChanged { key, from } => {
+                    if !replay.contains_key(&key) {
+                        let unresolved = SocketKey { netns: 0, inode: key.inode };
+                        let mut s = replay.remove(&unresolved).unwrap();
+                        s.key = key;
+                        replay.insert(key, s);
+                    }
                     let s = replay.get_mut(&key).unwrap();
                     prop_assert_eq!(s.state, from);
                     s.state = lookup[&key].state;

@@ -23,7 +23,8 @@ pub enum Change {
         /// The agent first saw it in its baseline scan.
         seen_since_baseline: bool,
     },
-    /// A socket whose state moved.
+    /// A socket whose state moved. That includes a socket listed by no table before (netns 0,
+    /// state unknown: made but not yet bound) and by one now, reported under its resolved key.
     SocketStateChanged {
         /// The socket.
         key: SocketKey,

@@ -1,6 +1,6 @@
 //! One scan's view of the host, and what it could not see.
 
-use super::{Fd, Process, Socket};
+use super::{Fd, Process, Socket, SocketKey};
 use serde::{Deserialize, Serialize};
 
 /// How a network namespace's socket tables were read, or why they were not.
@@ -193,4 +193,11 @@ pub struct Snapshot {
     pub proc_mounts: Vec<super::ProcMount>,
     /// What the scan could and could not see.
     pub coverage: Coverage,
+}
+
+impl Snapshot {
+    /// The socket under `key`.
+    pub fn socket(&self, key: SocketKey) -> Option<&Socket> {
+        self.sockets.binary_search_by_key(&key, |s| s.key).ok().map(|at| &self.sockets[at])
+    }
 }
