@@ -48,9 +48,14 @@ impl Agent {
         };
         let binary = env!("CARGO_BIN_EXE_sockwatch");
         // Closed once the agent is ready: later notifications fail, which the agent ignores.
+        // Writable by all: the agent may run as another user. A test that speaks the protocol
+        // itself (its wrapper sets NOTIFY_SOCKET) is left to do so.
         let notify_dir = ScratchDir::new("notify");
         let notify_path = notify_dir.path.join("notify.sock");
         let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("notify socket");
+        let permissions = std::os::unix::fs::PermissionsExt::from_mode(0o666);
+        std::fs::set_permissions(&notify_path, permissions).expect("notify socket mode");
+        let own_protocol = wrapper.iter().any(|a| a.starts_with("NOTIFY_SOCKET="));
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut command = Command::new(program);
@@ -87,7 +92,9 @@ impl Agent {
         });
         let mut agent = Agent { child, events, bad_lines, reader: Some(reader), _state: None };
         agent.wait_for("agent_started", |e| e["event"]["action"] == "agent_started");
-        agent.wait_until_ready(&notify);
+        if !own_protocol {
+            agent.wait_until_ready(&notify);
+        }
         agent
     }
 

@@ -123,13 +123,31 @@ fn without_capabilities_another_users_shell_is_counted_as_denied_not_missed_sile
     agent.wait_for("a heartbeat", |e| action(e) == "heartbeat");
     let before = denied(&agent).unwrap();
 
-    let (_shell, _stream, pid) = reverse_shell();
+    // The count is the host's: other tests' processes come and go beside this one. The shell
+    // and 32 children of its uid stand out of that churn by far.
+    let (_shell, mut stream, pid) = reverse_shell();
+    stream.write_all(b"for i in $(seq 32); do sleep 30 & done; echo spawned-$((32))\n").unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let spawned = (0..40).any(|_| {
+        let mut line = String::new();
+        reader.read_line(&mut line).is_ok_and(|_| line.contains("spawned-32"))
+    });
+    assert!(spawned, "the shell started its children");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while denied(&agent).unwrap() <= before && std::time::Instant::now() < deadline {
+    while denied(&agent).unwrap() < before + 16 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
     let during = denied(&agent).unwrap();
-    assert!(during > before, "the shell of uid {SHELL_UID} is not counted: {before} -> {during}");
+    for child in crate::shells::descendants(pid).into_iter().filter(|&p| p != pid) {
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(child).unwrap(),
+            rustix::process::Signal::KILL,
+        );
+    }
+    assert!(
+        during >= before + 16,
+        "the shell of uid {SHELL_UID} and its 32 children are not counted: {before} -> {during}"
+    );
     assert!(
         !agent
             .events()
