@@ -5,6 +5,7 @@
 mod agent;
 mod agent_files;
 mod agent_writes;
+mod alert_context;
 mod boundaries;
 mod config_check;
 mod detect_adversary;

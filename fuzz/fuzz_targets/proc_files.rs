@@ -1,5 +1,6 @@
 //! /proc/pid files a process controls the bytes of (comm, argv, paths): stat, status, cmdline,
-//! cgroup, fd links, fdinfo, mountinfo. None may panic; comm must come back byte for byte.
+//! cgroup, fd links, fdinfo, mountinfo, and the passwd and group files of its own root. None
+//! may panic; comm must come back byte for byte.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -21,4 +22,6 @@ fuzz_target!(|data: &[u8]| {
     let _ = parse::io_uring_files(data);
     let _ = parse::parse_nsfs_mounts(data);
     let _ = parse::parse_proc_pid_mounts(data);
+    let names = parse::parse_accounts(data);
+    assert!(names.values().all(|n| !n.as_bytes().contains(&b'\n')));
 });

@@ -9,12 +9,13 @@ use super::state::KeptState;
 use crate::config::Config;
 use crate::event::HostIdentity;
 use crate::graph::Graph;
-use crate::model::Alert;
+use crate::model::{Alert, AlertAction, ProcessContext};
 use crate::rules::{
     Clock, Engine, EvaluationStats, RuleErrors, RuleSet, SavedIncidents, Selection,
 };
 use crossbeam_channel::Sender;
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,9 @@ pub(crate) struct Detection {
     last_duration: Duration,
     /// Stdio ends whose relay walk hit a bound in the last scan: what they reach is unknown.
     truncated_walks: usize,
+    /// The last context read for each open incident: its processes may be gone by its next
+    /// alert (a one-shot shell), and what was read while they lived still describes them.
+    contexts: HashMap<String, Vec<ProcessContext>>,
 }
 
 fn error_lines(errors: &RuleErrors) -> Vec<String> {
@@ -112,6 +116,7 @@ impl Detection {
             last: EvaluationStats::default(),
             last_duration: Duration::ZERO,
             truncated_walks: 0,
+            contexts: HashMap::new(),
         };
         // The state directory's own reports come first: a degraded rule set may be why.
         let mut all = detection.state.take_notices();
@@ -136,6 +141,29 @@ impl Detection {
         let (alerts, _) = self.engine.evaluate_look(graph);
         self.pending.extend(alerts);
         self.save_incidents();
+    }
+
+    /// Gives the alerts waiting without context theirs: `read` reads it for an alert's
+    /// processes now (completing the ancestors its snapshot lacked); what it cannot read any more (a process gone) keeps the incident's last
+    /// reading. A resolved incident's alert carries its last reading.
+    pub(crate) fn add_context(&mut self, mut read: impl FnMut(&mut Alert) -> Vec<ProcessContext>) {
+        for alert in self.pending.iter_mut().filter(|a| a.context.is_empty()) {
+            let kept = match alert.action {
+                AlertAction::Resolved => {
+                    alert.context = self.contexts.remove(&alert.incident_id).unwrap_or_default();
+                    continue;
+                }
+                _ => self.contexts.entry(alert.incident_id.clone()).or_default(),
+            };
+            let mut fresh = read(&mut *alert);
+            for context in fresh.iter_mut().filter(|c| c.unavailable.is_some()) {
+                if let Some(before) = kept.iter().find(|k| k.key == context.key) {
+                    *context = before.clone();
+                }
+            }
+            kept.clone_from(&fresh);
+            alert.context = fresh;
+        }
     }
 
     fn save_incidents(&mut self) {

@@ -267,6 +267,7 @@ impl<'a> ScanLoop<'a> {
         let graph = Graph::build(look, Some(&self.listeners));
         self.detection.evaluate_look(&graph);
         drop(graph);
+        self.detection.add_context(|alert| self.scanner.alert_context(alert));
         // A router gone is noticed by the next scan's hand-over.
         let _ = self.send_alerts();
     }
@@ -366,6 +367,7 @@ impl<'a> ScanLoop<'a> {
         self.cx.systemd.scanned();
         let graph = Graph::build(&snapshot, Some(&self.listeners));
         self.detection.evaluate(&graph);
+        self.detection.add_context(|alert| self.scanner.alert_context(alert));
         self.send_notices();
         self.listeners.remember(&snapshot);
         self.short_lived.scanned(&snapshot);

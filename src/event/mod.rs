@@ -4,6 +4,7 @@
 //! contains a raw newline, whatever a process put in its name or arguments.
 
 mod alert;
+mod alert_context;
 mod community_id;
 pub mod health;
 mod hiding_alert;
@@ -72,6 +73,14 @@ pub struct HostIdentity {
     pub boot_time_ms: Option<u64>,
     /// Clock ticks per second (`getconf CLK_TCK`).
     pub ticks_per_second: u64,
+}
+
+/// ECS `process.tty`: the controlling terminal's device numbers, from `tty_nr` (stat field 7,
+/// the kernel's `new_encode_dev`: minor in bits 0-7 and 20-31, major in bits 8-19).
+fn tty(tty_nr: u32) -> Value {
+    let major = (tty_nr >> 8) & 0xfff;
+    let minor = (tty_nr & 0xff) | ((tty_nr >> 12) & 0xfff00);
+    json!({"char_device": {"major": major, "minor": minor}})
 }
 
 /// Direction verdicts of one snapshot's sockets, in the order of `Snapshot::sockets` (which is
@@ -371,10 +380,62 @@ impl Encoder {
             object.insert("real_user".into(), json!({"id": p.uid.to_string()}));
             object.insert("user".into(), json!({"id": p.euid.to_string()}));
         }
-        if let (Some(boot), ticks) = (self.host.boot_time_ms, self.host.ticks_per_second.max(1)) {
-            object.insert("start".into(), json!(rfc3339(boot + p.key.start_ticks * 1000 / ticks)));
+        if let Some(start) = self.start(p) {
+            object.insert("start".into(), json!(start));
+        }
+        if let Some(cwd) = &p.cwd {
+            let what = "process.working_directory";
+            put_text(&mut object, "working_directory", cwd.as_bytes(), PATH_CAP, what, truncated);
+        }
+        if p.tty_nr != 0 {
+            object.insert("tty".into(), tty(p.tty_nr));
         }
         Value::Object(object)
+    }
+
+    /// When the process started, from its start ticks and the boot time.
+    fn start(&self, p: &Process) -> Option<String> {
+        let (boot, ticks) = (self.host.boot_time_ms?, self.host.ticks_per_second.max(1));
+        Some(rfc3339(boot + p.key.start_ticks * 1000 / ticks))
+    }
+
+    /// pid, entity id, name, executable, the command line (redacted, capped at `cap`), user and
+    /// start: a process named in passing (a parent, an ancestor). `field` names it in
+    /// `sockwatch.truncated` when something was cut.
+    fn process_brief(
+        &self,
+        p: &Process,
+        cap: usize,
+        field: &str,
+        truncated: &mut Vec<String>,
+    ) -> Map<String, Value> {
+        let mut object = Map::new();
+        let mut cut = Vec::new();
+        object.insert("pid".into(), json!(p.key.pid));
+        object.insert("entity_id".into(), json!(self.entity_id(p.key)));
+        put_text(&mut object, "name", p.comm.as_bytes(), NAME_CAP, field, &mut cut);
+        if let Some(exe) = &p.exe {
+            put_text(&mut object, "executable", exe.path.as_bytes(), PATH_CAP, field, &mut cut);
+        }
+        let mut args: Vec<String> =
+            p.argv.iter().take(MAX_ARGS).map(|a| a.escape_visible()).collect();
+        if self.redactor.redact(&mut args) {
+            object.insert("args_redacted".into(), json!(true));
+        }
+        let (command_line, long) = text::capped(args.join(" "), cap);
+        if long || p.argv.len() > MAX_ARGS || p.argv_truncated {
+            cut.push(field.to_string());
+        }
+        object.insert("command_line".into(), json!(command_line));
+        object.insert("args_count".into(), json!(p.argv.len()));
+        object.insert("user".into(), json!({"id": p.euid.to_string()}));
+        if let Some(start) = self.start(p) {
+            object.insert("start".into(), json!(start));
+        }
+        if !cut.is_empty() && !truncated.iter().any(|t| t == field) {
+            truncated.push(field.to_string());
+        }
+        object
     }
 
     /// What ECS has no slot for about a process: how its executable looks on disk.

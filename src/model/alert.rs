@@ -4,7 +4,7 @@
 //! many rules match. Alerts are self-contained (they carry the processes and the socket)
 //! so that they can be encoded after the snapshot they came from is gone.
 
-use super::{Direction, DirectionSource, Process, Socket, Via};
+use super::{Direction, DirectionSource, LoginOrigin, Process, ProcessContext, Socket, Via};
 use serde::{Deserialize, Serialize};
 
 /// Rule severity, on the OCSF scale (`severity_id` 1-5).
@@ -122,6 +122,17 @@ pub struct Alert {
     pub rules: Vec<RuleHit>,
     /// The top-most matching process (the shell, not its `sleep` child).
     pub subject: Option<Process>,
+    /// The subject's parent, grandparent, … up to pid 1 or the init of the subject's pid
+    /// namespace (a container's), nearest first.
+    #[serde(default)]
+    pub ancestors: Vec<Process>,
+    /// The sshd session the subject descends from, with the connection it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_origin: Option<LoginOrigin>,
+    /// Names, audit identity and executable digests of the subject and its ancestors, read when
+    /// the alert was made (the last reading is kept when the processes have gone since).
+    #[serde(default)]
+    pub context: Vec<ProcessContext>,
     /// Every matching process.
     pub processes: Vec<Process>,
     /// Every process holding the socket.

@@ -6,6 +6,7 @@ mod alert;
 mod binary;
 mod bounded;
 mod change;
+mod context;
 mod fd;
 #[cfg(test)]
 pub(crate) mod fixture;
@@ -23,6 +24,7 @@ pub use alert::{Alert, AlertAction, IncidentEndpoint, RuleHit, Severity, StdioPa
 pub use binary::{BinaryKind, Identity, IdentityMatch};
 pub use bounded::Bounded;
 pub use change::Change;
+pub use context::{ExeHash, LoginOrigin, ProcessContext};
 pub use fd::{AccessMode, Fd, FdTarget, PtyId};
 pub use interval::{Interval, MIN_INTERVAL, parse_interval};
 pub use proc_mount::{Hiding, HidingAlert, ProcMount};

@@ -353,6 +353,9 @@ impl Engine {
             .collect();
         // A match on several sockets needed all of them: it could be seen once the last was.
         let first_seen = hits.iter().map(|h| h.socket_first_seen).max().unwrap_or(seq);
+        let ancestors = super::lineage::ancestors(cx, top.process);
+        let lineage = std::iter::once(top.process).chain(&ancestors);
+        let login_origin = super::lineage::login_origin(cx, lineage);
         let alert = Alert {
             action: AlertAction::Opened,
             incident_id: String::new(),
@@ -362,6 +365,9 @@ impl Engine {
             severity,
             rules: rule_hits,
             subject: Some(top.process.clone()),
+            ancestors,
+            login_origin,
+            context: Vec::new(),
             processes,
             holders,
             path: path(cx, &hits, top, rules),

@@ -273,6 +273,9 @@ mod tests {
             severity: Severity::High,
             rules: rules.iter().map(hit).collect(),
             subject: None,
+            ancestors: Vec::new(),
+            login_origin: None,
+            context: Vec::new(),
             processes: Vec::new(),
             holders: Vec::new(),
             path: StdioPath {

@@ -12,6 +12,7 @@ mod engine;
 mod error;
 mod fields;
 mod incident;
+mod lineage;
 #[cfg(test)]
 mod pack_tests;
 mod ruleset;

@@ -186,3 +186,34 @@ fn a_wrapper_waiting_on_the_network_client_it_runs_is_not_a_reverse_shell() {
     b.connection(500, ssh, 3);
     assert_eq!(evaluate(&b.build()), []);
 }
+
+#[test]
+fn an_alert_names_its_ancestors_and_the_ssh_login_it_descends_from() {
+    // sshd (listener on 22) -> sshd-session (the accepted connection) -> login bash -> the
+    // reverse shell.
+    let layout = |session_exe: &str| {
+        let mut b = Builder::new();
+        let sshd = program(&mut b, 10, 1, "/usr/sbin/sshd");
+        let session = program(&mut b, 11, 10, session_exe);
+        program(&mut b, 12, 11, "/usr/bin/bash");
+        let shell = program(&mut b, 13, 12, "/usr/bin/bash");
+        served_on(&mut b, sshd, session, 22, 4);
+        b.connection(200, shell, 0);
+        for fd in 1..3 {
+            b.fd(shell, fd, AccessMode::Unknown, FdTarget::Socket { inode: 200 });
+        }
+        b.build()
+    };
+    let alerts = evaluate(&layout("/usr/lib/openssh/sshd-session"));
+    let alert = alerts.iter().find(|a| a.subject.as_ref().unwrap().key.pid == 13).unwrap();
+    let pids: Vec<i32> = alert.ancestors.iter().map(|p| p.key.pid).collect();
+    assert_eq!(pids, [12, 11, 10], "pid 1 is not in the snapshot");
+    let origin = alert.login_origin.as_ref().expect("the ssh session's connection");
+    assert_eq!(origin.process.pid, 11);
+    assert_eq!((origin.remote.addr.to_string(), origin.remote.port), ("127.0.0.1".into(), 40001));
+    assert_eq!(origin.local.port, 22);
+    // A session process that is not sshd is no ssh login.
+    let alerts = evaluate(&layout("/usr/bin/python3.11"));
+    let alert = alerts.iter().find(|a| a.subject.as_ref().unwrap().key.pid == 13).unwrap();
+    assert_eq!(alert.login_origin, None);
+}

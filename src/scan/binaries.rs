@@ -47,7 +47,7 @@ impl Known {
 
 /// A file's identity and version: a file rewritten in place has another mtime or ctime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct Stamp {
+pub(crate) struct Stamp {
     dev: u64,
     ino: u64,
     size: u64,
@@ -56,7 +56,7 @@ struct Stamp {
 }
 
 impl Stamp {
-    fn of(st: &Stat) -> Stamp {
+    pub(crate) fn of(st: &Stat) -> Stamp {
         Stamp {
             dev: st.st_dev,
             ino: st.st_ino,
@@ -234,11 +234,23 @@ impl Catalogue {
 
 /// SHA-256 of everything `fd` reads.
 fn sha256(fd: BorrowedFd<'_>) -> Result<[u8; 32], Errno> {
+    sha256_until(fd, None)?.ok_or(Errno::TIMEDOUT)
+}
+
+/// SHA-256 of everything `fd` reads; `None` when `deadline` passed first (a file on a slow or
+/// stalled disk).
+pub(crate) fn sha256_until(
+    fd: BorrowedFd<'_>,
+    deadline: Option<std::time::Instant>,
+) -> Result<Option<[u8; 32]>, Errno> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            return Ok(None);
+        }
         match rustix::io::read(fd, &mut buf[..]) {
-            Ok(0) => return Ok(hasher.finalize().into()),
+            Ok(0) => return Ok(Some(hasher.finalize().into())),
             Ok(n) => hasher.update(&buf[..n]),
             Err(Errno::INTR) => continue,
             Err(e) => return Err(e),

@@ -11,6 +11,7 @@
 //! - Pure parsers live in `parse` (fuzzed, property-tested); I/O lives beside it.
 
 mod binaries;
+mod context;
 mod destroys;
 mod examine;
 mod exec_events;
@@ -87,6 +88,8 @@ pub struct Scanner {
     progress: Arc<std::sync::atomic::AtomicU64>,
     /// Held sockets no table lists, already looked up.
     unlisted: unlisted::Unlisted,
+    /// Alert context, and the account files and digests it read.
+    context: context::ContextReader,
 }
 
 /// How often the host's program directories are listed again (packages change binaries).
@@ -121,11 +124,52 @@ impl Scanner {
             namespace_budget: None,
             progress: Arc::default(),
             unlisted: Default::default(),
+            context: Default::default(),
         };
         // Listed before the first scan, so that it does not delay that scan past the agent's
         // start (hashing the host's interpreters takes a while).
         scanner.refresh_catalogue();
         Ok(scanner)
+    }
+
+    /// Names, audit identity and digests for an alert's subject and ancestors (the digest of
+    /// the subject's executable and its parent's), read now: a process that has gone since the
+    /// snapshot says so in `unavailable`.
+    pub fn alert_context(
+        &mut self,
+        alert: &mut crate::model::Alert,
+    ) -> Vec<crate::model::ProcessContext> {
+        self.complete_lineage(alert);
+        let proc_dir = self.proc_dir.as_fd();
+        let lineage = alert.subject.iter().chain(&alert.ancestors);
+        lineage.enumerate().map(|(at, p)| self.context.read(proc_dir, p, at < 2)).collect()
+    }
+
+    /// Reads the ancestors an alert's snapshot did not have, up to pid 1 or the subject's pid
+    /// namespace's init: a look at an exec stops below pid 1, which rules never need but a
+    /// responder reading the chain does.
+    fn complete_lineage(&mut self, alert: &mut crate::model::Alert) {
+        const MAX_ANCESTORS: usize = 64;
+        let Some(subject) = &alert.subject else { return };
+        let own_pidns = subject.pidns;
+        let mut coverage = Coverage::default();
+        while alert.ancestors.len() < MAX_ANCESTORS {
+            let last = alert.ancestors.last().unwrap_or(subject);
+            let Ok(ppid) = u32::try_from(last.ppid) else { break };
+            if ppid == 0 || last.key.pid == 1 {
+                break;
+            }
+            let mut read = Vec::new();
+            let reader = &mut self.readers[0];
+            read_one(self.proc_dir.as_fd(), ppid, reader, &mut coverage, &mut read, None);
+            let Some(parent) = read.pop() else { break };
+            if let (Some(theirs), Some(own)) = (parent.pidns, own_pidns)
+                && theirs != own
+            {
+                break;
+            }
+            alert.ancestors.push(parent);
+        }
     }
 
     /// Reads processes on up to `threads` threads (at least 1) when the host is large. An agent

