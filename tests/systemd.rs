@@ -105,11 +105,11 @@ impl Container {
             std::thread::sleep(Duration::from_millis(100));
         };
         let container = Container { nspawn, init, root: root.to_path_buf() };
-        // "running", or "degraded" when some unit of the minimal system failed; nothing while
-        // the manager is too young to answer.
+        // "running", or "degraded" when some unit of the minimal system failed; nothing, or
+        // "offline" (its bus not up yet), while the manager is too young to answer.
         let state = loop {
             let state = container.run(&["systemctl", "is-system-running", "--wait"]);
-            if !state.trim().is_empty() || Instant::now() > deadline {
+            if !matches!(state.trim(), "" | "offline") || Instant::now() > deadline {
                 break state;
             }
             std::thread::sleep(Duration::from_millis(200));
