@@ -76,7 +76,7 @@ fn a_connection_that_opened_and_closed_between_two_scans_is_reported_from_the_ke
         return;
     }
     let agent = Agent::start(&["--interval", "5s", "--heartbeat", "200ms"]);
-    agent.wait_for("the first scan's baseline", |e| action(e) == "existing_socket");
+    agent.wait_for("the first scan's baseline", |e| action(e) == "baseline_summary");
     let (_program, ports) = connect_and_close(&agent, &Netns::host());
     let (client, server) = (ports["client"].as_u64().unwrap(), ports["server"].as_u64().unwrap());
     let outbound = agent.wait_for("the client's end", |e| {
@@ -118,7 +118,7 @@ fn a_connection_an_exec_check_saw_held_is_reported_with_its_holders() {
         return;
     }
     let agent = Agent::start(&["--interval", "5s"]);
-    agent.wait_for("the first scan's baseline", |e| action(e) == "existing_socket");
+    agent.wait_for("the first scan's baseline", |e| action(e) == "baseline_summary");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let server = u64::from(listener.local_addr().unwrap().port());
     // Connects, proves the connection with a round trip, then executes a shell that keeps it
@@ -155,7 +155,11 @@ fn a_connection_an_exec_check_saw_held_is_reported_with_its_holders() {
     assert_eq!(event["process"]["pid"].as_i64(), Some(pid), "{event}");
     assert_eq!(event["process"]["name"], "sh", "{event}");
     assert!(socket["inode"].as_u64() > Some(0), "{event}");
-    assert!(socket["holders"].as_array().unwrap().iter().any(|h| h["fd"] == 3), "{event}");
+    let fds = |h: &Value| h["fds"].as_array().cloned().unwrap_or_default();
+    assert!(
+        socket["holders"].as_array().unwrap().iter().any(|h| fds(h).contains(&3.into())),
+        "{event}"
+    );
     drop(accepted);
     let (status, _, _) = agent.stop();
     assert!(status.success());
@@ -192,7 +196,7 @@ fn a_connection_a_scan_listed_is_left_to_the_diff() {
         return;
     }
     let agent = Agent::start(&["--interval", "200ms", "--heartbeat", "100ms"]);
-    agent.wait_for("the first scan's baseline", |e| action(e) == "existing_socket");
+    agent.wait_for("the first scan's baseline", |e| action(e) == "baseline_summary");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let server = u64::from(listener.local_addr().unwrap().port());
     let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();

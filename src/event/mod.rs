@@ -8,12 +8,14 @@ mod alert_context;
 mod community_id;
 pub mod health;
 mod hiding_alert;
+mod message;
 pub mod ocsf;
 mod redact;
 mod text;
 
 pub use community_id::community_id;
 pub use hiding_alert::{PROC_MOUNT_RULE, UNLISTED_RULE};
+pub use message::terminal_line;
 pub use redact::{ArgPattern, REDACTED, Redactor};
 
 use crate::model::{
@@ -173,9 +175,11 @@ impl Encoder {
                 details.insert("previous_state".into(), json!(from.name()));
             }
             Change::SocketHoldersChanged { added, removed, .. } => {
-                details.insert("holders_added".into(), self.holders(added, &processes));
+                let holders = self.holders(added, &processes, &mut false);
+                details.insert("holders_added".into(), holders);
                 let before = Processes(prev.map_or(&[][..], |p| &p.0.processes));
-                details.insert("holders_removed".into(), self.holders(removed, &before));
+                let holders = self.holders(removed, &before, &mut false);
+                details.insert("holders_removed".into(), holders);
             }
             Change::ConnectionUnheld { .. } => {
                 // Processes the scan could not fully read may be holding it.
@@ -288,6 +292,9 @@ impl Encoder {
     ) -> Encoded {
         if !truncated.is_empty() {
             event["sockwatch"]["truncated"] = json!(truncated);
+        }
+        if event.get("message").is_none() {
+            event["message"] = json!(message::message(&event, action));
         }
         let mut line = serde_json::to_vec(&event).expect("a JSON value always serialises");
         line.push(b'\n');
@@ -538,16 +545,11 @@ impl Encoder {
             }
         }
         d.insert("holders_total".into(), json!(socket.holders.len()));
-        if socket.holders.len() > MAX_HOLDERS_LISTED {
+        let mut cut = false;
+        d.insert("holders".into(), self.holders(&socket.holders, processes, &mut cut));
+        if cut {
             truncated.push("sockwatch.socket.holders".into());
         }
-        d.insert(
-            "holders".into(),
-            self.holders(
-                &socket.holders[..socket.holders.len().min(MAX_HOLDERS_LISTED)],
-                processes,
-            ),
-        );
         let mut fds: Vec<i32> = socket.holders.iter().map(|h| h.fd).collect();
         fds.sort_unstable();
         fds.dedup();
@@ -556,36 +558,48 @@ impl Encoder {
         d
     }
 
-    fn holders(&self, holders: &[Holder], processes: &Processes<'_>) -> Value {
-        Value::Array(
-            holders
-                .iter()
-                .take(MAX_HOLDERS_LISTED)
-                .map(|h| {
-                    let mut o = Map::new();
-                    o.insert("pid".into(), json!(h.proc.pid));
-                    o.insert("fd".into(), json!(h.fd));
-                    if let Some(tid) = h.tid {
-                        o.insert("tid".into(), json!(tid));
-                    }
-                    if let Some(slot) = h.io_uring_slot {
-                        o.insert("io_uring_slot".into(), json!(slot));
-                    }
-                    o.insert("entity_id".into(), json!(self.entity_id(h.proc)));
-                    if let Some(p) = processes.get(h.proc) {
-                        put_text(
-                            &mut o,
-                            "name",
-                            p.comm.as_bytes(),
-                            NAME_CAP,
-                            "sockwatch.socket.holders.name",
-                            &mut Vec::new(),
-                        );
-                    }
-                    Value::Object(o)
-                })
-                .collect(),
-        )
+    /// Holders once per process, each with its fd list: `fds` of its own table, `threads` for
+    /// fds of a thread's private table, `io_uring` for files registered in its rings. At most
+    /// `MAX_HOLDERS_LISTED` processes and as many fds each; `truncated` says when more were.
+    fn holders(&self, holders: &[Holder], processes: &Processes<'_>, cut: &mut bool) -> Value {
+        let mut listed: Vec<Value> = Vec::new();
+        for group in holders.chunk_by(|a, b| a.proc == b.proc) {
+            if listed.len() == MAX_HOLDERS_LISTED {
+                *cut = true;
+                break;
+            }
+            let proc = group[0].proc;
+            let mut o = Map::new();
+            o.insert("pid".into(), json!(proc.pid));
+            o.insert("entity_id".into(), json!(self.entity_id(proc)));
+            if let Some(p) = processes.get(proc) {
+                let what = "sockwatch.socket.holders.name";
+                put_text(&mut o, "name", p.comm.as_bytes(), NAME_CAP, what, &mut Vec::new());
+            }
+            let (mut fds, mut threads, mut rings) = (Vec::new(), Vec::new(), Vec::new());
+            for h in group {
+                match (h.io_uring_slot, h.tid) {
+                    (Some(slot), _) => rings.push(json!({"ring_fd": h.fd, "slot": slot})),
+                    (None, Some(tid)) => threads.push(json!({"tid": tid, "fd": h.fd})),
+                    (None, None) => fds.push(json!(h.fd)),
+                }
+            }
+            for list in [&mut fds, &mut threads, &mut rings] {
+                if list.len() > MAX_HOLDERS_LISTED {
+                    list.truncate(MAX_HOLDERS_LISTED);
+                    *cut = true;
+                }
+            }
+            o.insert("fds".into(), Value::Array(fds));
+            if !threads.is_empty() {
+                o.insert("threads".into(), Value::Array(threads));
+            }
+            if !rings.is_empty() {
+                o.insert("io_uring".into(), Value::Array(rings));
+            }
+            listed.push(Value::Object(o));
+        }
+        Value::Array(listed)
     }
 }
 

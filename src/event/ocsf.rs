@@ -73,7 +73,9 @@ fn network_activity(event: &Value, action: &str) -> Value {
     if let Some(process) = process(&event["process"]) {
         doc["actor"] = json!({"process": process});
     }
-    doc["message"] = json!(socket_message(event, action));
+    if let Some(message) = event.get("message") {
+        doc["message"] = message.clone();
+    }
     doc
 }
 
@@ -83,9 +85,9 @@ fn process_activity(event: &Value) -> Value {
     // An exec replaces the image of the process that made it: it is its own actor.
     doc["actor"] = json!({"process": process});
     doc["process"] = process;
-    let name = text(event, &["process", "name"]).unwrap_or("?");
-    let pid = event["process"]["pid"].as_i64().unwrap_or(0);
-    doc["message"] = json!(format!("{name} (pid {pid}) executed a new program"));
+    if let Some(message) = event.get("message") {
+        doc["message"] = message.clone();
+    }
     doc
 }
 
@@ -156,7 +158,9 @@ fn lifecycle(event: &Value, action: &str) -> Value {
     if severity > 0 {
         doc["severity_id"] = json!(severity);
     }
-    doc["message"] = json!(format!("sockwatch: {}", action.replace('_', " ")));
+    if let Some(message) = event.get("message") {
+        doc["message"] = message.clone();
+    }
     doc
 }
 
@@ -347,33 +351,6 @@ fn attacks(threat: &Value) -> Vec<Value> {
         attacks.push(json!({"tactic": named(&tactic)}));
     }
     attacks
-}
-
-fn socket_message(event: &Value, action: &str) -> String {
-    let socket = &event["sockwatch"]["socket"];
-    let protocol = socket["protocol"].as_str().unwrap_or("socket");
-    let endpoint = |side: &str| {
-        let e = &event[side];
-        match (e["ip"].as_str(), e["port"].as_u64()) {
-            (Some(ip), Some(port)) if ip.contains(':') => format!("[{ip}]:{port}"),
-            (Some(ip), Some(port)) => format!("{ip}:{port}"),
-            _ => "?".to_string(),
-        }
-    };
-    let holder = match (event["process"]["name"].as_str(), event["process"]["pid"].as_i64()) {
-        (Some(name), Some(pid)) => format!("{name} (pid {pid})"),
-        _ => "no process".to_string(),
-    };
-    let verb = action.strip_prefix("socket_").unwrap_or(action).replace('_', " ");
-    let state = socket["state"].as_str().unwrap_or("?");
-    match event["source"].get("ip") {
-        Some(_) => format!(
-            "{holder}: {protocol} {} -> {} {verb} [{state}]",
-            endpoint("source"),
-            endpoint("destination")
-        ),
-        None => format!("{holder}: {protocol} socket {verb} [{state}]"),
-    }
 }
 
 fn severity_name(id: u64) -> &'static str {
