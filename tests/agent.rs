@@ -161,6 +161,12 @@ impl Agent {
             self.bad_lines.lock().unwrap()
         );
         let events = self.events();
+        // Every event, whatever the test was about, reads as a line for a human too.
+        let mute: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["message"].as_str().is_none_or(|m| m.trim().is_empty()))
+            .collect();
+        assert!(mute.is_empty(), "events without a message: {mute:?}");
         (status, events, stderr)
     }
 }
@@ -283,14 +289,26 @@ fn a_restart_reports_open_sockets_as_baseline_state_not_as_opened() {
             "{PRELUDE}
 l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()
 c = socket.create_connection(l.getsockname()); a, _ = l.accept()
-print(json.dumps({{'inode': os.fstat(c.fileno()).st_ino}}), flush=True)
+print(json.dumps({{'inode': os.fstat(c.fileno()).st_ino,
+                  'listening': os.fstat(l.fileno()).st_ino}}), flush=True)
 sys.stdin.read()
 "
         ),
     );
     let held = facts["inode"].as_u64().unwrap();
+    let listening = facts["listening"].as_u64().unwrap();
+    // The default baseline: the listener one by one, the connection only in the count.
+    let agent = Agent::start(&[]);
+    let summary = agent.wait_for("baseline_summary", |e| action(e) == "baseline_summary");
+    assert_eq!(summary["event"]["kind"], "state");
+    let counted = summary["sockwatch"]["sockets"].as_u64().unwrap();
+    assert!(counted >= 3 && summary["sockwatch"]["listed"].as_u64() < Some(counted), "{summary}");
+    assert!(summary["message"].as_str().unwrap().contains("sockets open at start"));
+    agent.wait_for("the listener", |e| action(e) == "existing_socket" && inode(e) == listening);
+    let (_, events, _) = agent.stop();
+    assert!(!events.iter().any(|e| inode(e) == held), "a connection is counted, not listed");
     for _ in 0..2 {
-        let agent = Agent::start(&[]);
+        let agent = Agent::start(&["--baseline", "full"]);
         let baseline = agent
             .wait_for("existing_socket", |e| action(e) == "existing_socket" && inode(e) == held);
         assert_eq!(baseline["event"]["kind"], "state");

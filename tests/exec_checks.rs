@@ -96,7 +96,7 @@ fn shells_living_between_scans_are_alerted_by_exec_checks() {
     let agent = Agent::start(&["--interval", "5s", "--heartbeat", "100ms"]);
     // The first scan's baseline is out: from now on a scan comes every 5 s, and looks have a
     // scan's neighbourhood to resolve sockets against.
-    agent.wait_for("the first scan's baseline", |e| action(e) == "existing_socket");
+    agent.wait_for("the first scan's baseline", |e| action(e) == "baseline_summary");
     let mut failures = Vec::new();
     for case in SHORT_LIVED {
         match check(&agent, case) {
@@ -143,7 +143,7 @@ fn a_long_lived_shell_is_alerted_by_the_look_its_exec_brings_not_the_next_tick()
     let agent = start_with_checks(&dir, &[], &["--interval", "1h", "--heartbeat", "50ms"]);
     // The baseline comes out of the first scan: after it only a look can see anything within
     // the hour.
-    agent.wait_for("the first scan's baseline", |e| action(e) == "existing_socket");
+    agent.wait_for("the first scan's baseline", |e| action(e) == "baseline_summary");
     let (_shell, _peer, port) = bash_reverse_shell();
     let alert = agent.wait_for("incident_opened from a look", |e| {
         action(e) == "incident_opened" && is_incident_for(e, port)

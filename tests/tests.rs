@@ -17,6 +17,7 @@ mod health;
 mod http_sink;
 mod http_spool;
 mod http_tls;
+mod human_views;
 mod least_privilege;
 mod ocsf;
 mod packaging;

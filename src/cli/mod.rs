@@ -1,9 +1,11 @@
 //! The command line: argument definitions and dispatch. `main` stays thin: it calls `run` and maps
 //! the result to an exit code.
 
+mod incidents;
 mod rules;
 mod run;
 mod scan;
+mod table;
 
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
@@ -30,6 +32,8 @@ enum Command {
     /// Detection rules: check files, run fixtures, list fields.
     #[command(subcommand)]
     Rules(rules::RulesCommand),
+    /// List the open incidents the agent keeps in its state directory.
+    Incidents(incidents::IncidentsArgs),
 }
 
 /// The command-line definition, for generating the man page and shell completions
@@ -42,6 +46,8 @@ pub fn command() -> clap::Command {
 const EXIT_NO_PERMISSION: u8 = 77;
 /// Exit status when the output is gone (sysexits EX_IOERR).
 const EXIT_IO_ERROR: u8 = 74;
+/// Exit status when the input cannot be read (sysexits EX_NOINPUT).
+const EXIT_NO_INPUT: u8 = 66;
 /// Exit status for a usage error (sysexits EX_USAGE).
 const EXIT_USAGE: u8 = 64;
 /// Exit status for a configuration error (sysexits EX_CONFIG); the systemd unit does not restart
@@ -72,6 +78,9 @@ pub enum CliError {
     /// Rule fixtures did not produce the expected alerts.
     #[error("{0}")]
     RuleTests(String),
+    /// The state directory could not be read.
+    #[error("state directory {0}")]
+    State(String),
     /// Writing the output failed.
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
@@ -90,6 +99,7 @@ impl CliError {
             CliError::Run(crate::daemon::RunError::OutputClosed) => EXIT_IO_ERROR,
             CliError::Scan(_) | CliError::Run(_) | CliError::Output(_) => 1,
             CliError::RuleTests(_) => 1,
+            CliError::State(_) => EXIT_NO_INPUT,
         }
     }
 }
@@ -122,6 +132,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Config(command) => run::config(&command),
         Command::Scan(args) => scan::run(&args),
         Command::Rules(command) => rules::run(&command),
+        Command::Incidents(args) => incidents::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -22,9 +22,14 @@ pub(super) struct RunArgs {
     /// Time between heartbeat events. Overrides the config.
     #[arg(long, value_parser = interval)]
     heartbeat: Option<Duration>,
-    /// Do not report the sockets already open at start (existing_socket state events).
-    #[arg(long)]
+    /// Do not report the sockets already open at start (`--baseline off`).
+    #[arg(long, conflicts_with = "baseline")]
     no_baseline: bool,
+    /// What to report of the sockets open at start: `summary` (a count of everything, and
+    /// listeners, raw and packet sockets one by one), `full` (every socket) or `off`. Overrides
+    /// the config.
+    #[arg(long, value_parser = baseline, value_name = "MODE")]
+    baseline: Option<crate::model::Baseline>,
     /// Local rule file or directory (repeatable, read in order) instead of the config's `[rules]
     /// paths`: read after the built-in pack, which they extend and override.
     #[arg(long = "rules", value_name = "PATH")]
@@ -38,6 +43,12 @@ pub(super) struct RunArgs {
     /// Where incidents and the last good rule set are kept. Overrides the config.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// Standard output takes alerts and the agent's health events only, no telemetry.
+    #[arg(long)]
+    alerts_only: bool,
+    /// Standard output writes one readable line per event (for a terminal) instead of JSON.
+    #[arg(long)]
+    text: bool,
 }
 
 pub(super) fn run(args: &RunArgs) -> Result<(), CliError> {
@@ -48,11 +59,16 @@ pub(super) fn run(args: &RunArgs) -> Result<(), CliError> {
     let overrides = Overrides {
         interval: args.interval,
         heartbeat: args.heartbeat,
-        no_baseline: args.no_baseline,
+        baseline: match args.no_baseline {
+            true => Some(crate::model::Baseline::Off),
+            false => args.baseline,
+        },
         rules: args.rules.clone(),
         no_builtin_rules: args.no_builtin_rules,
         no_exec_checks: args.no_exec_checks,
         state_dir: args.state_dir.clone(),
+        alerts_only: args.alerts_only,
+        text: args.text,
     };
     overrides.apply(&mut config);
     run_agent(RunOptions { config, config_path: args.config.clone(), overrides })?;
@@ -93,5 +109,14 @@ pub(super) fn config(command: &ConfigCommand) -> Result<(), CliError> {
             )?;
             Ok(())
         }
+    }
+}
+
+fn baseline(text: &str) -> Result<crate::model::Baseline, String> {
+    match text {
+        "summary" => Ok(crate::model::Baseline::Summary),
+        "full" => Ok(crate::model::Baseline::Full),
+        "off" => Ok(crate::model::Baseline::Off),
+        _ => Err("expected summary, full or off".into()),
     }
 }

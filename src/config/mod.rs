@@ -43,6 +43,8 @@ pub struct Config {
     pub redact_patterns: Vec<ArgPattern>,
     /// Socket families reported (`[events] socket_families`); all when empty.
     pub socket_families: Vec<Family>,
+    /// Report sockets no process holds (`[events] holderless`).
+    pub holderless: bool,
     /// `[metrics] listen`: where to serve Prometheus metrics (off when absent).
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Detection rules.
@@ -60,8 +62,9 @@ pub struct AgentConfig {
     pub interval: Duration,
     /// Time between heartbeat events.
     pub heartbeat: Duration,
-    /// Report sockets open at the first scan as `existing_socket` state.
-    pub baseline: bool,
+    /// What of the sockets open at the first scan is reported (`existing_socket` state and a
+    /// `baseline_summary`).
+    pub baseline: crate::model::Baseline,
     /// Events each sink may have waiting before new telemetry is dropped (and counted); alerts
     /// wait aside.
     pub queue_capacity: usize,
@@ -136,6 +139,7 @@ impl<'de> Deserialize<'de> for LoopbackAddr {
 struct EventsFile {
     redact_patterns: Option<Vec<ArgPattern>>,
     socket_families: Option<Vec<Family>>,
+    holderless: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -143,7 +147,7 @@ struct EventsFile {
 struct AgentFile {
     interval: Option<Spanned<Interval>>,
     heartbeat: Option<Interval>,
-    baseline: Option<bool>,
+    baseline: Option<crate::model::Baseline>,
     queue_capacity: Option<Bounded<1, 10_000_000>>,
     scan_threads: Option<Bounded<1, 64>>,
     state_dir: Option<Spanned<PathBuf>>,
@@ -179,7 +183,7 @@ impl Config {
             agent: AgentConfig {
                 interval: Duration::from_secs(1),
                 heartbeat: Duration::from_secs(60),
-                baseline: true,
+                baseline: crate::model::Baseline::Summary,
                 queue_capacity: 65_536,
                 scan_threads: 1,
                 state_dir: PathBuf::from("/var/lib/sockwatch"),
@@ -189,6 +193,7 @@ impl Config {
             },
             redact_patterns: Vec::new(),
             socket_families: Vec::new(),
+            holderless: false,
             metrics_listen: None,
             rules: RulesConfig { selection: Default::default(), watch: true },
             sinks: Vec::new(),
@@ -232,6 +237,7 @@ impl Config {
                 if let Some(families) = events.socket_families {
                     config.socket_families = families;
                 }
+                config.holderless = events.holderless.unwrap_or(config.holderless);
             }
             if let Some(listen) = file.metrics.and_then(|m| m.listen) {
                 config.origins.metrics_listen = Some(at(listen.span()));

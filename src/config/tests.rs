@@ -12,7 +12,8 @@ fn the_embedded_default_is_valid_and_documented() {
     let config = Config::embedded().unwrap();
     assert_eq!(config.agent.interval, Duration::from_secs(1));
     assert_eq!(config.agent.heartbeat, Duration::from_secs(60));
-    assert!(config.agent.baseline);
+    assert_eq!(config.agent.baseline, crate::model::Baseline::Summary);
+    assert!(!config.holderless);
     assert_eq!(config.sinks.len(), 1);
     assert!(matches!(config.sinks[0], SinkConfig::Stdout(_)));
     // Every key in [agent] carries a comment line above it.
@@ -32,7 +33,7 @@ fn errors_name_file_line_and_column() {
 
     let e = files(&[("b.toml", "[agent]\nbaseline = \"yes\"\n")]).unwrap_err();
     assert_eq!((e.line, e.column), (2, 12));
-    assert!(e.message.contains("bool"), "{e}");
+    assert!(e.message.contains("\"summary\", \"full\", \"off\""), "{e}");
 
     let e = files(&[("c.toml", "[agent]\n  heartbeat = \"10 parsecs\"\n")]).unwrap_err();
     assert_eq!((e.line, e.column), (2, 15));
@@ -211,4 +212,20 @@ fn intervals_beyond_a_day_are_typos() {
     assert_eq!((e.line, e.column), (2, 13));
     assert!(e.message.contains("maximum of 24h"), "{e}");
     assert!(files(&[("b.toml", "[agent]\nheartbeat = \"24h\"\n")]).is_ok());
+}
+
+#[test]
+fn a_baseline_is_named_or_the_old_switch_and_anything_else_is_located() {
+    use crate::model::Baseline;
+    for (written, meant) in [
+        ("\"full\"", Baseline::Full),
+        ("\"off\"", Baseline::Off),
+        ("true", Baseline::Full),
+        ("false", Baseline::Off),
+    ] {
+        let config = files(&[("b.toml", &format!("[agent]\nbaseline = {written}\n"))]).unwrap();
+        assert_eq!(config.agent.baseline, meant, "{written}");
+    }
+    let e = files(&[("c.toml", "[agent]\nbaseline = \"some\"\n")]).unwrap_err().to_string();
+    assert!(e.contains("c.toml:2:12") && e.contains("summary"), "{e}");
 }

@@ -162,8 +162,10 @@ impl Detection {
                 }
             }
             kept.clone_from(&fresh);
+            self.engine.remember_context(&alert.incident_id, &fresh);
             alert.context = fresh;
         }
+        self.save_incidents();
     }
 
     fn save_incidents(&mut self) {

@@ -10,6 +10,7 @@
 mod detection;
 mod exec_checks;
 mod hidden_processes;
+mod holderless;
 mod host;
 mod metrics;
 mod preflight;
@@ -59,8 +60,8 @@ pub struct Overrides {
     pub interval: Option<Duration>,
     /// `--heartbeat`.
     pub heartbeat: Option<Duration>,
-    /// `--no-baseline`.
-    pub no_baseline: bool,
+    /// `--baseline` (`--no-baseline` is `off`).
+    pub baseline: Option<crate::model::Baseline>,
     /// `--rules` (repeatable): local rule files or directories instead of the config's (on top
     /// of the built-in pack all the same).
     pub rules: Vec<std::path::PathBuf>,
@@ -70,6 +71,11 @@ pub struct Overrides {
     pub no_exec_checks: bool,
     /// `--state-dir`.
     pub state_dir: Option<std::path::PathBuf>,
+    /// `--alerts-only`: standard output takes alerts and the agent's health events, no
+    /// telemetry.
+    pub alerts_only: bool,
+    /// `--text`: standard output writes one readable line per event.
+    pub text: bool,
 }
 
 impl Overrides {
@@ -82,8 +88,8 @@ impl Overrides {
         if let Some(h) = self.heartbeat {
             config.agent.heartbeat = h;
         }
-        if self.no_baseline {
-            config.agent.baseline = false;
+        if let Some(baseline) = self.baseline {
+            config.agent.baseline = baseline;
         }
         if !self.rules.is_empty() {
             config.rules.selection.paths = self.rules.clone();
@@ -94,6 +100,16 @@ impl Overrides {
         }
         if self.no_exec_checks {
             config.agent.exec_checks = false;
+        }
+        for sink in &mut config.sinks {
+            let crate::sinks::SinkConfig::Stdout(stdout) = sink else { continue };
+            if self.alerts_only {
+                let floor = stdout.min_severity.unwrap_or_default().0.max(1);
+                stdout.min_severity = Some(crate::sinks::MinSeverity(floor));
+            }
+            if self.text {
+                stdout.format = crate::sinks::StdoutFormat::Text;
+            }
         }
         if let Some(dir) = &self.state_dir {
             config.agent.state_dir = dir.clone();

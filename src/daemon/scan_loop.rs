@@ -67,6 +67,7 @@ pub(super) struct ScanLoop<'a> {
     followed: Vec<(u64, Option<i32>)>,
     own_pid: i32,
     differ: Differ,
+    holderless: super::holderless::Holderless,
     listeners: ListenerMemory,
     previous_directions: Option<Arc<Directions>>,
     counts: Counts,
@@ -106,6 +107,7 @@ impl<'a> ScanLoop<'a> {
             followed: Vec::new(),
             own_pid: std::process::id() as i32,
             differ: Differ::new(agent.baseline),
+            holderless: super::holderless::Holderless::new(options.config.holderless),
             listeners: ListenerMemory::default(),
             previous_directions: None,
             counts: Counts::default(),
@@ -441,8 +443,11 @@ impl<'a> ScanLoop<'a> {
             .filter(|c| !is_own(c, prev, snapshot, self.own_pid))
             .filter(|c| wanted_family(c, prev, snapshot, families))
             .filter(|c| !is_unheld_but_not_outbound(c, snapshot, &directions))
+            .filter(|c| self.holderless.wanted(c, prev, snapshot))
             .cloned()
             .collect();
+        let summary = (self.differ.previous().is_none() && self.agent.baseline.is_on())
+            .then(|| baseline_summary(snapshot, reported.len()));
         let sent = reported.is_empty() || {
             let prev = self.differ.previous().cloned().zip(self.previous_directions.clone());
             let next = (snapshot.clone(), directions.clone());
@@ -453,6 +458,16 @@ impl<'a> ScanLoop<'a> {
             }
         };
         if sent {
+            if let Some(fields) = summary {
+                let _ = self.cx.to_router.send(Message::Lifecycle {
+                    action: "baseline_summary",
+                    kind: EventKind::State,
+                    at_ms: snapshot.taken_at_ms,
+                    fields,
+                    with_sinks: false,
+                });
+            }
+            self.holderless.sent(&changes);
             self.differ.accept(snapshot.clone(), &changes);
             self.previous_directions = Some(directions);
         } else {
@@ -558,6 +573,32 @@ impl<'a> ScanLoop<'a> {
             with_sinks: true,
         }
     }
+}
+
+/// What the first scan found, counted: every socket by family, protocol and state, and how many
+/// were listed one by one as `existing_socket`.
+fn baseline_summary(snapshot: &Snapshot, listed: usize) -> serde_json::Value {
+    use std::collections::BTreeMap;
+    let (mut families, mut protocols, mut states) =
+        (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+    let mut holderless = 0;
+    for socket in &snapshot.sockets {
+        let family = serde_json::to_value(socket.family).unwrap_or_default();
+        *families.entry(family.as_str().unwrap_or("unknown").to_string()).or_insert(0u64) += 1;
+        *protocols.entry(socket.protocol.name().to_string()).or_insert(0u64) += 1;
+        *states.entry(socket.state.name().to_string()).or_insert(0u64) += 1;
+        holderless += u64::from(socket.holders.is_empty());
+    }
+    json!({
+        "sockets": snapshot.sockets.len(),
+        "listed": listed,
+        "holderless": holderless,
+        "processes": snapshot.processes.len(),
+        "namespaces": snapshot.namespaces.len(),
+        "by_family": families,
+        "by_protocol": protocols,
+        "by_state": states,
+    })
 }
 
 /// The socket a change is about, described by the snapshot that has it (the previous one for a

@@ -4,7 +4,7 @@
 //! (for durations), and the baseline on the first scan, which reports what is already open as
 //! state rather than flooding sinks with "opened".
 
-use crate::model::{Change, Holder, Snapshot, SocketKey};
+use crate::model::{Baseline, Change, Holder, Snapshot, Socket, SocketKey};
 use rustc_hash::FxHashMap as HashMap;
 use std::cmp::Ordering;
 
@@ -124,9 +124,19 @@ fn holder_changes(before: &[Holder], after: &[Holder]) -> (Vec<Holder>, Vec<Hold
     (added, removed)
 }
 
+/// What a summary baseline lists one by one: what the host exposes (internet listeners) and
+/// what reads or writes raw traffic (raw IP and packet sockets). Connections, unix sockets and
+/// the rest are counted in the summary only.
+pub fn of_interest(socket: &Socket) -> bool {
+    use crate::model::{Protocol, SocketState};
+    let listener = socket.family.is_inet() && socket.state == SocketState::Listen;
+    listener
+        || matches!(socket.protocol, Protocol::Raw | Protocol::PacketRaw | Protocol::PacketDgram)
+}
+
 /// Turns a stream of snapshots into changes.
 pub struct Differ {
-    emit_baseline: bool,
+    baseline: Baseline,
     previous: Option<std::sync::Arc<Snapshot>>,
     /// First sighting of each live socket: (ms since the epoch, seen in the baseline scan).
     first_seen: HashMap<SocketKey, (u64, bool)>,
@@ -135,10 +145,10 @@ pub struct Differ {
 }
 
 impl Differ {
-    /// `emit_baseline`: report every socket open at the first scan as `ExistingSocket`.
-    pub fn new(emit_baseline: bool) -> Self {
+    /// `baseline`: which sockets open at the first scan are reported as `ExistingSocket`.
+    pub fn new(baseline: Baseline) -> Self {
         Differ {
-            emit_baseline,
+            baseline,
             previous: None,
             first_seen: HashMap::default(),
             unheld_reported: Default::default(),
@@ -150,10 +160,15 @@ impl Differ {
     /// on leaves the previous snapshot in place, and the next diff covers both intervals.
     pub fn changes(&self, next: &Snapshot) -> Vec<Change> {
         match &self.previous {
-            None if self.emit_baseline => {
-                next.sockets.iter().map(|s| Change::ExistingSocket { key: s.key }).collect()
+            None => {
+                let wanted = |s: &&Socket| match self.baseline {
+                    Baseline::Full => true,
+                    Baseline::Summary => of_interest(s),
+                    Baseline::Off => false,
+                };
+                let existing = next.sockets.iter().filter(wanted);
+                existing.map(|s| Change::ExistingSocket { key: s.key }).collect()
             }
-            None => Vec::new(),
             Some(prev) => {
                 let mut changes = diff(prev, next, &self.first_seen);
                 changes.retain(|c| match c {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::model::{Family, ProcKey, Protocol, Socket, SocketState, TableSource};
+use crate::model::{Baseline, Family, ProcKey, Protocol, Socket, SocketState, TableSource};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -74,11 +74,11 @@ fn opened_closed_state_and_holders() {
 #[test]
 fn the_first_snapshot_is_a_baseline_not_a_flood() {
     let first = Arc::new(snapshot(1000, vec![socket(1, SocketState::Listen, &[(10, 3)])]));
-    let mut differ = Differ::new(true);
+    let mut differ = Differ::new(Baseline::Full);
     let (changes, previous) = differ.push(first.clone());
     assert!(previous.is_none());
     assert_eq!(changes, vec![Change::ExistingSocket { key: SocketKey { netns: 1, inode: 1 } }]);
-    assert!(Differ::new(false).push(first).0.is_empty());
+    assert!(Differ::new(Baseline::Off).push(first).0.is_empty());
 
     let second = Arc::new(snapshot(3000, vec![]));
     let (changes, previous) = differ.push(second);
@@ -94,9 +94,31 @@ fn the_first_snapshot_is_a_baseline_not_a_flood() {
 }
 
 #[test]
+fn a_summary_baseline_lists_listeners_and_raw_sockets_and_counts_the_rest() {
+    use SocketState::*;
+    let mut raw = socket(3, Unknown, &[(12, 3)]);
+    raw.protocol = Protocol::Raw;
+    let mut unix_listener = socket(4, Listen, &[(13, 3)]);
+    unix_listener.family = Family::Unix;
+    let first = snapshot(
+        1000,
+        vec![socket(1, Listen, &[(10, 3)]), socket(2, Established, &[(11, 3)]), raw, unix_listener],
+    );
+    let inodes: Vec<u64> = Differ::new(Baseline::Summary)
+        .changes(&first)
+        .iter()
+        .map(|c| match c {
+            Change::ExistingSocket { key } => key.inode,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(inodes, [1, 3]);
+}
+
+#[test]
 fn a_snapshot_not_accepted_is_covered_by_the_next_diff() {
     use SocketState::*;
-    let mut differ = Differ::new(false);
+    let mut differ = Differ::new(Baseline::Off);
     differ.push(Arc::new(snapshot(1000, vec![socket(1, Established, &[(10, 3)])])));
     // Scan 2 opens socket 2 and closes socket 1, but its changes could not be passed on.
     let second = snapshot(2000, vec![socket(2, Established, &[(10, 4)])]);
@@ -157,7 +179,7 @@ fn a_connection_unheld_for_two_snapshots_is_reported_once_until_held_again() {
             .cloned()
             .collect::<Vec<_>>()
     };
-    let mut differ = Differ::new(false);
+    let mut differ = Differ::new(Baseline::Off);
     assert!(unheld_changes(&differ.push(Arc::new(unheld(1))).0).is_empty(), "one scan is not two");
     assert_eq!(
         unheld_changes(&differ.push(Arc::new(unheld(2))).0),
@@ -182,7 +204,7 @@ fn a_socket_a_table_lists_once_bound_is_the_socket_seen_unresolved() {
     use SocketState::*;
     let mut unresolved = socket_in(0, 7, Unknown, &[(10, 3)]);
     unresolved.source = TableSource::Unresolved;
-    let mut differ = Differ::new(false);
+    let mut differ = Differ::new(Baseline::Off);
     differ.push(Arc::new(snapshot(1000, vec![])));
     let (changes, _) = differ.push(Arc::new(snapshot(2000, vec![unresolved])));
     assert_eq!(changes, vec![Change::SocketOpened { key: SocketKey { netns: 0, inode: 7 } }]);

@@ -146,6 +146,9 @@ pub struct Alert {
     pub snapshot_seq: u64,
     /// Sequence number of the snapshot that opened the incident.
     pub opened_seq: u64,
+    /// When the incident opened (ms since the epoch; 0 in incidents saved before it was kept).
+    #[serde(default)]
+    pub opened_at_ms: u64,
     /// The first snapshot in which both the subject (with its current executable) and the
     /// socket existed: detection latency in scans is `opened_seq - first_seen_seq`.
     pub first_seen_seq: u64,

@@ -3,6 +3,7 @@
 //! snapshot is also the rule-test fixture format.
 
 mod alert;
+mod baseline;
 mod binary;
 mod bounded;
 mod change;
@@ -21,6 +22,7 @@ mod socket;
 mod text;
 
 pub use alert::{Alert, AlertAction, IncidentEndpoint, RuleHit, Severity, StdioPath};
+pub use baseline::Baseline;
 pub use binary::{BinaryKind, Identity, IdentityMatch};
 pub use bounded::Bounded;
 pub use change::Change;

@@ -128,6 +128,11 @@ impl Engine {
         self.incidents.open()
     }
 
+    /// Keeps the context read for an alert of incident `id` with the incident.
+    pub fn remember_context(&mut self, id: &str, context: &[crate::model::ProcessContext]) {
+        self.incidents.remember_context(id, context);
+    }
+
     /// True (once) when incidents changed since the last call.
     pub fn incidents_changed(&mut self) -> bool {
         self.incidents.take_changed()
@@ -374,6 +379,7 @@ impl Engine {
             fds: top.fds.clone(),
             snapshot_seq: seq,
             opened_seq: seq,
+            opened_at_ms: cx.snapshot().taken_at_ms,
             first_seen_seq: process_first.max(first_seen),
             present_at_start: false,
             seen_by_look: false,

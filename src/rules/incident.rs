@@ -3,7 +3,7 @@
 //! with a reason, when the socket closes, when nothing has matched for `MISSES_TO_RESOLVE` scans,
 //! or when its rules are removed. A process leaving (a child exiting) is not news.
 
-use crate::model::{Alert, AlertAction, ProcKey, SocketKey};
+use crate::model::{Alert, AlertAction, ProcKey, ProcessContext, SocketKey};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -49,6 +49,14 @@ impl Incidents {
     /// Open incidents, by socket.
     pub fn open(&self) -> impl Iterator<Item = &Incident> {
         self.open.values()
+    }
+
+    /// Keeps the context read for an alert of incident `id` with the incident.
+    pub fn remember_context(&mut self, id: &str, context: &[ProcessContext]) {
+        if let Some(incident) = self.open.values_mut().find(|i| i.last.incident_id == id) {
+            incident.last.context = context.to_vec();
+            self.changed = true;
+        }
     }
 
     /// True (once) when incidents changed since the last call: time to save them.
@@ -140,6 +148,7 @@ impl Incidents {
                     }
                     alert.incident_id = incident.last.incident_id.clone();
                     alert.opened_seq = incident.last.opened_seq;
+                    alert.opened_at_ms = incident.last.opened_at_ms;
                     alert.first_seen_seq = incident.last.first_seen_seq;
                     alert.present_at_start = incident.last.present_at_start;
                     alert.seen_by_look = incident.last.seen_by_look;
@@ -172,6 +181,11 @@ impl Incidents {
                         alert.action = AlertAction::Updated;
                         alerts.push(alert.clone());
                         self.changed = true;
+                    }
+                    // The last context read stays with the incident (`incidents` shows it)
+                    // until one is read for a newer alert.
+                    if alert.context.is_empty() {
+                        alert.context = std::mem::take(&mut incident.last.context);
                     }
                     incident.last = alert;
                 }
@@ -287,6 +301,7 @@ mod tests {
             fds: Vec::new(),
             snapshot_seq: 0,
             opened_seq: 0,
+            opened_at_ms: 0,
             first_seen_seq: 0,
             present_at_start: false,
             seen_by_look: false,

@@ -15,7 +15,7 @@ pub use http::{Format as HttpFormat, HttpSink, HttpSinkConfig, Lane, Verdict, pa
 pub use min_severity::MinSeverity;
 pub use schema::Schema;
 pub use spool::{Budget, Consumer, Restored, Spool, SpoolConfig, SpoolWriter};
-pub use stdout::{StdoutSink, StdoutSinkConfig};
+pub use stdout::{StdoutFormat, StdoutSink, StdoutSinkConfig};
 
 use crate::event::{Encoded, EventKind};
 use crossbeam_channel::{Receiver, Sender};
@@ -73,6 +73,8 @@ impl SinkConfig {
     /// The shape its events leave in.
     pub fn schema(&self) -> Schema {
         match self {
+            // Text is written from the canonical event.
+            SinkConfig::Stdout(c) if c.format == StdoutFormat::Text => Schema::Ecs,
             SinkConfig::Stdout(c) => c.schema,
             SinkConfig::File(c) => c.schema,
             SinkConfig::Http(c) => c.schema,
@@ -165,7 +167,9 @@ impl SinkConfig {
         stats: Arc<SinkStats>,
     ) -> Result<Box<dyn Sink>, SinkError> {
         Ok(match self {
-            SinkConfig::Stdout(_) => Box::new(StdoutSink::new(stats, context.closed.clone())),
+            SinkConfig::Stdout(c) => {
+                Box::new(StdoutSink::new(c.format, stats, context.closed.clone()))
+            }
             SinkConfig::File(c) => Box::new(FileSink::open(c, context.reopen.clone(), stats)?),
             SinkConfig::Http(c) => Box::new(HttpSink::open(
                 c,

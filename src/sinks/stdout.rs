@@ -19,6 +19,20 @@ pub struct StdoutSinkConfig {
     /// `ecs` (default) or `ocsf`.
     #[serde(default)]
     pub schema: super::Schema,
+    /// `json` (default: NDJSON) or `text` (one readable line per event, for a terminal).
+    #[serde(default)]
+    pub format: StdoutFormat,
+}
+
+/// How events are written to standard output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StdoutFormat {
+    /// One JSON object per line.
+    #[default]
+    Json,
+    /// One line for a human: time, severity, action, message (and an alert's rules).
+    Text,
 }
 
 const NAME: &str = "stdout";
@@ -26,6 +40,7 @@ const NAME: &str = "stdout";
 /// Standard output.
 pub struct StdoutSink {
     out: std::io::BufWriter<std::io::Stdout>,
+    format: StdoutFormat,
     stats: Arc<SinkStats>,
     closed: Option<crossbeam_channel::Sender<String>>,
 }
@@ -33,14 +48,28 @@ pub struct StdoutSink {
 impl StdoutSink {
     /// The process's standard output; outages are reported through `stats`, a closed stdout
     /// once on `closed`.
-    pub fn new(stats: Arc<SinkStats>, closed: crossbeam_channel::Sender<String>) -> Self {
+    pub fn new(
+        format: StdoutFormat,
+        stats: Arc<SinkStats>,
+        closed: crossbeam_channel::Sender<String>,
+    ) -> Self {
         let out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
-        StdoutSink { out, stats, closed: Some(closed) }
+        StdoutSink { out, format, stats, closed: Some(closed) }
     }
 
     fn write(&mut self, batch: &[Arc<Encoded>]) -> std::io::Result<()> {
         for event in batch {
-            self.out.write_all(&event.line)?;
+            match self.format {
+                StdoutFormat::Json => self.out.write_all(&event.line)?,
+                StdoutFormat::Text => {
+                    let parsed = serde_json::from_slice::<serde_json::Value>(&event.line);
+                    match parsed {
+                        Ok(event) => writeln!(self.out, "{}", crate::event::terminal_line(&event))?,
+                        // The encoder's own JSON always parses; were it not, it goes out as is.
+                        Err(_) => self.out.write_all(&event.line)?,
+                    }
+                }
+            }
         }
         self.out.flush()
     }
