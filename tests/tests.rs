@@ -31,6 +31,7 @@ mod scan_relays;
 mod scan_world;
 mod shells;
 mod short_lived;
+mod sshd;
 mod status_endpoint;
 mod systemd;
 mod unheld_connections;

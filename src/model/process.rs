@@ -46,6 +46,14 @@ pub struct Exe {
 }
 
 impl Exe {
+    /// The OpenSSH server process that holds a login's connection (`sshd-session` since 9.8,
+    /// `sshd` before), by file name: context for a responder, never evidence.
+    pub fn is_ssh_server(&self) -> bool {
+        let path = self.path.as_bytes();
+        let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+        matches!(name, b"sshd" | b"sshd-session")
+    }
+
     /// A binary of the csh family (`csh`, `bsd-csh`, `tcsh`), by what it is or, failing that, by
     /// its file name. They move their stdio to fds 16-19 at start (see `Process::stdio_fds`).
     pub fn is_csh_family(&self) -> bool {

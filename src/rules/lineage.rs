@@ -22,10 +22,6 @@ pub(super) fn ancestors(cx: &Context<'_>, process: &Process) -> Vec<Process> {
     chain
 }
 
-/// Executables of the process that holds an ssh login's connection (`sshd-session` since
-/// OpenSSH 9.8, `sshd` before).
-const SSHD: [&[u8]; 2] = [b"sshd", b"sshd-session"];
-
 /// The nearest of `lineage` that is an sshd process holding an inbound TCP connection: the
 /// session the user logged in with, and where from.
 pub(super) fn login_origin<'a>(
@@ -33,10 +29,7 @@ pub(super) fn login_origin<'a>(
     lineage: impl Iterator<Item = &'a Process>,
 ) -> Option<LoginOrigin> {
     for process in lineage {
-        let Some(exe) = &process.exe else { continue };
-        let path = exe.path.as_bytes();
-        let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
-        if !SSHD.contains(&name) {
+        if !process.exe.as_ref().is_some_and(crate::model::Exe::is_ssh_server) {
             continue;
         }
         for fd in cx.graph.fds_of(process.key) {

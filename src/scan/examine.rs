@@ -250,6 +250,7 @@ impl Examiner {
         let Grabbed { mut look, pid, ppid, protocols, started, taken_at_ms } = grabbed;
         self.epoch(near);
         self.read_ancestors(ppid, &mut look);
+        self.read_login_servers(&mut look);
         self.read_neighbours(near, &mut look, pid);
         self.assemble(near, look, &protocols, (taken_at_ms, started))
     }
@@ -309,6 +310,23 @@ impl Examiner {
                 }
                 None => return,
             }
+        }
+    }
+
+    /// The fds of an sshd among the ancestors: its connection is where the login came from,
+    /// which an alert names. Only a process descending from an ssh login pays for it.
+    fn read_login_servers(&mut self, look: &mut Look) {
+        let servers: Vec<i32> = look
+            .ancestors
+            .iter()
+            .copied()
+            .filter(|&pid| {
+                let process = look.processes.iter().find(|p| p.key.pid == pid);
+                process.and_then(|p| p.exe.as_ref()).is_some_and(crate::model::Exe::is_ssh_server)
+            })
+            .collect();
+        for pid in servers {
+            self.read(pid, look, true);
         }
     }
 
