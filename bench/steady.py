@@ -8,7 +8,8 @@ For each P/S: starts the load, optionally a churn process (CHURN loopback connec
 closed per second), lets the agent run WARMUP seconds, then measures its CPU time (utime+stime from
 /proc/<pid>/stat) and peak RSS (VmHWM) over WINDOW seconds; then times `ss -tuanp` WINDOW times.
 
-Usage: bench/steady.py [--window 20] [--churn 300] [P/S ...]   (default 500/5000 2000/50000)
+Usage: bench/steady.py [--window 20] [--churn 300] [--binary PATH] [P/S ...]
+       (default 500/5000 2000/50000; --binary: another build of the agent, an earlier commit's)
 """
 import argparse
 import json
@@ -63,7 +64,7 @@ def tick_floor():
     return json.loads(out)
 
 
-def measure(size, window, warmup, churn_rate):
+def measure(size, window, warmup, churn_rate, binary):
     p, s = (int(x) for x in size.split("/"))
     load = subprocess.Popen([sys.executable, os.path.join(HERE, "load.py"), "-P", str(p),
                              "-S", str(s), "-N", "1"], stdin=subprocess.PIPE,
@@ -78,7 +79,7 @@ def measure(size, window, warmup, churn_rate):
         time.sleep(SETTLE)
         floors = [tick_floor()]
         with open(os.devnull, "wb") as null:
-            agent = subprocess.Popen([SOCKWATCH, "run", "--interval", "1s"], stdout=null,
+            agent = subprocess.Popen([binary, "run", "--interval", "1s"], stdout=null,
                                      stderr=null)
             time.sleep(warmup)
             c0, t0 = cpu_seconds(agent.pid), time.monotonic()
@@ -111,6 +112,8 @@ def main():
     parser.add_argument("--window", type=float, default=20)
     parser.add_argument("--warmup", type=float, default=5)
     parser.add_argument("--churn", type=int, default=300)
+    # Another build of the agent to measure on the same states (an earlier commit's).
+    parser.add_argument("--binary", default=SOCKWATCH)
     parser.add_argument("sizes", nargs="*", default=["500/5000", "2000/50000"])
     args = parser.parse_args()
     subprocess.run(["cargo", "build", "--release", "--quiet", "--bins", "--examples"], cwd=ROOT,
@@ -120,7 +123,7 @@ def main():
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for size in args.sizes:
         for rate in (0, args.churn):
-            r = measure(size, args.window, args.warmup, rate)
+            r = measure(size, args.window, args.warmup, rate, args.binary)
             ratio = r["agent_cpu_pct"] / r["floor_cpu_pct"]
             links_ratio = r["agent_cpu_pct"] / r["links_floor_cpu_pct"]
             print(f"| {size} | {rate} | {r['agent_cpu_pct']:.1f} | {r['floor_cpu_pct']:.1f} | "

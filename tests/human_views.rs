@@ -134,3 +134,23 @@ fn alerts_only_text_output_is_one_readable_line_per_alert_and_no_telemetry() {
         assert!(!line.contains("heartbeat") && !line.starts_with('{'), "{line}");
     }
 }
+
+#[test]
+fn completions_are_printed_for_each_shell_and_an_unknown_shell_is_a_usage_error() {
+    for (shell, marker) in
+        [("bash", "complete -F"), ("zsh", "#compdef sockwatch"), ("fish", "complete -c sockwatch")]
+    {
+        let out = Command::new(env!("CARGO_BIN_EXE_sockwatch"))
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(out.status.success() && script.contains(marker), "{shell}: {script}");
+        assert!(script.contains("incidents"), "{shell}: every subcommand completes");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_sockwatch"))
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+}

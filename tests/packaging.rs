@@ -82,6 +82,11 @@ fn deb_files(deb: &Path) -> BTreeSet<String> {
 
 /// A member of one of the .deb's archives: `--ctrl-tarfile` or `--fsys-tarfile`.
 fn deb_member(deb: &Path, archive: &str, name: &str) -> String {
+    String::from_utf8(deb_member_bytes(deb, archive, name)).unwrap()
+}
+
+/// Like `deb_member`, as bytes (a compressed man page).
+fn deb_member_bytes(deb: &Path, archive: &str, name: &str) -> Vec<u8> {
     let tarball = Command::new("dpkg-deb").arg(archive).arg(deb).output().unwrap();
     assert!(tarball.status.success(), "dpkg-deb {archive}");
     let mut tar = Command::new("tar")
@@ -93,7 +98,7 @@ fn deb_member(deb: &Path, archive: &str, name: &str) -> String {
     std::io::Write::write_all(tar.stdin.as_mut().unwrap(), &tarball.stdout).unwrap();
     let output = tar.wait_with_output().unwrap();
     assert!(output.status.success(), "no {name} in the {archive} archive");
-    String::from_utf8(output.stdout).unwrap()
+    output.stdout
 }
 
 fn deb_control_file(deb: &Path, name: &str) -> String {
@@ -117,6 +122,8 @@ fn the_deb_holds_the_agent_its_unit_and_its_conffiles_and_lintian_is_clean() {
         "/etc/logrotate.d/sockwatch",
         "/usr/share/man/man1/sockwatch.1.gz",
         "/usr/share/man/man1/sockwatch-run.1.gz",
+        "/usr/share/man/man1/sockwatch-incidents.1.gz",
+        "/usr/share/man/man5/sockwatch.toml.5.gz",
         "/usr/share/bash-completion/completions/sockwatch",
         "/usr/share/zsh/vendor-completions/_sockwatch",
         "/usr/share/fish/vendor_completions.d/sockwatch.fish",
@@ -150,6 +157,22 @@ fn the_deb_holds_the_agent_its_unit_and_its_conffiles_and_lintian_is_clean() {
         control.lines().any(|l| l.starts_with("Depends:") && l.contains("systemd")),
         "{control}"
     );
+
+    // The main page says what clap cannot: files, exit status, signals, examples; the config's
+    // page is the shipped config with its comments.
+    let page = |name: &str| {
+        let gz = deb_member_bytes(deb, "--fsys-tarfile", &format!("usr/share/man/{name}"));
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut text)
+            .unwrap();
+        text
+    };
+    let main = page("man1/sockwatch.1.gz");
+    for section in ["FILES", "EXIT STATUS", "SIGNALS", "EXAMPLES"] {
+        assert!(main.contains(&format!(".SH {section}")), "{section} missing from sockwatch.1");
+    }
+    let config_page = page("man5/sockwatch.toml.5.gz");
+    assert!(config_page.contains("queue_capacity = 65536"), "{config_page}");
 
     // lintian: clean, but for what packaging/debian/lintian-overrides justifies.
     let lintian =

@@ -34,6 +34,11 @@ enum Command {
     Rules(rules::RulesCommand),
     /// List the open incidents the agent keeps in its state directory.
     Incidents(incidents::IncidentsArgs),
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// The command-line definition, for generating the man page and shell completions
@@ -133,6 +138,11 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Scan(args) => scan::run(&args),
         Command::Rules(command) => rules::run(&command),
         Command::Incidents(args) => incidents::run(&args),
+        Command::Completions { shell } => {
+            let mut out = std::io::stdout().lock();
+            clap_complete::generate(shell, &mut command(), "sockwatch", &mut out);
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
