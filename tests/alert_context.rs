@@ -4,8 +4,7 @@
 
 use crate::agent::Agent;
 use crate::shells::is_incident_for;
-use crate::util::{KillOnDrop, ScratchDir, prerequisites};
-use std::io::{BufRead, BufReader, Write};
+use crate::util::{KillOnDrop, ScratchDir, prerequisites, prove_round_trip};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -59,15 +58,7 @@ fn launch(
         assert!(std::time::Instant::now() < deadline, "the launcher names the shell's pid");
         std::thread::sleep(Duration::from_millis(10));
     };
-    peer.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    peer.write_all(b"echo round-$((6*7))-trip\n").unwrap();
-    let mut seen = String::new();
-    let mut reader = BufReader::new(peer.try_clone().unwrap());
-    while !seen.contains("round-42-trip") {
-        let mut chunk = String::new();
-        assert!(reader.read_line(&mut chunk).unwrap() > 0, "the shell answered: {seen:?}");
-        seen.push_str(&chunk);
-    }
+    prove_round_trip(&mut peer);
     (parent, peer, shell_pid)
 }
 
@@ -199,14 +190,7 @@ fn a_shell_run_from_an_ssh_login_names_where_the_login_came_from() {
             .unwrap(),
     );
     let (mut peer, _) = listener.accept().unwrap();
-    peer.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    peer.write_all(b"echo over-$((6*7))-ssh\n").unwrap();
-    let mut reader = BufReader::new(peer.try_clone().unwrap());
-    let answered = (0..40).any(|_| {
-        let mut line = String::new();
-        reader.read_line(&mut line).is_ok_and(|_| line.contains("over-42-ssh"))
-    });
-    assert!(answered, "the shell run over ssh answered");
+    prove_round_trip(&mut peer);
     let connection = std::fs::read_to_string(&told).unwrap();
     let fields: Vec<&str> = connection.split_whitespace().collect();
     let (client_port, server_port): (u64, u64) =

@@ -4,9 +4,9 @@
 
 use crate::agent::Agent;
 use crate::shells::is_incident_for;
-use crate::util::{KillOnDrop, ScratchDir, bash_reverse_shell, prerequisites};
+use crate::util::{KillOnDrop, ScratchDir, bash_reverse_shell, prerequisites, prove_round_trip};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::process::Command;
 use std::time::Duration;
 
@@ -78,14 +78,7 @@ fn incidents_without_a_state_directory_says_so_and_exits_66() {
 /// A reverse shell proven to answer: the shell, its connection and its port.
 fn answering_shell() -> (KillOnDrop, std::net::TcpStream, u16) {
     let (shell, mut peer, port) = bash_reverse_shell();
-    peer.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    peer.write_all(b"echo answer-$((6*7))\n").unwrap();
-    let mut reader = BufReader::new(peer.try_clone().unwrap());
-    let answered = (0..20).any(|_| {
-        let mut line = String::new();
-        reader.read_line(&mut line).is_ok_and(|_| line.contains("answer-42"))
-    });
-    assert!(answered, "the reverse shell answered");
+    prove_round_trip(&mut peer);
     (shell, peer, port)
 }
 

@@ -311,6 +311,21 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Proves a shell on the far end of `peer` works: a command it must evaluate (`$((6*7))`) and
+/// its answer, within 10 s.
+pub fn prove_round_trip(peer: &mut std::net::TcpStream) {
+    use std::io::{BufRead, Write};
+    peer.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    peer.write_all(b"echo round-$((6*7))-trip\n").unwrap();
+    let mut reader = std::io::BufReader::new(peer.try_clone().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("round-42-trip") {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "the shell answered: {seen:?}");
+        seen.push_str(&line);
+    }
+}
+
 /// `bash -i` with its stdio on a TCP connection to a listener of the test's (the classic
 /// `/dev/tcp` reverse shell): the shell, the test's end of the connection, and the port.
 pub fn bash_reverse_shell() -> (KillOnDrop, std::net::TcpStream, u16) {
