@@ -237,12 +237,28 @@ fn sha256(fd: BorrowedFd<'_>) -> Result<[u8; 32], Errno> {
     sha256_until(fd, None)?.ok_or(Errno::TIMEDOUT)
 }
 
-/// SHA-256 of everything `fd` reads; `None` when `deadline` passed first (a file on a slow or
-/// stalled disk).
+/// File systems whose reads can block for as long as someone else decides: FUSE (its daemon
+/// may be the attacker's), NFS, SMB/CIFS, 9P, Ceph. One read there can stall the scan thread
+/// past any deadline checked between reads.
+const STALLING_FILE_SYSTEMS: [i64; 7] =
+    [0x6573_5546, 0x6969, 0x517b, 0xff53_4d42, 0xfe53_4d42, 0x0102_1997, 0x00c3_6400];
+
+/// Whether reading `fd` could block without bound (see `STALLING_FILE_SYSTEMS`).
+// `f_type` is i64 here and narrower on other architectures.
+#[allow(clippy::unnecessary_cast)]
+pub(crate) fn may_stall(fd: BorrowedFd<'_>) -> bool {
+    rustix::fs::fstatfs(fd).is_ok_and(|st| STALLING_FILE_SYSTEMS.contains(&(st.f_type as i64)))
+}
+
+/// SHA-256 of everything `fd` reads; `None` when `deadline` passed first (a file on a slow
+/// disk). A file on a file system whose reads can stall is not read at all: `Errno::NOTSUP`.
 pub(crate) fn sha256_until(
     fd: BorrowedFd<'_>,
     deadline: Option<std::time::Instant>,
 ) -> Result<Option<[u8; 32]>, Errno> {
+    if may_stall(fd) {
+        return Err(Errno::NOTSUP);
+    }
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {

@@ -3,7 +3,7 @@
 //! Read only for alerts, so a scan never pays for it; what repeats (the same passwd file, the
 //! same binary) is read once and remembered by the file's identity and version.
 
-use super::binaries::{Stamp, sha256_until};
+use super::binaries::{Stamp, may_stall, sha256_until};
 use super::parse::{parse_accounts, parse_stat};
 use super::procfs::{Failure, open_dir, open_file, read_all, read_record};
 use crate::model::{ExeHash, ProcKey, Process, ProcessContext, RawText};
@@ -103,6 +103,9 @@ impl ContextReader {
         let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
         let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
         let fd = rustix::fs::openat2(root, path, flags, Mode::empty(), resolve).ok()?;
+        if may_stall(fd.as_fd()) {
+            return None;
+        }
         let st = rustix::fs::fstat(&fd).ok()?;
         if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile
             || st.st_size as u64 > MAX_ACCOUNTS_FILE as u64
@@ -145,6 +148,9 @@ impl ContextReader {
                     // Not remembered: the disk may be faster next time.
                     return ExeHash::Skipped(format!("took longer than {HASH_TIME:?}"));
                 }
+                Err(rustix::io::Errno::NOTSUP) => ExeHash::Skipped(
+                    "on a FUSE or network file system, whose reads can stall: not read".into(),
+                ),
                 Err(e) => return ExeHash::Skipped(format!("unreadable: {}", describe(e))),
             }
         };
@@ -170,5 +176,24 @@ fn describe(errno: rustix::io::Errno) -> String {
         Failure::Vanished => "exited".into(),
         Failure::Denied => "permission denied".into(),
         Failure::Other => std::io::Error::from(errno).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_on_a_local_file_system_is_hashed_and_remembered() {
+        let path = std::env::temp_dir().join(format!("sockwatch-hash-{}", std::process::id()));
+        std::fs::write(&path, b"abc").unwrap();
+        let fd = rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).unwrap();
+        assert!(!may_stall(fd.as_fd()));
+        let digest = sha256_until(fd.as_fd(), Some(Instant::now() + HASH_TIME)).unwrap().unwrap();
+        assert_eq!(
+            hex(&digest),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        std::fs::remove_file(&path).unwrap();
     }
 }
