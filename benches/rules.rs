@@ -46,6 +46,7 @@ fn process(pid: i32, exe: &str, argv: &[&str]) -> Process {
         pidns: None,
         mntns: None,
         cgroup: None,
+        container: None,
         threads: 1,
         kernel_thread: false,
         denied: false,

@@ -45,6 +45,7 @@ impl World {
             pidns: None,
             mntns: None,
             cgroup: None,
+            container: None,
             threads: 1,
             kernel_thread: false,
             denied: false,

@@ -71,6 +71,31 @@ fn the_unit_keeps_its_security_exposure_at_most_2_5() {
 }
 
 /// The files of the .deb, without directories.
+/// The unit lets the agent read every state path the default config names, and hides the
+/// containers' file systems beside them (CAP_DAC_READ_SEARCH would read them otherwise).
+#[test]
+fn the_unit_reads_the_runtimes_state_and_never_the_containers_files() {
+    let unit = std::fs::read_to_string(UNIT).unwrap();
+    let paths = |key: &str| -> Vec<String> {
+        let line = unit.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).unwrap_or("");
+        line.split_whitespace().map(|p| p.trim_start_matches('-').to_string()).collect()
+    };
+    let (readable, hidden) = (paths("ReadOnlyPaths"), paths("InaccessiblePaths"));
+    let config = sockwatch::config::Config::embedded().unwrap().containers;
+    let mut read: Vec<PathBuf> = config.containerd.clone();
+    read.extend(config.docker.iter().map(|root| root.join("containers")));
+    read.extend(config.containers_storage.iter().cloned());
+    read.extend(config.machines.iter().cloned());
+    for path in read {
+        let path = path.to_str().unwrap().to_string();
+        assert!(readable.contains(&path), "{path} is not in ReadOnlyPaths= {readable:?}");
+        assert!(!hidden.iter().any(|h| path.starts_with(h.as_str())), "{path} hidden");
+    }
+    for layers in ["/var/lib/docker/overlay2", "/var/lib/containerd", "/var/lib/kubelet/pods"] {
+        assert!(hidden.contains(&layers.to_string()), "{layers} is readable");
+    }
+}
+
 fn deb_files(deb: &Path) -> BTreeSet<String> {
     output_of(Command::new("dpkg-deb").arg("-c").arg(deb))
         .lines()

@@ -8,6 +8,7 @@ mod agent_writes;
 mod alert_context;
 mod boundaries;
 mod config_check;
+mod containers;
 mod detect_adversary;
 mod detect_benign;
 mod detect_lifecycle;

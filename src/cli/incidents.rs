@@ -31,7 +31,8 @@ pub(super) struct IncidentsArgs {
     config: Option<PathBuf>,
 }
 
-const HEADERS: [&str; 7] = ["AGE", "SEVERITY", "PROCESS", "USER", "ENDPOINT", "RULES", "INCIDENT"];
+const HEADERS: [&str; 8] =
+    ["AGE", "SEVERITY", "PROCESS", "USER", "CONTAINER", "ENDPOINT", "RULES", "INCIDENT"];
 
 pub(super) fn run(args: &IncidentsArgs) -> Result<(), CliError> {
     let path = match &args.state_dir {
@@ -127,6 +128,7 @@ fn row(alert: &Alert, now_ms: u64) -> Vec<String> {
         alert.severity.name().into(),
         process(alert),
         user(alert),
+        super::container::label(alert.subject.as_ref()),
         endpoint(alert),
         rules.join(","),
         alert.incident_id.clone(),
@@ -149,6 +151,7 @@ fn describe(alert: &Alert, now_ms: u64) -> Value {
             "executable": p.exe.as_ref().map(|e| e.path.escape_visible()),
         })),
         "user": {"id": subject.map(|p| p.euid), "name": user(alert)},
+        "container": super::container::describe(subject),
     });
     if alert.opened_at_ms != 0 {
         let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(alert.opened_at_ms);

@@ -1,6 +1,7 @@
 //! The command line: argument definitions and dispatch. `main` stays thin: it calls `run` and maps
 //! the result to an exit code.
 
+mod container;
 mod incidents;
 mod rules;
 mod run;

@@ -51,6 +51,8 @@ pub struct Config {
     pub rules: RulesConfig,
     /// Where events go.
     pub sinks: Vec<SinkConfig>,
+    /// Where the container runtimes keep their state (`[containers]`).
+    pub containers: crate::model::ContainerSources,
     /// Where the settings checked before running were written.
     pub origins: Origins,
 }
@@ -100,6 +102,16 @@ struct ConfigFile {
     metrics: Option<MetricsFile>,
     rules: Option<RulesFile>,
     sinks: Option<Vec<Spanned<SinkConfig>>>,
+    containers: Option<ContainersFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContainersFile {
+    containerd: Option<Vec<PathBuf>>,
+    docker: Option<Vec<PathBuf>>,
+    containers_storage: Option<Vec<PathBuf>>,
+    machines: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -197,6 +209,7 @@ impl Config {
             metrics_listen: None,
             rules: RulesConfig { selection: Default::default(), watch: true },
             sinks: Vec::new(),
+            containers: crate::model::ContainerSources::default(),
             origins: Origins::default(),
         };
         for (name, text) in files {
@@ -242,6 +255,18 @@ impl Config {
             if let Some(listen) = file.metrics.and_then(|m| m.listen) {
                 config.origins.metrics_listen = Some(at(listen.span()));
                 config.metrics_listen = Some(listen.into_inner().0);
+            }
+            if let Some(containers) = file.containers {
+                let c = &mut config.containers;
+                c.containerd = containers.containerd.unwrap_or(std::mem::take(&mut c.containerd));
+                c.docker = containers.docker.unwrap_or(std::mem::take(&mut c.docker));
+                c.containers_storage = containers
+                    .containers_storage
+                    .unwrap_or(std::mem::take(&mut c.containers_storage));
+                // An empty path turns machined's records off.
+                if let Some(machines) = containers.machines {
+                    c.machines = (!machines.as_os_str().is_empty()).then_some(machines);
+                }
             }
             if let Some(sinks) = file.sinks {
                 config.origins.sinks = sinks.iter().map(|s| at(s.span())).collect();

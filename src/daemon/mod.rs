@@ -166,6 +166,7 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
     // A background agent stays on one core by default (DESIGN §9).
     scanner.set_threads(options.config.agent.scan_threads);
     scanner.set_namespace_budget(namespace_budget(options.config.agent.interval));
+    scanner.set_container_sources(options.config.containers.clone());
     let (control_tx, control) = bounded(16);
     signals(control_tx.clone())?;
     let host = host::identity();

@@ -14,6 +14,7 @@ use serde_json::json;
 pub(super) fn reload(
     options: &RunOptions,
     agent: &mut AgentConfig,
+    containers: &mut Option<crate::model::ContainerSources>,
     sinks: &mut Vec<SinkConfig>,
     running: &RunningSinks,
     sink_context: &SinkContext,
@@ -45,6 +46,7 @@ pub(super) fn reload(
     }
     agent.interval = config.agent.interval;
     agent.heartbeat = config.agent.heartbeat;
+    *containers = Some(config.containers.clone());
     *sinks = config.sinks.clone();
     let rules = config.rules.clone();
     let message = Message::Sinks {

@@ -209,9 +209,12 @@ impl<'a> ScanLoop<'a> {
         let cx = self.cx;
         cx.systemd.reloading();
         cx.sinks.reopen.fetch_add(1, Ordering::Relaxed);
+        // Set only by a reload that succeeded.
+        let mut containers = None;
         let (message, new_rules) = super::reload::reload(
             self.options,
             &mut self.agent,
+            &mut containers,
             &mut self.sinks,
             cx.running,
             cx.sinks,
@@ -232,6 +235,9 @@ impl<'a> ScanLoop<'a> {
             }
         }
         self.scanner.set_namespace_budget(super::namespace_budget(self.agent.interval));
+        if let Some(containers) = containers {
+            self.scanner.set_container_sources(containers);
+        }
         self.reload_rules();
         cx.systemd.ready();
     }
@@ -247,7 +253,10 @@ impl<'a> ScanLoop<'a> {
     /// stopped. `None`: the listener is gone (it said why).
     fn on_exec(&mut self, wake: Option<exec_checks::Wake>) {
         match wake {
-            Some(exec_checks::Wake::Look(look)) => self.evaluate_look(&look),
+            Some(exec_checks::Wake::Look(mut look)) => {
+                self.scanner.identify_containers(&mut look);
+                self.evaluate_look(&look)
+            }
             Some(exec_checks::Wake::Missed) => {
                 let soon = (Instant::now() + exec_checks::SETTLE)
                     .max(self.last_began + self.agent.exec_scan_min_gap);

@@ -51,6 +51,7 @@ impl Encoder {
         if let Some(subject) = &alert.subject {
             event["process"] = self.process(subject, &mut truncated);
             event["sockwatch"]["process"] = Self::process_extras(subject);
+            super::container::put_container(&mut event, subject, &mut truncated);
             self.alert_context(&mut event, alert, &mut truncated);
         }
         self.network(&mut event, &alert.socket, alert.direction.0);

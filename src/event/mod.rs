@@ -6,6 +6,7 @@
 mod alert;
 mod alert_context;
 mod community_id;
+mod container;
 pub mod health;
 mod hiding_alert;
 mod message;
@@ -135,6 +136,7 @@ impl Encoder {
                 event["event"]["type"] = json!(["change"]);
                 let mut truncated = Vec::new();
                 event["process"] = self.process(process, &mut truncated);
+                container::put_container(&mut event, process, &mut truncated);
                 let mut previous =
                     Self::process_extras(process).as_object().cloned().unwrap_or_default();
                 if let Some(exe) = previous_exe {
@@ -167,6 +169,7 @@ impl Encoder {
         if let Some(top) = top_holder(socket, &processes) {
             event["process"] = self.process(top, &mut truncated);
             event["sockwatch"]["process"] = Self::process_extras(top);
+            container::put_container(&mut event, top, &mut truncated);
         }
         self.network(&mut event, socket, direction.0);
         let mut details = self.socket_details(socket, direction, &processes, &mut truncated);
@@ -222,6 +225,7 @@ impl Encoder {
         if let Some(top) = top_holder(socket, &processes) {
             event["process"] = self.process(top, &mut truncated);
             event["sockwatch"]["process"] = Self::process_extras(top);
+            container::put_container(&mut event, top, &mut truncated);
         }
         self.network(&mut event, socket, direction.0);
         let mut details = self.socket_details(socket, *direction, &processes, &mut truncated);

@@ -66,6 +66,7 @@ impl Builder {
             pidns: None,
             mntns: None,
             cgroup: None,
+            container: None,
             threads: 1,
             kernel_thread: false,
             denied: false,

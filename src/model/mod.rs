@@ -7,6 +7,7 @@ mod baseline;
 mod binary;
 mod bounded;
 mod change;
+mod container;
 mod context;
 mod fd;
 #[cfg(test)]
@@ -26,6 +27,10 @@ pub use baseline::Baseline;
 pub use binary::{BinaryKind, Identity, IdentityMatch};
 pub use bounded::Bounded;
 pub use change::Change;
+pub use container::{
+    CgroupClaim, Container, ContainerSources, MetadataSource, Pod, Qos, Runtime, Verification,
+    claim_of_cgroup,
+};
 pub use context::{ExeHash, LoginOrigin, ProcessContext};
 pub use fd::{AccessMode, Fd, FdTarget, PtyId};
 pub use interval::{Interval, MIN_INTERVAL, parse_interval};

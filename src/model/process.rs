@@ -107,6 +107,10 @@ pub struct Process {
     pub mntns: Option<u64>,
     /// The unified cgroup path (or the first hierarchy's on cgroup v1).
     pub cgroup: Option<RawText>,
+    /// The container the cgroup path places the process in, with what the runtime's state
+    /// files say of it; `None` on the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<std::sync::Arc<super::Container>>,
     /// Number of threads.
     pub threads: u32,
     /// A kernel thread (`PF_KTHREAD`): no exe, no fds, no argv.

@@ -354,22 +354,25 @@ fn direction_source_name(source: DirectionSource) -> &'static str {
 /// The name of each `Via`, at its discriminant (its bit in `Subject::vias`).
 const VIA_NAMES: [&str; 5] = ["direct", "pipe", "fifo", "pty", "unix"];
 
-/// The container id in a cgroup path: the last 64-hex-digit run (docker, containerd, cri-o and
-/// podman all name the leaf after it).
-fn container_id(cgroup: &str) -> Option<&str> {
-    let bytes = cgroup.as_bytes();
-    let mut best = None;
-    let mut run_start = 0;
-    for i in 0..=bytes.len() {
-        let hex = i < bytes.len() && bytes[i].is_ascii_hexdigit() && !bytes[i].is_ascii_uppercase();
-        if !hex {
-            if i - run_start == 64 {
-                best = Some(&cgroup[run_start..i]);
-            }
-            run_start = i + 1;
-        }
-    }
-    best
+/// The subject's container when the process is shown to be in it (see `Container::verified`):
+/// a cgroup path alone is a claim any user can make in a delegated subtree, and an exception
+/// by image or namespace must not be one an attacker can buy with a `mkdir`.
+fn verified_container<'a>(s: &Subject<'a>) -> Option<&'a crate::model::Container> {
+    s.process.container.as_deref().filter(|c| c.verified())
+}
+
+fn container_text<'a>(
+    s: &Subject<'a>,
+    field: impl Fn(&'a crate::model::Container) -> Option<&'a RawText>,
+) -> Value<'a> {
+    str_or_absent(verified_container(s).and_then(field).map(text))
+}
+
+fn pod_text<'a>(
+    s: &Subject<'a>,
+    field: impl Fn(&'a crate::model::Pod) -> Option<&'a RawText>,
+) -> Value<'a> {
+    container_text(s, |c| c.pod.as_ref().and_then(&field))
 }
 
 fn ints(values: impl IntoIterator<Item = i64>) -> Value<'static> {
@@ -626,11 +629,78 @@ pub static FIELDS: &[Field] = &[
         name: "proc.container_id",
         kind: Kind::Str,
         shape: Shape::Scalar,
-        doc: "Container id from the cgroup path; absent on the host.",
+        doc: "The container id the cgroup path claims, proven or not (display and triage; \
+              exceptions want `container.id`); absent on the host.",
         get: |s, _| {
-            let cgroup = s.process.cgroup.as_ref().and_then(|c| c.to_str());
-            str_or_absent(cgroup.and_then(container_id).map(Cow::Borrowed))
+            let claimed = s.process.container.as_deref().map(|c| text(&c.id));
+            str_or_absent(claimed)
         },
+    },
+    Field {
+        name: "container.id",
+        kind: Kind::Str,
+        shape: Shape::Scalar,
+        doc: "Container id (64 hex digits; the name for lxc and systemd-nspawn), when the \
+              process shares the mount namespace of that container's init as its runtime \
+              recorded it; absent on the host and for an unproven claim.",
+        get: |s, _| container_text(s, |c| Some(&c.id)),
+    },
+    Field {
+        name: "container.runtime",
+        kind: Kind::Str,
+        shape: Shape::Scalar,
+        doc: "`docker`, `containerd`, `cri-o`, `podman`, `lxc` or `systemd-nspawn` (proven \
+              containers only).",
+        get: |s, _| {
+            let runtime = verified_container(s).and_then(|c| c.runtime);
+            str_or_absent(runtime.map(|r| Cow::Borrowed(r.name())))
+        },
+    },
+    Field {
+        name: "container.name",
+        kind: Kind::Str,
+        shape: Shape::Scalar,
+        doc: "Container name from the runtime's state (proven containers only).",
+        get: |s, _| container_text(s, |c| c.name.as_ref()),
+    },
+    Field {
+        name: "container.image",
+        kind: Kind::Str,
+        shape: Shape::Scalar,
+        doc: "Image the container was created from, as given (`nginx:1.25`, \
+              `docker.io/library/nginx:1.25`; proven containers only).",
+        get: |s, _| container_text(s, |c| c.image.as_ref()),
+    },
+    Field {
+        name: "container.verified",
+        kind: Kind::Bool,
+        shape: Shape::Scalar,
+        doc: "The process is proven to be in the container its cgroup path names; absent on \
+              the host.",
+        get: |s, _| {
+            s.process.container.as_deref().map_or(Value::Absent, |c| Value::Bool(c.verified()))
+        },
+    },
+    Field {
+        name: "k8s.pod.name",
+        kind: Kind::Str,
+        shape: Shape::Scalar,
+        doc: "Kubernetes pod name (proven containers only).",
+        get: |s, _| pod_text(s, |p| p.name.as_ref()),
+    },
+    Field {
+        name: "k8s.ns.name",
+        kind: Kind::Str,
+        shape: Shape::Scalar,
+        doc: "Kubernetes namespace of the pod (proven containers only).",
+        get: |s, _| pod_text(s, |p| p.namespace.as_ref()),
+    },
+    Field {
+        name: "k8s.pod.uid",
+        kind: Kind::Str,
+        shape: Shape::Scalar,
+        doc: "Kubernetes pod uid (proven containers only).",
+        get: |s, _| pod_text(s, |p| p.uid.as_ref()),
     },
     Field {
         name: "proc.age",
@@ -962,7 +1032,11 @@ mod tests {
         for (i, f) in FIELDS.iter().enumerate() {
             assert!(FIELDS[..i].iter().all(|g| g.name != f.name), "{} twice", f.name);
             let prefix = f.name.split('.').next().unwrap();
-            assert!(["proc", "fd", "sock", "stdio"].contains(&prefix), "{}", f.name);
+            assert!(
+                ["proc", "fd", "sock", "stdio", "container", "k8s"].contains(&prefix),
+                "{}",
+                f.name
+            );
             assert!(f.doc.ends_with('.') || f.doc.ends_with(')'), "{}: doc", f.name);
         }
     }
@@ -977,15 +1051,5 @@ mod tests {
             fields_markdown(),
             "docs/rules.md is stale: paste `sockwatch rules fields --markdown` between the markers"
         );
-    }
-
-    #[test]
-    fn container_ids_come_from_the_cgroup_leaf() {
-        let id = "3f4a".repeat(16);
-        let docker = format!("/system.slice/docker-{id}.scope");
-        assert_eq!(container_id(&docker), Some(id.as_str()));
-        assert_eq!(container_id(&format!("/kubepods/burstable/pod1/{id}")), Some(id.as_str()));
-        assert_eq!(container_id("/user.slice/user-0.slice/session-3.scope"), None);
-        assert_eq!(container_id(&"a".repeat(65)), None);
     }
 }

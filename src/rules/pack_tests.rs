@@ -217,3 +217,45 @@ fn an_alert_names_its_ancestors_and_the_ssh_login_it_descends_from() {
     let alert = alerts.iter().find(|a| a.subject.as_ref().unwrap().key.pid == 13).unwrap();
     assert_eq!(alert.login_origin, None);
 }
+
+#[test]
+fn an_excepted_image_silences_only_a_shell_proven_to_be_in_that_container() {
+    use crate::model::{Container, MetadataSource, Runtime, Verification};
+    let local = r#"
+[[list]]
+name = "excepted_container_images"
+items = ["nginx:1.25"]
+append = true
+"#;
+    let alerts_for = |image: &str, verification: Verification| {
+        let mut b = Builder::new();
+        let sh = program(&mut b, 500, 1, "/usr/bin/bash");
+        b.connection(700, sh, 0);
+        for fd in 1..3 {
+            b.fd(sh, fd, AccessMode::Unknown, FdTarget::Socket { inode: 700 });
+        }
+        b.snapshot_mut().processes.iter_mut().find(|p| p.key == sh).unwrap().container =
+            Some(std::sync::Arc::new(Container {
+                id: "3f4e".repeat(16).as_str().into(),
+                runtime: Some(Runtime::Docker),
+                name: Some("web".into()),
+                image: Some(image.into()),
+                image_id: None,
+                pod: None,
+                source: MetadataSource::DockerConfig,
+                complete: true,
+                verification,
+            }));
+        let clock = Clock { boot_time_ms: None, ticks_per_second: 100 };
+        let mut sources = RuleSource::embedded();
+        sources.push(RuleSource { name: "local.toml".into(), text: local.into() });
+        let mut engine = Engine::new(RuleSet::compile(sources).unwrap(), clock);
+        engine.evaluate(&Graph::build(&b.build(), None)).0
+    };
+    assert_eq!(alerts_for("nginx:1.25", Verification::InitNamespace), []);
+    // Another image, a cgroup that names a container the shell is not in, a claim nothing backs.
+    assert_eq!(alerts_for("redis:7", Verification::InitNamespace).len(), 1);
+    assert_eq!(alerts_for("nginx:1.25", Verification::NamespaceDiffers).len(), 1);
+    assert_eq!(alerts_for("nginx:1.25", Verification::NoState).len(), 1);
+    assert_eq!(alerts_for("nginx:1.25", Verification::InitGone).len(), 1);
+}

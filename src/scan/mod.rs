@@ -11,6 +11,7 @@
 //! - Pure parsers live in `parse` (fuzzed, property-tested); I/O lives beside it.
 
 mod binaries;
+mod containers;
 mod context;
 mod destroys;
 mod examine;
@@ -90,6 +91,8 @@ pub struct Scanner {
     unlisted: unlisted::Unlisted,
     /// Alert context, and the account files and digests it read.
     context: context::ContextReader,
+    /// Which container each process is in.
+    containers: containers::Containers,
 }
 
 /// How often the host's program directories are listed again (packages change binaries).
@@ -109,6 +112,7 @@ impl Scanner {
             .map_err(|e| ScanError::ProcRoot { path: root.to_path_buf(), source: e.into() })?;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
         let host_root = HostRoot::open(proc_dir.as_fd()).map(Arc::new);
+        let containers = containers::Containers::new(proc_dir.as_fd());
         let mut scanner = Scanner {
             root: root.to_path_buf(),
             proc_dir,
@@ -125,6 +129,7 @@ impl Scanner {
             progress: Arc::default(),
             unlisted: Default::default(),
             context: Default::default(),
+            containers,
         };
         // Listed before the first scan, so that it does not delay that scan past the agent's
         // start (hashing the host's interpreters takes a while).
@@ -169,6 +174,18 @@ impl Scanner {
                 break;
             }
             alert.ancestors.push(parent);
+        }
+    }
+
+    /// Where the container runtimes' state files are (`[containers]`).
+    pub fn set_container_sources(&mut self, sources: crate::model::ContainerSources) {
+        self.containers.set_sources(sources);
+    }
+
+    /// Names the container of each process of a look (a scan's snapshot has them already).
+    pub fn identify_containers(&mut self, snapshot: &mut Snapshot) {
+        for process in &mut snapshot.processes {
+            self.containers.identify(self.proc_dir.as_fd(), process);
         }
     }
 
@@ -289,6 +306,7 @@ impl Scanner {
             }
         }
         processes.sort_by_key(|p| p.key);
+        self.containers.identify_all(proc_dir, &mut processes);
         fds.sort_by_key(|f| (f.proc, f.tid, f.num));
         let proc_mounts = proc_mounts::proc_mounts(
             proc_dir,

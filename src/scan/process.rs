@@ -310,6 +310,7 @@ impl ProcessReader {
             pidns,
             mntns,
             cgroup,
+            container: None,
             threads: stat.threads,
             kernel_thread,
             denied: false,

@@ -5,6 +5,7 @@
 
 mod accounts;
 mod cnproc;
+mod container_state;
 mod diag;
 mod fdlink;
 mod mountinfo;
@@ -15,6 +16,10 @@ mod stat;
 
 pub use accounts::parse_accounts;
 pub use cnproc::{CN_IDX_PROC, ProcEvent, proc_events, subscription_request};
+pub use container_state::{
+    ContainerRecord, parse_docker_config, parse_machine, parse_oci_config, parse_pid,
+    parse_storage_containers,
+};
 pub use diag::{
     DestroyedRecord, DiagMessage, InetDiagRecord, UnixDiagRecord, diag_messages,
     parse_destroyed_record, parse_inet_record, parse_unix_record,
