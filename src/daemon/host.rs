@@ -8,12 +8,9 @@ fn read_trimmed(path: &str) -> Option<String> {
 
 /// Reads the host's identity; what cannot be read is left empty rather than failing the agent.
 pub fn identity() -> HostIdentity {
-    let boot_time_ms = std::fs::read_to_string("/proc/stat").ok().and_then(|stat| {
-        stat.lines()
-            .find_map(|l| l.strip_prefix("btime "))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|secs| secs * 1000)
-    });
+    let boot_time_ms = std::fs::read("/proc/stat")
+        .ok()
+        .and_then(|stat| crate::scan::parse::parse_boot_time_ms(&stat));
     HostIdentity {
         name: rustix::system::uname().nodename().to_string_lossy().into_owned(),
         id: read_trimmed("/etc/machine-id").unwrap_or_default(),

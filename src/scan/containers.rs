@@ -11,8 +11,8 @@
 //! container's name, image or pod for it.
 
 use super::parse::{
-    ContainerRecord, parse_docker_config, parse_machine, parse_oci_config, parse_pid, parse_stat,
-    parse_storage_containers,
+    ContainerRecord, parse_boot_time_ms, parse_docker_config, parse_machine, parse_oci_config,
+    parse_pid, parse_stat, parse_storage_containers,
 };
 use super::procfs::{namespace_inode, open_dir, read_record};
 use crate::model::{
@@ -71,18 +71,53 @@ enum Init {
 
 struct Known {
     state: Option<State>,
-    checked_at: Instant,
+    /// `None` until the state is first looked for.
+    checked_at: Option<Instant>,
     seen_at_scan: u64,
     /// Identities handed out, one per verification outcome, shared by every process.
     shown: Vec<Arc<Container>>,
 }
 
+impl Known {
+    /// Whether a process in mount namespace `mntns` is shown to be in this container.
+    fn verification(&self, mntns: Option<u64>) -> Verification {
+        match self.state.as_ref().map(|s| s.init) {
+            None | Some(Init::Unnamed) => Verification::NoState,
+            Some(Init::Gone) => Verification::InitGone,
+            Some(Init::Alive(init)) if mntns == Some(init) => Verification::InitNamespace,
+            Some(Init::Alive(_)) => Verification::NamespaceDiffers,
+        }
+    }
+
+    /// Whether the state should be looked at again for a process in `mntns`.
+    fn due(&self, mntns: Option<u64>, now: Instant) -> bool {
+        let Some(checked_at) = self.checked_at else { return true };
+        let wait = match (&self.state, self.verification(mntns)) {
+            (None, _) => RECHECK_MISSING,
+            (Some(_), Verification::NamespaceDiffers | Verification::InitGone) => RECHECK_DIFFERING,
+            (Some(_), _) => RECHECK_FOUND,
+        };
+        now.duration_since(checked_at) >= wait
+    }
+}
+
+/// A cgroup path's claim, and the last full scan a process had that path.
+struct Claimed {
+    claim: Option<Arc<CgroupClaim>>,
+    seen_at_scan: u64,
+}
+
 pub(crate) struct Containers {
-    sources: ContainerSources,
-    claims: FxHashMap<RawText, Option<Arc<CgroupClaim>>>,
+    reader: StateReader,
+    claims: FxHashMap<RawText, Claimed>,
     known: FxHashMap<String, Known>,
     /// Full scans begun: what neither was claimed in the last one is forgotten.
     scan: u64,
+}
+
+/// Reads what the runtimes' state files say of a container, and finds its init in /proc.
+struct StateReader {
+    sources: ContainerSources,
     boot_time_ms: Option<u64>,
     ticks_per_second: u64,
     buf: Vec<u8>,
@@ -91,26 +126,26 @@ pub(crate) struct Containers {
 impl Containers {
     pub fn new(proc_dir: BorrowedFd<'_>) -> Self {
         let mut buf = Vec::new();
-        let boot_time_ms = read_record(proc_dir, "stat", &mut buf, 1 << 20).ok().and_then(|_| {
-            let text = std::str::from_utf8(&buf).ok()?;
-            let secs = text.lines().find_map(|l| l.strip_prefix("btime "))?;
-            secs.trim().parse::<u64>().ok().map(|s| s * 1000)
-        });
+        let boot_time_ms = read_record(proc_dir, "stat", &mut buf, 1 << 20)
+            .ok()
+            .and_then(|_| parse_boot_time_ms(&buf));
         Containers {
-            sources: ContainerSources::default(),
+            reader: StateReader {
+                sources: ContainerSources::default(),
+                boot_time_ms,
+                ticks_per_second: rustix::param::clock_ticks_per_second().max(1),
+                buf,
+            },
             claims: FxHashMap::default(),
             known: FxHashMap::default(),
             scan: 0,
-            boot_time_ms,
-            ticks_per_second: rustix::param::clock_ticks_per_second().max(1),
-            buf,
         }
     }
 
     /// New sources forget what the old ones said.
     pub fn set_sources(&mut self, sources: ContainerSources) {
-        if sources != self.sources {
-            self.sources = sources;
+        if sources != self.reader.sources {
+            self.reader.sources = sources;
             self.known.clear();
         }
     }
@@ -124,68 +159,50 @@ impl Containers {
         }
         let scan = self.scan;
         self.known.retain(|_, k| k.seen_at_scan == scan);
-        let in_use: rustc_hash::FxHashSet<&RawText> =
-            processes.iter().filter_map(|p| p.cgroup.as_ref()).collect();
-        self.claims.retain(|path, _| in_use.contains(path));
+        self.claims.retain(|_, c| c.seen_at_scan == scan);
     }
 
     /// Names the container of one process (`None` on the host).
     pub fn identify(&mut self, proc_dir: BorrowedFd<'_>, process: &mut Process) {
         process.container = None;
         let Some(cgroup) = &process.cgroup else { return };
-        let claim = self
-            .claims
-            .entry(cgroup.clone())
-            .or_insert_with(|| claim_of_cgroup(cgroup.as_bytes()).map(Arc::new))
-            .clone();
-        let Some(claim) = claim else { return };
-        let now = Instant::now();
         let scan = self.scan;
+        let claimed = match self.claims.get_mut(cgroup) {
+            Some(claimed) => claimed,
+            None => self.claims.entry(cgroup.clone()).or_insert(Claimed {
+                claim: claim_of_cgroup(cgroup.as_bytes()).map(Arc::new),
+                seen_at_scan: scan,
+            }),
+        };
+        claimed.seen_at_scan = scan;
+        let Some(claim) = claimed.claim.clone() else { return };
         let known = self.known.entry(claim.id.clone()).or_insert_with(|| Known {
             state: None,
-            checked_at: now - RECHECK_FOUND - RECHECK_MISSING,
+            checked_at: None,
             seen_at_scan: scan,
             shown: Vec::new(),
         });
         known.seen_at_scan = scan;
-        let verification = |known: &Known| match known.state.as_ref().map(|s| s.init) {
-            None | Some(Init::Unnamed) => Verification::NoState,
-            Some(Init::Gone) => Verification::InitGone,
-            Some(Init::Alive(mntns)) if process.mntns == Some(mntns) => Verification::InitNamespace,
-            Some(Init::Alive(_)) => Verification::NamespaceDiffers,
-        };
-        let since = now.duration_since(known.checked_at);
-        let due = match (&known.state, verification(known)) {
-            (None, _) => since >= RECHECK_MISSING,
-            (Some(_), Verification::NamespaceDiffers | Verification::InitGone) => {
-                since >= RECHECK_DIFFERING
-            }
-            (Some(_), _) => since >= RECHECK_FOUND,
-        };
-        if due {
+        let now = Instant::now();
+        if known.due(process.mntns, now) {
             let previous = known.state.as_ref().map(|s| s.stamp);
-            let found = self.read_state(proc_dir, &claim, previous);
-            let known = self.known.get_mut(&claim.id).expect("entered above");
-            known.checked_at = now;
-            match found {
-                Found::Unchanged => {}
-                Found::New(state) => {
-                    known.state = state.map(|s| *s);
-                    known.shown.clear();
-                }
+            known.checked_at = Some(now);
+            if let Found::New(state) = self.reader.read_state(proc_dir, &claim, previous) {
+                known.state = state.map(|s| *s);
+                known.shown.clear();
             }
         }
-        let known = self.known.get_mut(&claim.id).expect("entered above");
-        let verification = verification(known);
-        if let Some(shown) = known.shown.iter().find(|c| c.verification == verification) {
-            process.container = Some(shown.clone());
-            return;
-        }
-        let container = Arc::new(describe(&claim, known.state.as_ref(), verification));
-        known.shown.push(container.clone());
-        process.container = Some(container);
+        let verification = known.verification(process.mntns);
+        let shown = known.shown.iter().find(|c| c.verification == verification).cloned();
+        process.container = Some(shown.unwrap_or_else(|| {
+            let container = Arc::new(describe(&claim, known.state.as_ref(), verification));
+            known.shown.push(container.clone());
+            container
+        }));
     }
+}
 
+impl StateReader {
     /// The state of the claimed container, from the first source that has it.
     fn read_state(
         &mut self,

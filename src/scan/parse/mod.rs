@@ -33,7 +33,10 @@ pub use procnet::{
     ByteOrder, InetRow, NetlinkRow, PacketRow, UnixRow, parse_inet_line, parse_netlink_line,
     parse_packet_line, parse_unix_line,
 };
-pub use stat::{StatFields, StatusIds, parse_cgroup, parse_stat, parse_status_ids, split_cmdline};
+pub use stat::{
+    StatFields, StatusIds, parse_boot_time_ms, parse_cgroup, parse_stat, parse_status_ids,
+    split_cmdline,
+};
 
 /// Why a line or file could not be parsed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]

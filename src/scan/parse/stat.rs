@@ -161,12 +161,27 @@ pub fn parse_cgroup(buf: &[u8]) -> Option<RawText> {
     first.map(RawText::from)
 }
 
+/// The boot time from /proc/stat (`btime`, whole seconds), in milliseconds since the epoch.
+pub fn parse_boot_time_ms(stat: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(stat).ok()?;
+    let secs = text.lines().find_map(|l| l.strip_prefix("btime "))?;
+    secs.trim().parse::<u64>().ok()?.checked_mul(1000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
     const BASH: &[u8] = b"4242 (bash) S 4200 4242 4242 34816 4250 4194560 1500 0 0 0 3 1 0 0 20 0 1 0 123456 9000000 900 18446744073709551615 1 1 0 0 0 0 65536 3670020 1266777851 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n";
+
+    #[test]
+    fn boot_time_is_read_from_btime() {
+        let stat = b"cpu  1 2 3\nintr 5\nbtime 1765000000\nprocesses 9\n";
+        assert_eq!(parse_boot_time_ms(stat), Some(1_765_000_000_000));
+        assert_eq!(parse_boot_time_ms(b"btime x\n"), None);
+        assert_eq!(parse_boot_time_ms(b"btime 99999999999999999\n"), None);
+    }
 
     #[test]
     fn parses_captured_stat() {
