@@ -235,3 +235,103 @@ sys.stdin.read()
         assert_eq!(namespace["time_wait"], 5, "--tables {tables}: {namespace}");
     }
 }
+
+/// The filters a person reaches for (port, state, listening, process, user, family), one row
+/// per (socket, process) with its fds, a table that fits the terminal it is given, and argv
+/// secrets redacted in the JSON document, which the filters cut down too.
+#[test]
+fn filters_choose_rows_the_table_fits_and_json_redacts() {
+    if !prerequisites(&["ip", "python3"]) {
+        return;
+    }
+    let netns = Netns::new();
+    // Facts through a file, stdio to /dev/null: a process holding a live connection with pipes
+    // to the test harness would make the harness a relay in every other test's eyes.
+    let dir = crate::util::ScratchDir::new("scan-filters");
+    let told = dir.path.join("facts.json");
+    let program = "import json, os, socket, sys, time\n\
+         l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()\n\
+         c = socket.create_connection(l.getsockname()); extra = os.dup(c.fileno())\n\
+         a, b = socket.socketpair()\n\
+         facts = {'pid': os.getpid(), 'port': l.getsockname()[1], 'fds': [c.fileno(), extra]}\n\
+         open(sys.argv[1] + '.new', 'w').write(json.dumps(facts))\n\
+         os.rename(sys.argv[1] + '.new', sys.argv[1])\n\
+         time.sleep(600)\n";
+    let mut command = netns.command("python3");
+    command.args(["-c", program]).arg(&told).args(["--password=hunter2", "--mark-filters-test"]);
+    command.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
+    let running = crate::util::KillOnDrop::new(command.spawn().unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let facts: serde_json::Value = loop {
+        if let Ok(text) = std::fs::read_to_string(&told) {
+            break serde_json::from_str(&text).unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "the program tells its facts");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let (pid, port) = (facts["pid"].to_string(), facts["port"].as_u64().unwrap());
+    let port_text = port.to_string();
+    let rows = |args: &[&str]| -> Vec<serde_json::Value> {
+        let out = sockwatch(&[&["scan", "--format", "ndjson", "--pid", &pid], args].concat());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    // Network sockets by default: the listener and the client end (held twice), no socketpair.
+    let all = rows(&[]);
+    assert_eq!(all.len(), 3, "{all:#?}");
+    assert!(all.iter().all(|r| r["family"] == 2), "{all:#?}");
+    let listening = rows(&["--listening"]);
+    assert_eq!(listening.len(), 1);
+    assert_eq!(listening[0]["local_port"], port);
+    let established = rows(&["--state", "established", "--port", &port_text]);
+    assert_eq!(established.len(), 2, "both fds of the client end: {established:#?}");
+    assert!(established.iter().all(|r| r["remote_port"] == port));
+    assert_eq!(rows(&["--process", "python3", "--user", "root"]).len(), 3);
+    assert!(rows(&["--process", "nc"]).is_empty());
+    assert!(rows(&["--user", "nobody"]).is_empty());
+    assert!(rows(&["--port", "1"]).is_empty());
+    let unix = rows(&["--unix"]);
+    assert_eq!(unix.len(), 2, "the socketpair's two ends: {unix:#?}");
+    let unknown_user = sockwatch(&["scan", "--user", "no-such-user-here"]);
+    assert_eq!(unknown_user.status.code(), Some(64));
+
+    // The table: one row per (socket, process) with its fds, a user column, fitted to COLUMNS.
+    let table = |columns: &str, args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sockwatch"))
+            .args([&["scan", "--pid", &pid], args].concat())
+            .env("COLUMNS", columns)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let wide = table("400", &["--state", "established"]);
+    let fds = facts["fds"].as_array().unwrap();
+    let fd_list = format!("{},{}", fds[0], fds[1]);
+    assert_eq!(wide.lines().count(), 2, "{wide}");
+    let row: Vec<&str> = wide.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!((row[0], row[1], row[2]), (pid.as_str(), fd_list.as_str(), "root"), "{wide}");
+    let narrow = table("80", &[]);
+    assert!(narrow.lines().all(|l| l.chars().count() <= 80), "{narrow}");
+    assert!(narrow.contains('…'), "{narrow}");
+
+    // JSON: the document holds only what the filters chose, argv secrets redacted.
+    let out = sockwatch(&["scan", "--format", "json", "--pid", &pid]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let processes = doc["snapshot"]["processes"].as_array().unwrap();
+    assert_eq!(processes.len(), 1, "only the chosen process");
+    let argv = processes[0]["argv"].to_string();
+    assert!(argv.contains("--password=[REDACTED]") && !argv.contains("hunter2"), "{argv}");
+    assert!(argv.contains("--mark-filters-test"));
+    let sockets = doc["snapshot"]["sockets"].as_array().unwrap();
+    assert!(sockets.iter().all(|s| {
+        s["holders"].as_array().unwrap().iter().all(|h| h["proc"]["pid"] == facts["pid"])
+    }));
+    // The whole document (no filter) is redacted too.
+    let whole = sockwatch(&["scan", "--format", "json"]);
+    assert!(!String::from_utf8_lossy(&whole.stdout).contains("hunter2"));
+    drop(running);
+}

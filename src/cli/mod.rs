@@ -6,6 +6,7 @@ mod incidents;
 mod rules;
 mod run;
 mod scan;
+mod scan_filter;
 mod table;
 
 use clap::{Parser, Subcommand};
@@ -87,6 +88,9 @@ pub enum CliError {
     /// The state directory could not be read.
     #[error("state directory {0}")]
     State(String),
+    /// An argument names something that is not there (a user no passwd entry names).
+    #[error("{0}")]
+    Usage(String),
     /// Writing the output failed.
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
@@ -106,6 +110,7 @@ impl CliError {
             CliError::Scan(_) | CliError::Run(_) | CliError::Output(_) => 1,
             CliError::RuleTests(_) => 1,
             CliError::State(_) => EXIT_NO_INPUT,
+            CliError::Usage(_) => EXIT_USAGE,
         }
     }
 }

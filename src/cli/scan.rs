@@ -2,6 +2,7 @@
 //! the whole snapshot (the rule-test fixture format).
 
 use super::CliError;
+use super::scan_filter::{FilterArgs, Selection};
 use crate::graph::Graph;
 use crate::model::{
     Direction, DirectionSource, Family, Holder, ProcKey, Process, Protocol, RawText, Snapshot,
@@ -35,12 +36,8 @@ pub(super) struct ScanArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
-    /// Only rows held by this pid (repeatable).
-    #[arg(long = "pid", value_name = "PID")]
-    pids: Vec<i32>,
-    /// Also list sockets no visible process holds (pid -1).
-    #[arg(long)]
-    all: bool,
+    #[command(flatten)]
+    filter: FilterArgs,
     /// How to read socket tables: `sock-diag` (netlink, with unix peers; falls back to /proc text
     /// per table) or `proc` (/proc/<pid>/net text only, for hosts that filter netlink sockets).
     #[arg(long, value_enum, default_value_t = Tables::SockDiag)]
@@ -70,17 +67,26 @@ pub(super) fn run(args: &ScanArgs) -> Result<(), CliError> {
         Tables::SockDiag => TableInterface::SockDiag,
         Tables::Proc => TableInterface::ProcNet,
     });
+    let passwd = std::fs::read("/etc/passwd").unwrap_or_default();
+    let selection = Selection::new(&args.filter, &passwd)?;
     let snapshot = scanner.scan();
     let graph = Graph::build(&snapshot, None);
     let out = std::io::stdout().lock();
     let mut out = BufWriter::with_capacity(256 * 1024, out);
     match args.format {
-        Format::Json => write_json(&mut out, &graph)?,
-        Format::Ndjson => for_each_row(&graph, args, |row| {
+        Format::Json => {
+            let mut shown = selected(&graph, &selection);
+            redact(&mut shown.processes);
+            write_json(&mut out, &Graph::build(&shown, None))?
+        }
+        Format::Ndjson => for_each_row(&graph, &selection, |row| {
             crate::model::write_json_escaped(&mut out, &row)?;
             out.write_all(b"\n")
         })?,
-        Format::Table => write_table(&mut out, &graph, args)?,
+        Format::Table => {
+            let users = crate::scan::parse::parse_accounts(&passwd);
+            write_table(&mut out, &graph, &selection, &users)?
+        }
     }
     out.flush()?;
     Ok(())
@@ -138,22 +144,87 @@ struct Row<'a> {
 /// made one at a time: at 100k sockets a collected Vec of rows would double the peak memory.
 fn for_each_row<'a>(
     graph: &'a Graph<'a>,
-    args: &ScanArgs,
+    selection: &Selection<'_>,
     mut f: impl FnMut(Row<'a>) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     let processes: HashMap<ProcKey, &Process> =
         graph.snapshot.processes.iter().map(|p| (p.key, p)).collect();
     for (socket, direction) in graph.snapshot.sockets.iter().zip(&graph.directions) {
-        if socket.holders.is_empty() && args.all && args.pids.is_empty() {
+        if !selection.socket(socket, direction.0, true) {
+            continue;
+        }
+        if socket.holders.is_empty() && selection.holderless() {
             f(row(socket, *direction, None, &processes))?;
         }
         for h in &socket.holders {
-            if args.pids.is_empty() || args.pids.contains(&h.proc.pid) {
+            if selection.holder(h.proc.pid, processes.get(&h.proc).copied()) {
                 f(row(socket, *direction, Some(h), &processes))?;
             }
         }
     }
     Ok(())
+}
+
+/// The snapshot cut down to what the selection asks for (all of it when nothing is asked):
+/// the sockets that match with only their matching holders, the processes holding them and
+/// every fd of those processes (their stdio shows where it leads).
+fn selected(graph: &Graph<'_>, selection: &Selection<'_>) -> Snapshot {
+    let snapshot = graph.snapshot;
+    if !selection.any() {
+        return snapshot.clone();
+    }
+    let processes: HashMap<ProcKey, &Process> =
+        snapshot.processes.iter().map(|p| (p.key, p)).collect();
+    let mut sockets = Vec::new();
+    for (socket, direction) in snapshot.sockets.iter().zip(&graph.directions) {
+        if !selection.socket(socket, direction.0, false) {
+            continue;
+        }
+        let mut kept = socket.clone();
+        kept.holders.retain(|h| selection.holder(h.proc.pid, processes.get(&h.proc).copied()));
+        if !kept.holders.is_empty() || (socket.holders.is_empty() && selection.holderless()) {
+            sockets.push(kept);
+        }
+    }
+    let holders: std::collections::HashSet<ProcKey> =
+        sockets.iter().flat_map(|s| s.holders.iter().map(|h| h.proc)).collect();
+    Snapshot {
+        seq: snapshot.seq,
+        taken_at_ms: snapshot.taken_at_ms,
+        privileges: snapshot.privileges,
+        own_netns: snapshot.own_netns,
+        namespaces: snapshot.namespaces.clone(),
+        processes: snapshot
+            .processes
+            .iter()
+            .filter(|p| holders.contains(&p.key))
+            .cloned()
+            .collect(),
+        fds: snapshot.fds.iter().filter(|f| holders.contains(&f.proc)).cloned().collect(),
+        sockets,
+        proc_mounts: snapshot.proc_mounts.clone(),
+        coverage: snapshot.coverage.clone(),
+    }
+}
+
+/// Secrets in argv replaced as in events (`--password=…`, URL credentials, tokens).
+fn redact(processes: &mut [Process]) {
+    let redactor = crate::event::Redactor::default();
+    for process in processes {
+        let mut args: Vec<String> = process
+            .argv
+            .iter()
+            .map(|a| String::from_utf8_lossy(a.as_bytes()).into_owned())
+            .collect();
+        if !redactor.redact(&mut args) {
+            continue;
+        }
+        for (arg, redacted) in process.argv.iter_mut().zip(args) {
+            if String::from_utf8_lossy(arg.as_bytes()) != redacted {
+                *arg = RawText::from(redacted.as_str());
+            }
+        }
+    }
 }
 
 fn row<'a>(
@@ -226,35 +297,96 @@ fn direction_name(direction: Direction) -> &'static str {
     }
 }
 
-const TABLE_HEADERS: [&str; 14] = [
+/// Most needed first: a terminal too narrow for all of them loses the last ones.
+const TABLE_HEADERS: [&str; 16] = [
     "pid",
-    "fd",
-    "socket",
-    "family",
+    "fds",
+    "user",
     "protocol",
+    "state",
     "local_address",
     "local_port",
     "remote_address",
     "remote_port",
-    "state",
-    "net_namespace",
     "direction",
     "name",
+    "container",
     "exe",
+    "family",
+    "socket",
+    "net_namespace",
 ];
 
-/// Escaped (name, exe) per process, made once rather than once per row.
-type ShownNames = HashMap<ProcKey, (String, String)>;
+/// What the table shows of a process, escaped once rather than once per row.
+struct Shown {
+    name: String,
+    exe: String,
+    user: String,
+    container: String,
+}
 
-fn shown_names(graph: &Graph<'_>) -> ShownNames {
+type ShownProcesses = HashMap<ProcKey, Shown>;
+
+/// `users`: names by uid from the host's passwd (a uid without one shows as the number).
+fn shown_processes(
+    graph: &Graph<'_>,
+    users: &rustc_hash::FxHashMap<u32, RawText>,
+) -> ShownProcesses {
     let escaped =
         |t: Option<&RawText>| t.map(RawText::escape_visible).unwrap_or_else(|| "-".into());
     graph
         .snapshot
         .processes
         .iter()
-        .map(|p| (p.key, (escaped(Some(&p.comm)), escaped(p.exe.as_ref().map(|e| &e.path)))))
+        .map(|p| {
+            let user =
+                users.get(&p.euid).map_or_else(|| p.euid.to_string(), |n| n.escape_visible());
+            let shown = Shown {
+                name: escaped(Some(&p.comm)),
+                exe: escaped(p.exe.as_ref().map(|e| &e.path)),
+                user,
+                container: super::container::label(Some(p)),
+            };
+            (p.key, shown)
+        })
         .collect()
+}
+
+/// Calls `f` with one row per (socket, process) the selection asks for and the process's fds
+/// on it (`0,1,2`; `3@4243` for a thread's own table), in socket order.
+fn for_each_group<'a>(
+    graph: &'a Graph<'a>,
+    selection: &Selection<'_>,
+    mut f: impl FnMut(Row<'a>, &str) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    use std::fmt::Write as _;
+    let mut group: Option<Row<'a>> = None;
+    let mut fds = String::new();
+    for_each_row(graph, selection, |row| {
+        if let Some(open) = &group
+            && open.socket_ref.key == row.socket_ref.key
+            && open.proc.is_some()
+            && open.proc == row.proc
+        {
+            fds.push(',');
+        } else {
+            if let Some(done) = group.take() {
+                f(done, &fds)?;
+            }
+            fds.clear();
+        }
+        match (row.proc, row.tid) {
+            (None, _) => fds.push('-'),
+            (Some(_), Some(tid)) => _ = write!(fds, "{}@{tid}", row.fd),
+            (Some(_), None) => _ = write!(fds, "{}", row.fd),
+        }
+        group.get_or_insert(row);
+        Ok(())
+    })?;
+    match group {
+        Some(done) => f(done, &fds),
+        None => Ok(()),
+    }
 }
 
 fn digits(n: u64) -> usize {
@@ -267,7 +399,12 @@ fn signed_digits(n: i64) -> usize {
 
 /// The display width of each cell of a row, computed without rendering the row: the first of the
 /// table's two passes runs over every row, so it counts digits instead of formatting numbers.
-fn cell_widths(r: &Row<'_>, names: &ShownNames, scratch: &mut String) -> [usize; 14] {
+fn cell_widths(
+    r: &Row<'_>,
+    fds: &str,
+    shown: &ShownProcesses,
+    scratch: &mut String,
+) -> [usize; 16] {
     use std::fmt::Write as _;
     let s = r.socket_ref;
     let inet = s.family.is_inet();
@@ -278,16 +415,15 @@ fn cell_widths(r: &Row<'_>, names: &ShownNames, scratch: &mut String) -> [usize;
     };
     let port =
         |e: Option<crate::model::Endpoint>| e.filter(|_| inet).map_or(1, |e| digits(e.port.into()));
-    let (name, exe) = r
-        .proc
-        .and_then(|p| names.get(&p))
-        .map_or((1, 1), |(n, e)| (n.chars().count(), e.chars().count()));
+    let length = |pick: fn(&Shown) -> &String| {
+        r.proc.and_then(|p| shown.get(&p)).map_or(1, |s| pick(s).chars().count())
+    };
     [
         signed_digits(r.pid.into()),
-        signed_digits(r.fd.into()) + r.tid.map_or(0, |t| 1 + signed_digits(t.into())),
-        digits(r.socket),
-        family_name(s.family).len(),
+        fds.chars().count(),
+        length(|s| &s.user),
         protocol_name(&s.protocol).chars().count(),
+        r.state.len(),
         match &s.unix {
             Some(_) => r.path.map_or(0, |p| p.escape_visible().chars().count()),
             None => address(&r.local_address),
@@ -295,16 +431,24 @@ fn cell_widths(r: &Row<'_>, names: &ShownNames, scratch: &mut String) -> [usize;
         port(s.local),
         if s.unix.is_some() { 0 } else { address(&r.remote_address) },
         port(s.remote),
-        r.state.len(),
-        digits(r.net_namespace),
         direction_name(r.direction).len(),
-        name,
-        exe,
+        length(|s| &s.name),
+        length(|s| &s.container),
+        length(|s| &s.exe),
+        family_name(s.family).len(),
+        digits(r.socket),
+        digits(r.net_namespace),
     ]
 }
 
 /// Appends one row's cells to `line`, recording where each ends.
-fn render_cells(r: &Row<'_>, names: &ShownNames, line: &mut String, ends: &mut Vec<usize>) {
+fn render_cells(
+    r: &Row<'_>,
+    fds: &str,
+    shown: &ShownProcesses,
+    line: &mut String,
+    ends: &mut Vec<usize>,
+) {
     use std::fmt::Write as _;
     let s = r.socket_ref;
     line.clear();
@@ -313,16 +457,14 @@ fn render_cells(r: &Row<'_>, names: &ShownNames, line: &mut String, ends: &mut V
         write(line);
         ends.push(line.len());
     };
-    let (name, exe) = r.proc.and_then(|p| names.get(&p)).map_or(("-", "-"), |(n, e)| (n, e));
+    let process = r.proc.and_then(|p| shown.get(&p));
+    let text = |pick: fn(&Shown) -> &String| process.map_or("-", |s| pick(s).as_str());
     let inet = s.family.is_inet();
     cell(line, &|l| _ = write!(l, "{}", r.pid));
-    cell(line, &|l| match r.tid {
-        Some(tid) => _ = write!(l, "{}@{tid}", r.fd),
-        None => _ = write!(l, "{}", r.fd),
-    });
-    cell(line, &|l| _ = write!(l, "{}", r.socket));
-    cell(line, &|l| l.push_str(family_name(s.family)));
+    cell(line, &|l| l.push_str(fds));
+    cell(line, &|l| l.push_str(text(|s| &s.user)));
     cell(line, &|l| l.push_str(&protocol_name(&s.protocol)));
+    cell(line, &|l| l.push_str(r.state));
     cell(line, &|l| match &s.unix {
         Some(_) => l.push_str(&r.path.map(RawText::escape_visible).unwrap_or_default()),
         None => _ = write!(l, "{}", r.local_address),
@@ -334,11 +476,13 @@ fn render_cells(r: &Row<'_>, names: &ShownNames, line: &mut String, ends: &mut V
         }
     });
     cell(line, &|l| port_cell(l, s.remote.filter(|_| inet).map(|e| e.port)));
-    cell(line, &|l| l.push_str(r.state));
-    cell(line, &|l| _ = write!(l, "{}", r.net_namespace));
     cell(line, &|l| l.push_str(direction_name(r.direction)));
-    cell(line, &|l| l.push_str(name));
-    cell(line, &|l| l.push_str(exe));
+    cell(line, &|l| l.push_str(text(|s| &s.name)));
+    cell(line, &|l| l.push_str(text(|s| &s.container)));
+    cell(line, &|l| l.push_str(text(|s| &s.exe)));
+    cell(line, &|l| l.push_str(family_name(s.family)));
+    cell(line, &|l| _ = write!(l, "{}", r.socket));
+    cell(line, &|l| _ = write!(l, "{}", r.net_namespace));
 }
 
 fn port_cell(line: &mut String, port: Option<u16>) {
@@ -349,44 +493,55 @@ fn port_cell(line: &mut String, port: Option<u16>) {
     }
 }
 
-/// Aligned columns in two passes over the rows (widths, then output), holding one line at a time.
-fn write_table(out: &mut impl Write, graph: &Graph<'_>, args: &ScanArgs) -> std::io::Result<()> {
-    let names = shown_names(graph);
+/// Aligned columns in two passes over the rows (widths, then output), holding one line at a
+/// time; on a terminal (or under `COLUMNS`) the widest columns give way, cut with an ellipsis.
+fn write_table(
+    out: &mut impl Write,
+    graph: &Graph<'_>,
+    selection: &Selection<'_>,
+    users: &rustc_hash::FxHashMap<u32, RawText>,
+) -> std::io::Result<()> {
+    let shown = shown_processes(graph, users);
     let mut widths: Vec<usize> = TABLE_HEADERS.iter().map(|h| h.len()).collect();
     let (mut line, mut ends) = (String::new(), Vec::new());
     let mut scratch = String::new();
-    for_each_row(graph, args, |row| {
-        for (width, cell) in widths.iter_mut().zip(cell_widths(&row, &names, &mut scratch)) {
+    for_each_group(graph, selection, |row, fds| {
+        for (width, cell) in widths.iter_mut().zip(cell_widths(&row, fds, &shown, &mut scratch)) {
             *width = (*width).max(cell);
         }
         Ok(())
     })?;
-    let last = TABLE_HEADERS.len() - 1;
-    for (i, header) in TABLE_HEADERS.iter().enumerate() {
-        if i == last {
-            writeln!(out, "{header}")?;
-        } else {
-            write!(out, "{header:<width$}  ", width = widths[i])?;
-        }
+    if let Some(limit) = super::table::terminal_width() {
+        widths.truncate(super::table::columns_that_fit(&widths, limit));
+        super::table::fit(&mut widths, limit);
     }
-    for_each_row(graph, args, |row| {
-        render_cells(&row, &names, &mut line, &mut ends);
+    let last = widths.len() - 1;
+    let write_cell = |out: &mut dyn Write, i: usize, text: &str| -> std::io::Result<()> {
+        if i > last {
+            return Ok(());
+        }
+        let text = super::table::cut(text, widths[i]);
+        out.write_all(text.as_bytes())?;
+        match i == last {
+            true => out.write_all(b"\n"),
+            false => pad(out, widths[i] - text.chars().count() + 2),
+        }
+    };
+    for (i, header) in TABLE_HEADERS.iter().enumerate() {
+        write_cell(out, i, header)?;
+    }
+    for_each_group(graph, selection, |row, fds| {
+        render_cells(&row, fds, &shown, &mut line, &mut ends);
         let mut start = 0;
         for (i, &end) in ends.iter().enumerate() {
-            let text = &line[start..end];
-            out.write_all(text.as_bytes())?;
-            if i == last {
-                out.write_all(b"\n")?;
-            } else {
-                pad(out, widths[i] - text.chars().count() + 2)?;
-            }
+            write_cell(out, i, &line[start..end])?;
             start = end;
         }
         Ok(())
     })
 }
 
-fn pad(out: &mut impl Write, mut n: usize) -> std::io::Result<()> {
+fn pad(out: &mut dyn Write, mut n: usize) -> std::io::Result<()> {
     const SPACES: &[u8; 64] = &[b' '; 64];
     while n > 0 {
         let chunk = n.min(SPACES.len());
@@ -455,16 +610,6 @@ mod tests {
         AccessMode, FdTarget, Socket, SocketKey, SocketState, TableSource, UnixInfo,
     };
 
-    fn args(all: bool) -> ScanArgs {
-        ScanArgs {
-            format: Format::Table,
-            pids: Vec::new(),
-            all,
-            tables: Tables::SockDiag,
-            partial: false,
-        }
-    }
-
     #[test]
     fn width_pass_agrees_with_what_is_rendered() {
         let mut b = Builder::new();
@@ -497,26 +642,33 @@ mod tests {
         let mut snapshot = b.build();
         snapshot.sockets[0].holders[0].tid = Some(4243);
         let graph = Graph::build(&snapshot, None);
-        let names = shown_names(&graph);
+        let users = rustc_hash::FxHashMap::default();
+        let shown = shown_processes(&graph, &users);
         let (mut line, mut ends, mut scratch) = (String::new(), Vec::new(), String::new());
         let mut rows = 0;
-        for_each_row(&graph, &args(true), |row| {
-            rows += 1;
-            render_cells(&row, &names, &mut line, &mut ends);
-            let mut start = 0;
-            let rendered: Vec<usize> = ends
-                .iter()
-                .map(|&end| {
-                    let width = line[start..end].chars().count();
-                    start = end;
-                    width
-                })
-                .collect();
-            assert_eq!(rendered, cell_widths(&row, &names, &mut scratch), "{line}");
-            assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
-            Ok(())
-        })
-        .unwrap();
+        // Network sockets (and those nobody holds), then unix ones.
+        let network = FilterArgs { all: true, ..Default::default() };
+        let unix = FilterArgs { unix: true, ..Default::default() };
+        for filter in [network, unix] {
+            let selection = Selection::new(&filter, b"").unwrap();
+            for_each_group(&graph, &selection, |row, fds| {
+                rows += 1;
+                render_cells(&row, fds, &shown, &mut line, &mut ends);
+                let mut start = 0;
+                let rendered: Vec<usize> = ends
+                    .iter()
+                    .map(|&end| {
+                        let width = line[start..end].chars().count();
+                        start = end;
+                        width
+                    })
+                    .collect();
+                assert_eq!(rendered, cell_widths(&row, fds, &shown, &mut scratch), "{line}");
+                assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
+                Ok(())
+            })
+            .unwrap();
+        }
         assert_eq!(rows, 5, "four held rows and one unowned listener");
     }
 }

@@ -53,9 +53,22 @@ pub(super) fn write(
     Ok(())
 }
 
+/// How many of the leading columns fit in `limit` at their narrowest: a terminal too narrow for
+/// every column loses the last ones (tables put the least needed last).
+pub(super) fn columns_that_fit(widths: &[usize], limit: usize) -> usize {
+    let mut total = 0;
+    for (i, &w) in widths.iter().enumerate() {
+        total += w.min(NARROWEST) + if i > 0 { GAP } else { 0 };
+        if total > limit {
+            return i.max(1);
+        }
+    }
+    widths.len()
+}
+
 /// Narrows the widest columns until the row fits in `limit` (or every column is as narrow as
 /// it may be).
-fn fit(widths: &mut [usize], limit: usize) {
+pub(super) fn fit(widths: &mut [usize], limit: usize) {
     let total = |w: &[usize]| w.iter().sum::<usize>() + GAP * w.len().saturating_sub(1);
     while total(widths) > limit {
         let Some((widest, &w)) = widths.iter().enumerate().max_by_key(|(_, w)| **w) else { return };
@@ -71,13 +84,24 @@ fn fit(widths: &mut [usize], limit: usize) {
 }
 
 /// `text` in at most `width` characters, ending in `…` when it was cut.
-fn cut(text: &str, width: usize) -> String {
+pub(super) fn cut(text: &str, width: usize) -> std::borrow::Cow<'_, str> {
     if text.chars().count() <= width {
-        return text.to_string();
+        return std::borrow::Cow::Borrowed(text);
     }
     let mut shown: String = text.chars().take(width.saturating_sub(1)).collect();
     shown.push('…');
-    shown
+    std::borrow::Cow::Owned(shown)
+}
+
+#[cfg(test)]
+mod columns_tests {
+    #[test]
+    fn a_narrow_terminal_keeps_the_leading_columns() {
+        assert_eq!(super::columns_that_fit(&[5, 10, 10, 10], 100), 4);
+        // 5 + 2 + 6 + 2 + 6 = 21: the fourth column does not fit in 22.
+        assert_eq!(super::columns_that_fit(&[5, 10, 10, 10], 22), 3);
+        assert_eq!(super::columns_that_fit(&[50], 3), 1);
+    }
 }
 
 #[cfg(test)]
