@@ -69,16 +69,18 @@ pub(super) fn run(args: &ScanArgs) -> Result<(), CliError> {
     });
     let passwd = std::fs::read("/etc/passwd").unwrap_or_default();
     let selection = Selection::new(&args.filter, &passwd)?;
-    let snapshot = scanner.scan();
+    let mut snapshot = scanner.scan();
+    if matches!(args.format, Format::Json) {
+        redact(&mut snapshot.processes);
+    }
     let graph = Graph::build(&snapshot, None);
     let out = std::io::stdout().lock();
     let mut out = BufWriter::with_capacity(256 * 1024, out);
     match args.format {
-        Format::Json => {
-            let mut shown = selected(&graph, &selection);
-            redact(&mut shown.processes);
-            write_json(&mut out, &Graph::build(&shown, None))?
-        }
+        Format::Json => match selected(&graph, &selection) {
+            Some(shown) => write_json(&mut out, &Graph::build(&shown, None))?,
+            None => write_json(&mut out, &graph)?,
+        },
         Format::Ndjson => for_each_row(&graph, &selection, |row| {
             crate::model::write_json_escaped(&mut out, &row)?;
             out.write_all(b"\n")
@@ -165,13 +167,13 @@ fn for_each_row<'a>(
     Ok(())
 }
 
-/// The snapshot cut down to what the selection asks for (all of it when nothing is asked):
-/// the sockets that match with only their matching holders, the processes holding them and
-/// every fd of those processes (their stdio shows where it leads).
-fn selected(graph: &Graph<'_>, selection: &Selection<'_>) -> Snapshot {
+/// The snapshot cut down to what the selection asks for (`None` when nothing is asked): the
+/// sockets that match with only their matching holders, the processes holding them and every
+/// fd of those processes (their stdio shows where it leads).
+fn selected(graph: &Graph<'_>, selection: &Selection<'_>) -> Option<Snapshot> {
     let snapshot = graph.snapshot;
     if !selection.any() {
-        return snapshot.clone();
+        return None;
     }
     let processes: HashMap<ProcKey, &Process> =
         snapshot.processes.iter().map(|p| (p.key, p)).collect();
@@ -188,7 +190,7 @@ fn selected(graph: &Graph<'_>, selection: &Selection<'_>) -> Snapshot {
     }
     let holders: std::collections::HashSet<ProcKey> =
         sockets.iter().flat_map(|s| s.holders.iter().map(|h| h.proc)).collect();
-    Snapshot {
+    Some(Snapshot {
         seq: snapshot.seq,
         taken_at_ms: snapshot.taken_at_ms,
         privileges: snapshot.privileges,
@@ -204,7 +206,7 @@ fn selected(graph: &Graph<'_>, selection: &Selection<'_>) -> Snapshot {
         sockets,
         proc_mounts: snapshot.proc_mounts.clone(),
         coverage: snapshot.coverage.clone(),
-    }
+    })
 }
 
 /// Secrets in argv replaced as in events (`--password=…`, URL credentials, tokens).
