@@ -67,9 +67,10 @@ fn every_event_class_projects_to_a_valid_ocsf_document() {
     std::fs::write(&config, &body).unwrap();
     let agent = Agent::start(&["--config", config.to_str().unwrap(), "--heartbeat", "1s"]);
     connections(2);
-    // An exec in a process the agent already knows.
+    // An exec in a process the agent already knows: a scan must list the bash before it execs,
+    // and a loaded CI machine can take longer than 0.6 s between two scans.
     let mut exec = KillOnDrop::new(
-        Command::new("bash").args(["-c", "sleep 0.6; exec sleep 3"]).spawn().unwrap(),
+        Command::new("bash").args(["-c", "sleep 2.5; exec sleep 8"]).spawn().unwrap(),
     );
     // A reverse shell: an incident opened, then resolved when it ends.
     let (mut shell, peer, port) = bash_reverse_shell();
@@ -79,7 +80,10 @@ fn every_event_class_projects_to_a_valid_ocsf_document() {
     let _ = shell.child().kill();
     drop(peer);
     agent.wait_for("incident_resolved", |e| ours(e, "incident_resolved"));
-    agent.wait_for("process_exec", |e| e["event"]["action"] == "process_exec");
+    let exec_pid = exec.child().id();
+    agent.wait_for("process_exec", |e| {
+        e["event"]["action"] == "process_exec" && e["process"]["pid"] == exec_pid
+    });
     // A reload that works, then one that does not.
     let pid = rustix::process::Pid::from_raw(agent.pid()).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
