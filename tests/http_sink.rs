@@ -32,17 +32,21 @@ impl Receiver {
     }
 
     pub(crate) fn control(&self, settings: Value) {
-        ureq::post(&format!("http://127.0.0.1:{}/_control", self.port))
+        client()
+            .post(format!("http://127.0.0.1:{}/_control", self.port))
             .header("Content-Type", "application/json")
-            .send(settings.to_string())
+            .body(settings.to_string())
+            .send()
+            .and_then(|answer| answer.error_for_status())
             .expect("control the receiver");
     }
 
     pub(crate) fn requests(&self) -> Vec<Value> {
-        let mut answer = ureq::get(&format!("http://127.0.0.1:{}/_requests", self.port))
-            .call()
+        let text = client()
+            .get(format!("http://127.0.0.1:{}/_requests", self.port))
+            .send()
+            .and_then(|answer| answer.text())
             .expect("read the receiver's log");
-        let text = answer.body_mut().with_config().limit(1 << 30).read_to_string().expect("log");
         serde_json::from_str(&text).expect("requests as JSON")
     }
 
@@ -59,6 +63,12 @@ impl Receiver {
         }
         ids
     }
+}
+
+/// The tests' own HTTP client. The crate builds rustls with *ring* only, so a process picks it.
+pub(crate) fn client() -> reqwest::blocking::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::blocking::Client::new()
 }
 
 /// A config with stdout (what the test reads) and one HTTP sink with `http` extra settings.
@@ -470,8 +480,7 @@ fn opensearch() -> Option<(Running, String)> {
 }
 
 fn get_json(url: &str) -> Value {
-    let mut answer = ureq::get(url).config().http_status_as_error(false).build().call().unwrap();
-    serde_json::from_str(&answer.body_mut().read_to_string().unwrap()).unwrap()
+    serde_json::from_str(&client().get(url).send().and_then(|a| a.text()).unwrap()).unwrap()
 }
 
 #[test]

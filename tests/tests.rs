@@ -15,6 +15,7 @@ mod detect_lifecycle;
 mod detect_shells;
 mod exec_checks;
 mod health;
+mod http_proxy;
 mod http_sink;
 mod http_spool;
 mod http_tls;

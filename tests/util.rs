@@ -34,6 +34,18 @@ pub fn prerequisites(tools: &[&str]) -> bool {
     false
 }
 
+/// Whether a tool ./dev/test unpacks into target/test-tools is there; in CI its absence fails
+/// the test, elsewhere it skips it, saying so.
+pub fn unpacked_tool(path: &str) -> bool {
+    if std::path::Path::new(path).exists() {
+        return true;
+    }
+    let message = format!("missing prerequisite: {path} (./dev/test unpacks it)");
+    assert!(std::env::var_os("CI").is_none(), "{message}");
+    eprintln!("SKIPPED: {message}");
+    false
+}
+
 /// A network namespace created with `ip netns add`, deleted on drop, loopback up.
 pub struct Netns {
     pub name: String,

@@ -5,13 +5,16 @@
 mod file;
 mod http;
 mod min_severity;
+mod net;
 mod schema;
 mod spool;
 mod stdout;
 mod writable;
 
 pub use file::{FileSink, FileSinkConfig};
-pub use http::{Format as HttpFormat, HttpSink, HttpSinkConfig, Lane, Verdict, parse_retry_after};
+pub use http::{
+    Format as HttpFormat, HttpSink, HttpSinkConfig, Lane, ProxyAuth, Verdict, parse_retry_after,
+};
 pub use min_severity::MinSeverity;
 pub use schema::Schema;
 pub use spool::{Budget, Consumer, Restored, Spool, SpoolConfig, SpoolWriter};

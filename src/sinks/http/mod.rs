@@ -54,6 +54,12 @@ pub struct HttpSinkConfig {
     pub auth: Option<AuthConfig>,
     /// TLS settings for `https://`.
     pub tls: Option<TlsSettings>,
+    /// The proxy requests go through: `http://HOST:PORT` (or `https://`), or `"direct"` for
+    /// none. Absent: the environment's `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`, minus
+    /// `NO_PROXY`.
+    pub proxy: Option<String>,
+    /// Credentials for the proxy (basic), the password read from a file.
+    pub proxy_auth: Option<ProxyAuth>,
     /// Splunk HEC envelope metadata (`format = "splunk_hec"`).
     pub splunk: Option<SplunkFields>,
     /// `_index` of bulk actions (`format = "elasticsearch_bulk"`; else the URL's index).
@@ -86,6 +92,16 @@ pub struct TlsSettings {
     pub insecure_skip_verify: bool,
 }
 
+/// `proxy_auth = { … }`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyAuth {
+    /// The proxy user.
+    pub username: String,
+    /// File holding the proxy user's password.
+    pub password_file: PathBuf,
+}
+
 /// Which events a lane carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lane {
@@ -101,7 +117,7 @@ const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(1);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Answers are read up to this size (a bulk answer lists every item).
-const MAX_ANSWER: u64 = 16 * 1024 * 1024;
+const MAX_ANSWER: usize = 16 * 1024 * 1024;
 
 /// One lane of an HTTP sink.
 pub struct HttpSink {
@@ -113,7 +129,8 @@ pub struct HttpSink {
     gzip: bool,
     headers: Vec<(String, String)>,
     authorization: Option<Secret>,
-    agent: ureq::Agent,
+    client: reqwest::Client,
+    runtime: &'static tokio::runtime::Runtime,
     backoff: Backoff,
     grace: Duration,
     batching: (usize, Duration),
@@ -153,7 +170,7 @@ impl HttpSinkConfig {
 struct Prepared {
     headers: Vec<(String, String)>,
     authorization: Option<Secret>,
-    tls: ureq::tls::TlsConfig,
+    client: reqwest::Client,
 }
 
 impl HttpSinkConfig {
@@ -192,8 +209,56 @@ impl HttpSinkConfig {
             .map(AuthConfig::header)
             .transpose()
             .map_err(|e| format!("auth: {e}"))?;
-        let tls = tls_config(&self.tls.clone().unwrap_or_default())?;
-        Ok(Prepared { headers, authorization, tls })
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("sockwatch/", env!("CARGO_PKG_VERSION")))
+            // A redirect would resend events somewhere the configuration does not name.
+            .redirect(reqwest::redirect::Policy::none())
+            .http1_only();
+        let client = tls_config(client, &self.tls.clone().unwrap_or_default())?;
+        let client = self.proxy_config(client)?;
+        let timeout = self.timeout.map_or(DEFAULT_TIMEOUT, |i| i.0);
+        // Built here, so that what building refuses (a certificate rustls rejects) is a
+        // configuration error `config check` finds too.
+        let client = client.timeout(timeout).build().map_err(transport_error)?;
+        Ok(Prepared { headers, authorization, client })
+    }
+
+    fn proxy_config(
+        &self,
+        client: reqwest::ClientBuilder,
+    ) -> Result<reqwest::ClientBuilder, String> {
+        let Some(url) = &self.proxy else {
+            if self.proxy_auth.is_some() {
+                return Err("proxy_auth needs a `proxy`".into());
+            }
+            return Ok(client);
+        };
+        if url == "direct" {
+            return match self.proxy_auth {
+                Some(_) => {
+                    Err("proxy_auth with proxy = \"direct\" has nothing to log in to".into())
+                }
+                None => Ok(client.no_proxy()),
+            };
+        }
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("proxy {url:?}: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            return Err(format!(
+                "proxy must be http://HOST:PORT, https://HOST:PORT or \"direct\", not {url:?}"
+            ));
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err("proxy: credentials go in `proxy_auth`, the password read from a file, \
+                        not in the URL"
+                .into());
+        }
+        let mut proxy = reqwest::Proxy::all(parsed).map_err(|e| format!("proxy {url:?}: {e}"))?;
+        if let Some(auth) = &self.proxy_auth {
+            let password = Secret::read(&auth.password_file)
+                .map_err(|e| format!("proxy_auth.password_file: {e}"))?;
+            proxy = proxy.basic_auth(&auth.username, password.expose());
+        }
+        Ok(client.proxy(proxy))
     }
 }
 
@@ -211,8 +276,9 @@ impl HttpSink {
         stats: Arc<SinkStats>,
     ) -> Result<Self, SinkError> {
         let name = format!("{}#{}", config.name(), format!("{lane:?}").to_lowercase());
-        let Prepared { headers, authorization, tls } =
+        let Prepared { headers, authorization, client } =
             config.prepare().map_err(|message| config_error(&name, message))?;
+        let runtime = super::net::runtime().map_err(|message| config_error(&name, message))?;
         if config.tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
             let warning = serde_json::json!({
                 "sockwatch": "warning",
@@ -223,15 +289,6 @@ impl HttpSink {
             });
             eprintln!("{warning}");
         }
-        let timeout = config.timeout.map_or(DEFAULT_TIMEOUT, |i| i.0);
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
-            // Statuses are verdicts here, not errors.
-            .http_status_as_error(false)
-            .tls_config(tls)
-            .user_agent(concat!("sockwatch/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
         Ok(HttpSink {
             url: config.url.clone(),
             format: config.format,
@@ -245,7 +302,8 @@ impl HttpSink {
             gzip: config.gzip.unwrap_or(true),
             headers,
             authorization,
-            agent,
+            client,
+            runtime,
             backoff: Backoff::new(),
             grace: config.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |i| i.0),
             batching: config.batching(lane),
@@ -279,39 +337,40 @@ impl HttpSink {
         self.body.clear();
         self.format.body(events, &self.envelope, &mut self.body);
         let mut request =
-            self.agent.post(&self.url).header("Content-Type", self.format.content_type());
+            self.client.post(&self.url).header("Content-Type", self.format.content_type());
         for (key, value) in &self.headers {
             request = request.header(key, value);
         }
         if let Some(authorization) = &self.authorization {
             request = request.header("Authorization", authorization.expose());
         }
-        let sent = if self.gzip {
+        let request = if self.gzip {
             let mut gz = GzEncoder::new(
                 Vec::with_capacity(self.body.len() / 4),
                 flate2::Compression::fast(),
             );
-            let compressed = gz.write_all(&self.body).and_then(|()| gz.finish());
-            match compressed {
-                Ok(compressed) => request.header("Content-Encoding", "gzip").send(&compressed[..]),
+            match gz.write_all(&self.body).and_then(|()| gz.finish()) {
+                Ok(compressed) => request.header("Content-Encoding", "gzip").body(compressed),
                 Err(e) => return vec![retry_all(format!("gzip: {e}")); events.len()],
             }
         } else {
-            request.send(&self.body[..])
+            request.body(self.body.clone())
         };
-        let mut response = match sent {
-            Ok(response) => response,
-            // Transport failures (refused, reset, timeout, TLS): retried. ureq's messages name
-            // the host, never the headers.
-            Err(e) => return vec![retry_all(e.to_string()); events.len()],
+        let answered = self.runtime.block_on(async {
+            let response = request.send().await?;
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(retry::parse_retry_after);
+            Ok::<_, reqwest::Error>((status, retry_after, read_answer(response).await))
+        });
+        let (status, retry_after, answer) = match answered {
+            Ok(answered) => answered,
+            // Transport failures (refused, reset, timeout, TLS, proxy): retried.
+            Err(e) => return vec![retry_all(transport_error(e)); events.len()],
         };
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(retry::parse_retry_after);
-        let answer = response.body_mut().with_config().limit(MAX_ANSWER).read_to_vec();
         let answer = match answer {
             Ok(answer) => answer,
             Err(e) if (200..300).contains(&status) && self.format == Format::ElasticsearchBulk => {
@@ -336,34 +395,73 @@ fn retry_all(reason: String) -> Verdict {
     Verdict::Retry { after: None, reason }
 }
 
-fn tls_config(settings: &TlsSettings) -> Result<ureq::tls::TlsConfig, String> {
-    use ureq::tls::{ClientCert, PrivateKey, RootCerts, TlsConfig};
-    let roots = match &settings.ca_file {
+/// The answer's body, up to `MAX_ANSWER` bytes.
+async fn read_answer(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut answer = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        if answer.len() + chunk.len() > MAX_ANSWER {
+            return Err(format!("answer larger than {MAX_ANSWER} bytes"));
+        }
+        answer.extend_from_slice(&chunk);
+    }
+    Ok(answer)
+}
+
+/// What went wrong, cause by cause ("error sending request: client error (Connect): tcp connect
+/// error: Connection refused"). The URL is left out: its query may carry a token.
+fn transport_error(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut reason = if error.is_timeout() { "timed out".to_string() } else { String::new() };
+    let mut cause: Option<&dyn std::error::Error> = Some(&error);
+    while let Some(e) = cause {
+        let text = e.to_string();
+        if !text.is_empty() && !reason.contains(&text) {
+            if !reason.is_empty() {
+                reason.push_str(": ");
+            }
+            reason.push_str(&text);
+        }
+        cause = e.source();
+    }
+    reason
+}
+
+fn tls_config(
+    client: reqwest::ClientBuilder,
+    settings: &TlsSettings,
+) -> Result<reqwest::ClientBuilder, String> {
+    super::net::install_crypto();
+    let client = match &settings.ca_file {
+        // Only these: a sink pinned to its SIEM's CA trusts nothing else.
         Some(path) => {
-            RootCerts::new_with_certs(&certificates(path).map_err(|e| format!("tls.ca_file: {e}"))?)
+            client.tls_certs_only(certificates(path).map_err(|e| format!("tls.ca_file: {e}"))?)
         }
         // The system's trust store: where an enterprise CA is installed.
-        None => RootCerts::PlatformVerifier,
+        None => client,
     };
     let client = match (&settings.client_cert_file, &settings.client_key_file) {
         (Some(cert), Some(key)) => {
-            let chain = certificates(cert).map_err(|e| format!("tls.client_cert_file: {e}"))?;
+            let mut pem = read_pem(cert).map_err(|e| format!("tls.client_cert_file: {e}"))?;
+            if certificates(cert).is_err() {
+                return Err(format!(
+                    "tls.client_cert_file: {}: no certificate in it",
+                    cert.display()
+                ));
+            }
             // The key's own error would not name the file; it never holds key material.
-            let pem = secret::read_private(key)
+            let key_pem = secret::read_private(key)
                 .map_err(|e| format!("tls.client_key_file: cannot read {}: {e}", key.display()))?;
-            let key = PrivateKey::from_pem(pem.as_bytes()).map_err(|_| {
+            pem.push(b'\n');
+            pem.extend_from_slice(key_pem.as_bytes());
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|_| {
                 format!("tls.client_key_file: {}: no private key in it", key.display())
             })?;
-            Some(ClientCert::new_with_certs(&chain, key))
+            client.identity(identity)
         }
-        (None, None) => None,
+        (None, None) => client,
         _ => return Err("client_cert_file and client_key_file go together".into()),
     };
-    Ok(TlsConfig::builder()
-        .root_certs(roots)
-        .client_cert(client)
-        .disable_verification(settings.insecure_skip_verify)
-        .build())
+    Ok(client.tls_danger_accept_invalid_certs(settings.insecure_skip_verify))
 }
 
 fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
@@ -371,15 +469,10 @@ fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
 }
 
 /// The certificates of a PEM file (at least one).
-fn certificates(path: &Path) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
+fn certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
     let pem = read_pem(path)?;
-    let certs: Vec<_> = ureq::tls::parse_pem(&pem)
-        .filter_map(|item| match item {
-            Ok(ureq::tls::PemItem::Certificate(cert)) => Some(Ok(cert)),
-            Ok(_) => None,
-            Err(e) => Some(Err(format!("{}: {e}", path.display()))),
-        })
-        .collect::<Result<_, _>>()?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("{}: {}", path.display(), transport_error(e)))?;
     if certs.is_empty() {
         return Err(format!("{}: no certificate in it", path.display()));
     }
@@ -511,9 +604,8 @@ fn split_by_bytes(
 mod tests {
     use super::*;
 
-    #[test]
-    fn names_hide_credentials_and_queries() {
-        let config = |url: &str| HttpSinkConfig {
+    fn config(url: &str) -> HttpSinkConfig {
+        HttpSinkConfig {
             url: url.into(),
             format: Format::Ndjson,
             batch_max_events: None,
@@ -524,6 +616,8 @@ mod tests {
             headers: BTreeMap::new(),
             auth: None,
             tls: None,
+            proxy: None,
+            proxy_auth: None,
             splunk: None,
             index: None,
             shutdown_grace: None,
@@ -531,9 +625,40 @@ mod tests {
             kinds: None,
             min_severity: None,
             schema: crate::sinks::Schema::Ecs,
-        };
+        }
+    }
+
+    #[test]
+    fn names_hide_credentials_and_queries() {
         assert_eq!(config("https://u:pw@siem:8088/x?token=abc").name(), "http:https://siem:8088/x");
         assert_eq!(config("http://127.0.0.1:9/").name(), "http:http://127.0.0.1:9/");
+    }
+
+    #[test]
+    fn a_proxy_is_an_http_url_without_credentials_or_direct() {
+        let check = |proxy: Option<&str>, auth: Option<&str>| {
+            let mut c = config("https://siem:8088/");
+            c.proxy = proxy.map(String::from);
+            c.proxy_auth = auth.map(|file| ProxyAuth {
+                username: "agent".into(),
+                password_file: PathBuf::from(file),
+            });
+            c.check()
+        };
+        assert_eq!(check(Some("http://proxy.corp:3128"), None), Ok(()));
+        assert_eq!(check(Some("https://proxy.corp"), None), Ok(()));
+        assert_eq!(check(Some("direct"), None), Ok(()));
+        for (proxy, auth, error) in [
+            (Some("socks5://proxy:1080"), None, "proxy must be http://"),
+            (Some("proxy.corp:3128"), None, "proxy must be http://"),
+            (Some("http://agent:pw@proxy:3128"), None, "credentials go in `proxy_auth`"),
+            (Some("direct"), Some("/nonexistent"), "has nothing to log in to"),
+            (None, Some("/nonexistent"), "proxy_auth needs a `proxy`"),
+            (Some("http://proxy:3128"), Some("/nonexistent"), "proxy_auth.password_file"),
+        ] {
+            let verdict = check(proxy, auth);
+            assert!(verdict.as_ref().is_err_and(|e| e.contains(error)), "{proxy:?}: {verdict:?}");
+        }
     }
 
     #[test]

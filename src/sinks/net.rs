@@ -1,0 +1,38 @@
+//! The one tokio runtime every network sink's I/O runs on.
+//!
+//! A lane stays a thread of its own: it owns its queue and spool, and blocks on its batch while
+//! a receiver is away, which is the back-pressure the router counts. Only the requests are
+//! futures, driven by the runtime's worker; so a thousand idle connections, TLS handshakes and
+//! timeouts cost one thread, not one per lane, and the scan thread never touches any of it.
+
+use std::sync::OnceLock;
+
+/// One worker is plenty: lanes wait on their own threads, the worker only moves bytes.
+const WORKERS: usize = 1;
+
+static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+
+/// The shared runtime, started on first use (an agent without network sinks never starts it).
+pub(crate) fn runtime() -> Result<&'static tokio::runtime::Runtime, String> {
+    RUNTIME
+        .get_or_init(|| {
+            install_crypto();
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(WORKERS)
+                .thread_name("sockwatch-net")
+                .enable_io()
+                .enable_time()
+                .build()
+                .map_err(|e| format!("cannot start the network runtime: {e}"))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// rustls needs one cryptography provider for the process. *ring* is the one already built
+/// for the rest of the crate; aws-lc-rs (reqwest's default) would add a C and assembler build
+/// of its own for nothing the sinks need.
+pub(crate) fn install_crypto() {
+    // Err only when one is installed already, which is all this asks for.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
