@@ -8,8 +8,12 @@ baseline (one existing_socket event per socket) piles up in the sink's queue. Th
 comes up on loopback and counts events per request. Reports events/s from the first to the last
 accepted request to the one that completes the backlog, and the agent's scan duration (from heartbeats) while draining and after.
 
-Usage: bench/drain.py [P/S]   (default 200/30000)
+Usage: bench/drain.py [P/S] [--binary PATH] [--sink http|otlp-protobuf|otlp-json]
+(default 200/30000, target/release/sockwatch built first, http). The OTLP sinks' receiver counts
+LogRecords; protobuf needs the `opentelemetry-proto` package, e.g. the tests' venv:
+target/test-tools/otlp-venv/bin/python3 bench/drain.py --sink otlp-protobuf
 """
+import argparse
 import gzip
 import json
 import os
@@ -41,14 +45,46 @@ class Counter(BaseHTTPRequestHandler):
         if self.headers.get("Content-Encoding") == "gzip":
             raw = gzip.decompress(raw)
         now = time.monotonic()
+        count = COUNT[SINK](raw)
         with lock:
-            received["events"] += raw.count(b"\n")
+            received["events"] += count
             received["first"] = received["first"] or now
             if received["done"] is None and received["events"] >= received["target"]:
                 received["done"] = now
         self.send_response(200)
         self.send_header("Content-Length", "0")
         self.end_headers()
+
+
+def otlp_records(message):
+    return sum(len(scope.log_records) for resource in message.resource_logs
+               for scope in resource.scope_logs)
+
+
+def otlp_protobuf(raw):
+    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+    request = logs_service_pb2.ExportLogsServiceRequest()
+    request.ParseFromString(raw)
+    return otlp_records(request)
+
+
+def otlp_json(raw):
+    # One "timeUnixNano" key per LogRecord (bodies are escaped JSON text, and the observed
+    # time's key is "observedTimeUnixNano"). Counting keys, not parsing: a lane has one request
+    # in flight, so a receiver parsing 1 MiB of JSON in Python would be what the bench measures.
+    return raw.count(b'"timeUnixNano"')
+
+
+COUNT = {"http": lambda raw: raw.count(b"\n"), "otlp-protobuf": otlp_protobuf,
+         "otlp-json": otlp_json}
+SINK = "http"
+
+
+def sink_config(sink, port):
+    if sink == "http":
+        return f'[[sinks]]\ntype = "http"\nurl = "http://127.0.0.1:{port}/ingest"\n'
+    encoding = sink.split("-")[1]
+    return f'[[sinks]]\ntype = "otlp"\nendpoint = "http://127.0.0.1:{port}"\nencoding = "{encoding}"\n'
 
 
 def free_port():
@@ -58,9 +94,17 @@ def free_port():
 
 
 def main():
-    size = sys.argv[1] if len(sys.argv) > 1 else "200/30000"
+    global SINK
+    parser = argparse.ArgumentParser()
+    parser.add_argument("size", nargs="?", default="200/30000")
+    parser.add_argument("--binary", help="a sockwatch binary (default: build the release one)")
+    parser.add_argument("--sink", choices=sorted(COUNT), default="http")
+    args = parser.parse_args()
+    size, SINK = args.size, args.sink
     p, s = size.split("/")
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--bins"], cwd=ROOT, check=True)
+    binary = args.binary or SOCKWATCH
+    if not args.binary:
+        subprocess.run(["cargo", "build", "--release", "--quiet", "--bins"], cwd=ROOT, check=True)
     load = subprocess.Popen([sys.executable, os.path.join(HERE, "load.py"), "-P", p, "-S", s,
                              "-N", "1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     work = tempfile.mkdtemp(prefix="sockwatch-drain-")
@@ -69,12 +113,12 @@ def main():
         json.loads(load.stdout.readline())
         config = os.path.join(work, "sockwatch.toml")
         with open(config, "w") as f:
-            f.write(f'[agent]\nheartbeat = "1s"\nqueue_capacity = 1000000\n'
+            f.write(f'[agent]\nheartbeat = "1s"\nqueue_capacity = 1000000\nbaseline = "full"\n'
                     f'state_dir = "{work}/state"\n\n'
                     f'[[sinks]]\ntype = "stdout"\nkinds = ["state"]\n\n'
-                    f'[[sinks]]\ntype = "http"\nurl = "http://127.0.0.1:{port}/ingest"\n'
+                    + sink_config(SINK, port) +
                     f'kinds = ["event", "state"]\n' + os.environ.get("DRAIN_EXTRA", ""))
-        agent = subprocess.Popen([SOCKWATCH, "run", "--config", config], stdout=subprocess.PIPE,
+        agent = subprocess.Popen([binary, "run", "--config", config], stdout=subprocess.PIPE,
                                  stderr=subprocess.DEVNULL, text=True)
         heartbeats = []
         threading.Thread(target=lambda: [heartbeats.append((time.monotonic(), json.loads(l)))
@@ -113,6 +157,7 @@ def main():
         span = (received["done"] or drained) - (received["first"] or up)
         print(json.dumps({
             "state": size,
+            "sink": SINK,
             "backlog_events": queued,
             "drain_seconds": round(span, 3),
             "drain_events_per_second": round(queued / span) if span else None,

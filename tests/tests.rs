@@ -22,6 +22,7 @@ mod http_tls;
 mod human_views;
 mod least_privilege;
 mod ocsf;
+mod otlp_sink;
 mod packaging;
 mod proc_hiding;
 mod scan_cli;

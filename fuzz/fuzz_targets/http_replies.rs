@@ -1,11 +1,11 @@
 //! What a SIEM receiver (or something pretending to be one) answers: HEC replies, `_bulk` item
-//! lists and `Retry-After` headers. Never a panic; a verdict for every event of the batch, never
+//! lists, OTLP partial successes (protobuf and JSON) and `Retry-After` headers. Never a panic; a verdict for every event of the batch, never
 //! more; the receiver's `Retry-After` passed on as given; no control character carried into a reason (they
 //! reach logs and events).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sockwatch::sinks::{HttpFormat, Verdict, parse_retry_after};
+use sockwatch::sinks::{HttpFormat, OtlpEncoding, Verdict, parse_retry_after};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&[events, high, low], body)) = data.split_first_chunk::<3>() else { return };
@@ -21,7 +21,13 @@ fuzz_target!(|data: &[u8]| {
         Verdict::Reject { reason } => Some(reason.clone()),
         _ => None,
     };
-    for format in [HttpFormat::Ndjson, HttpFormat::SplunkHec, HttpFormat::ElasticsearchBulk] {
+    for format in [
+        HttpFormat::Ndjson,
+        HttpFormat::SplunkHec,
+        HttpFormat::ElasticsearchBulk,
+        HttpFormat::Otlp(OtlpEncoding::Protobuf),
+        HttpFormat::Otlp(OtlpEncoding::Json),
+    ] {
         let whole = format.verdict(status, body, retry_after);
         if let Some(reason) = reasons(&whole) {
             assert!(!reason.chars().any(char::is_control), "{reason:?}");

@@ -175,7 +175,7 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
     let (detection, mut notices) = detection::Detection::start(&options.config, &host)?;
     notices.extend(watch_failed);
     notices.extend(proc_view.notice());
-    let host_name = host.name.clone();
+    let (host_name, host_id) = (host.name.clone(), host.id.clone());
     let encoder = Encoder::new(host, Redactor::with_patterns(&options.config.redact_patterns));
 
     let (closed_tx, closed) = bounded(4);
@@ -183,6 +183,7 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
         reopen: Arc::new(AtomicU64::new(0)),
         stopping: Arc::new(std::sync::OnceLock::new()),
         host_name,
+        host_id,
         closed: closed_tx,
     };
     let running = Arc::new(RunningSinks::default());

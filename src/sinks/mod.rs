@@ -6,6 +6,7 @@ mod file;
 mod http;
 mod min_severity;
 mod net;
+mod otlp;
 mod schema;
 mod spool;
 mod stdout;
@@ -13,9 +14,11 @@ mod writable;
 
 pub use file::{FileSink, FileSinkConfig};
 pub use http::{
-    Format as HttpFormat, HttpSink, HttpSinkConfig, Lane, ProxyAuth, Verdict, parse_retry_after,
+    Format as HttpFormat, HttpSink, HttpSinkConfig, Lane, OtlpEncoding, ProxyAuth, Verdict,
+    parse_retry_after,
 };
 pub use min_severity::MinSeverity;
+pub use otlp::OtlpSinkConfig;
 pub use schema::Schema;
 pub use spool::{Budget, Consumer, Restored, Spool, SpoolConfig, SpoolWriter};
 pub use stdout::{StdoutFormat, StdoutSink, StdoutSinkConfig};
@@ -37,6 +40,8 @@ pub enum SinkConfig {
     File(FileSinkConfig),
     /// Batches POSTed to a SIEM.
     Http(Box<HttpSinkConfig>),
+    /// LogRecords POSTed to an OTLP/HTTP receiver.
+    Otlp(Box<OtlpSinkConfig>),
 }
 
 /// What every sink may need from the agent.
@@ -48,6 +53,8 @@ pub struct SinkContext {
     pub stopping: Arc<OnceLock<Instant>>,
     /// `host.name`, for envelopes that carry it outside the event (Splunk HEC).
     pub host_name: String,
+    /// `host.id`, for envelopes that describe the sender (OTLP's resource).
+    pub host_id: String,
     /// A sink whose destination is gone for good (stdout closed) sends its name here once.
     pub closed: Sender<String>,
 }
@@ -70,6 +77,7 @@ impl SinkConfig {
             SinkConfig::Stdout(_) => "stdout".into(),
             SinkConfig::File(f) => format!("file:{}", f.path.display()),
             SinkConfig::Http(h) => h.name(),
+            SinkConfig::Otlp(o) => o.http().name(),
         }
     }
 
@@ -81,6 +89,7 @@ impl SinkConfig {
             SinkConfig::Stdout(c) => c.schema,
             SinkConfig::File(c) => c.schema,
             SinkConfig::Http(c) => c.schema,
+            SinkConfig::Otlp(_) => Schema::Ecs,
         }
     }
 
@@ -90,6 +99,7 @@ impl SinkConfig {
             SinkConfig::Stdout(c) => (&c.kinds, c.min_severity),
             SinkConfig::File(c) => (&c.kinds, c.min_severity),
             SinkConfig::Http(c) => (&c.kinds, c.min_severity),
+            SinkConfig::Otlp(c) => (&c.kinds, c.min_severity),
         };
         Route {
             kinds: kinds.clone().unwrap_or_default(),
@@ -102,9 +112,9 @@ impl SinkConfig {
     /// not run.
     pub fn lanes(&self) -> Vec<LaneSpec> {
         let route = self.route();
-        let SinkConfig::Http(_) = self else {
+        if self.http().is_none() {
             return vec![LaneSpec { name: self.name(), route, lane: None }];
-        };
+        }
         let all = [EventKind::Event, EventKind::State, EventKind::Alert];
         let wanted: Vec<EventKind> =
             all.into_iter().filter(|k| route.kinds.is_empty() || route.kinds.contains(k)).collect();
@@ -123,7 +133,7 @@ impl SinkConfig {
 
     /// The spool directory of each lane, in `lanes()` order (none without a spool).
     pub fn spool_dirs(&self) -> Vec<std::path::PathBuf> {
-        let SinkConfig::Http(http) = self else { return Vec::new() };
+        let Some(http) = self.http() else { return Vec::new() };
         let Some(spool) = &http.spool else { return Vec::new() };
         self.lanes()
             .iter()
@@ -149,8 +159,8 @@ impl SinkConfig {
                     .and_then(|()| writable::appendable_file(&c.path))
                     .map_err(|e| format!("path: {e}"))
             }
-            SinkConfig::Http(c) => {
-                c.check()?;
+            SinkConfig::Http(_) | SinkConfig::Otlp(_) => {
+                self.http().expect("a network sink").check()?;
                 for dir in self.spool_dirs() {
                     crate::files::check(&dir)
                         .and_then(|()| writable::writable_dir(&dir))
@@ -174,13 +184,22 @@ impl SinkConfig {
                 Box::new(StdoutSink::new(c.format, stats, context.closed.clone()))
             }
             SinkConfig::File(c) => Box::new(FileSink::open(c, context.reopen.clone(), stats)?),
-            SinkConfig::Http(c) => Box::new(HttpSink::open(
-                c,
+            SinkConfig::Http(_) | SinkConfig::Otlp(_) => Box::new(HttpSink::open(
+                &self.http().expect("a network sink"),
                 lane.lane.unwrap_or(Lane::Telemetry),
                 context.clone(),
                 stats,
             )?),
         })
+    }
+
+    /// The HTTP delivery settings of a sink that POSTs (`http`, and `otlp` through them).
+    pub fn http(&self) -> Option<std::borrow::Cow<'_, HttpSinkConfig>> {
+        match self {
+            SinkConfig::Http(c) => Some(std::borrow::Cow::Borrowed(c)),
+            SinkConfig::Otlp(c) => Some(std::borrow::Cow::Owned(c.http())),
+            SinkConfig::Stdout(_) | SinkConfig::File(_) => None,
+        }
     }
 }
 

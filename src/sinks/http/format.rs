@@ -1,6 +1,7 @@
 //! Request bodies on the wire (../shared/research/sinks-anchors.md §4) and what a receiver's
 //! answer says about each event in them.
 
+use super::otlp::{self, Encoding};
 use super::retry::{Verdict, by_status};
 use crate::event::Encoded;
 use crate::sinks::Schema;
@@ -20,6 +21,9 @@ pub enum Format {
     /// Elasticsearch / OpenSearch `_bulk`: a `create` action with `_id` = `event.id` before each
     /// event, so a batch sent twice is stored once.
     ElasticsearchBulk,
+    /// OTLP/HTTP logs: what `type = "otlp"` sends, not a `format` of `type = "http"`.
+    #[serde(skip)]
+    Otlp(Encoding),
 }
 
 /// `splunk = { … }`: the HEC envelope's metadata.
@@ -45,6 +49,8 @@ pub struct Envelope {
     pub index: Option<String>,
     /// The shape of the events (the default HEC `sourcetype` names it).
     pub schema: Schema,
+    /// `host.id`, an OTLP resource attribute.
+    pub host_id: String,
 }
 
 impl Format {
@@ -53,6 +59,7 @@ impl Format {
         match self {
             Format::Ndjson | Format::ElasticsearchBulk => "application/x-ndjson",
             Format::SplunkHec => "application/json",
+            Format::Otlp(encoding) => encoding.content_type(),
         }
     }
 
@@ -63,11 +70,16 @@ impl Format {
                 Format::Ndjson => 0,
                 Format::SplunkHec => 160,
                 Format::ElasticsearchBulk => 80,
+                // The attributes repeat a few fields; protobuf framing is small.
+                Format::Otlp(_) => 400,
             }
     }
 
     /// Appends the body for `events` to `out`.
     pub fn body(self, events: &[Arc<Encoded>], envelope: &Envelope, out: &mut Vec<u8>) {
+        if let Format::Otlp(encoding) = self {
+            return otlp::body(events, envelope, encoding, out);
+        }
         for event in events {
             match self {
                 Format::Ndjson => out.extend_from_slice(&event.line),
@@ -83,6 +95,7 @@ impl Format {
                     out.push(b'\n');
                     out.extend_from_slice(&event.line);
                 }
+                Format::Otlp(_) => unreachable!("one request for the batch, above"),
             }
         }
     }
@@ -95,12 +108,18 @@ impl Format {
                 Some(bulk_items(body, events))
             }
             Format::SplunkHec if status == 400 => hec_invalid_event(body, events),
+            Format::Otlp(encoding) if (200..300).contains(&status) => {
+                otlp::partial_success(body, encoding, events)
+            }
             _ => None,
         }
     }
 
     /// The verdict on a whole-batch answer.
     pub fn verdict(self, status: u16, body: &[u8], retry_after: Option<Duration>) -> Verdict {
+        if let Format::Otlp(_) = self {
+            return otlp::verdict(status, body, retry_after);
+        }
         match (self, by_status(status, retry_after)) {
             // HEC puts its reason in the body: keep it (it never holds the token).
             (Format::SplunkHec, Verdict::Reject { reason }) => match hec_reply(body) {
@@ -303,6 +322,7 @@ mod tests {
             splunk: SplunkFields { index: Some("edr".into()), ..SplunkFields::default() },
             index: None,
             schema: Schema::Ecs,
+            host_id: String::new(),
         };
         let events = [event("a", r#"{"x":1}"#), event("b", r#"{"x":2}"#)];
         Format::SplunkHec.body(&events, &envelope, &mut out);

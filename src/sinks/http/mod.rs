@@ -8,10 +8,12 @@
 //! counted by the router.
 
 mod format;
+mod otlp;
 mod retry;
 mod secret;
 
 pub use format::{Envelope, Format, SplunkFields};
+pub use otlp::Encoding as OtlpEncoding;
 pub use retry::{Verdict, parse_retry_after};
 pub use secret::{AuthConfig, Secret};
 
@@ -153,7 +155,10 @@ impl HttpSinkConfig {
             }
             None => url.to_string(),
         };
-        format!("http:{url}")
+        match self.format {
+            Format::Otlp(_) => format!("otlp:{url}"),
+            _ => format!("http:{url}"),
+        }
     }
 
     /// Batching of a lane: (most events, longest wait for a batch to fill).
@@ -183,9 +188,13 @@ impl HttpSinkConfig {
     fn prepare(&self) -> Result<Prepared, String> {
         let scheme = self.url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
         if !matches!(scheme.as_deref(), Some("http" | "https")) {
-            let url = self.name();
-            let url = url.strip_prefix("http:").unwrap_or(&url);
-            return Err(format!("url must start with http:// or https://, not {url:?}"));
+            let name = self.name();
+            let url = name.split_once(':').map_or(name.as_str(), |(_, url)| url);
+            let key = match self.format {
+                Format::Otlp(_) => "endpoint",
+                _ => "url",
+            };
+            return Err(format!("{key} must start with http:// or https://, not {url:?}"));
         }
         let mut headers = Vec::new();
         for (key, value) in &self.headers {
@@ -294,6 +303,7 @@ impl HttpSink {
             format: config.format,
             envelope: Envelope {
                 host: context.host_name.clone(),
+                host_id: context.host_id.clone(),
                 splunk: config.splunk.clone().unwrap_or_default(),
                 schema: config.schema,
                 index: config.index.clone(),

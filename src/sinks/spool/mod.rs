@@ -62,6 +62,7 @@ impl SpoolConfig {
     pub fn lane_dir(&self, sink: &str, url: &str, lane: &str) -> PathBuf {
         let readable: String = sink
             .trim_start_matches("http:")
+            .trim_start_matches("otlp:")
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
             .take(80)
