@@ -14,6 +14,9 @@ pub(crate) struct Agent {
     events: Arc<Mutex<Vec<Value>>>,
     bad_lines: Arc<Mutex<Vec<String>>>,
     reader: Option<std::thread::JoinHandle<()>>,
+    /// Reads stderr while the agent runs: a pipe nobody empties would stall the agent once
+    /// 64 KiB of reports fill it.
+    stderr: Option<std::thread::JoinHandle<String>>,
     _state: Option<ScratchDir>,
 }
 
@@ -90,7 +93,20 @@ impl Agent {
                 }
             }
         });
-        let mut agent = Agent { child, events, bad_lines, reader: Some(reader), _state: None };
+        let mut errors = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = errors.read_to_end(&mut text);
+            String::from_utf8_lossy(&text).into_owned()
+        });
+        let mut agent = Agent {
+            child,
+            events,
+            bad_lines,
+            reader: Some(reader),
+            stderr: Some(stderr),
+            _state: None,
+        };
         agent.wait_for("agent_started", |e| e["event"]["action"] == "agent_started");
         if !own_protocol {
             agent.wait_until_ready(&notify);
@@ -153,8 +169,7 @@ impl Agent {
         rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
         let status = self.child.wait().unwrap();
         self.reader.take().unwrap().join().unwrap();
-        let mut stderr = String::new();
-        self.child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        let stderr = self.stderr.take().unwrap().join().unwrap();
         assert!(
             self.bad_lines.lock().unwrap().is_empty(),
             "lines that are not JSON: {:?}",

@@ -556,12 +556,15 @@ impl Sink for HttpSink {
             let mut again = Vec::new();
             let mut asked = None;
             let mut why = String::new();
+            // One line per reason and request, with its count: a receiver refusing everything
+            // (a revoked credential) must not write a line per event to the journal.
+            let mut refused: BTreeMap<String, usize> = BTreeMap::new();
             for (event, verdict) in part.into_iter().zip(verdicts) {
                 match verdict {
                     Verdict::Delivered => settled.delivered += 1,
                     Verdict::Reject { reason } => {
                         settled.rejected += 1;
-                        self.report("sink_rejected", &reason, 1);
+                        *refused.entry(reason).or_default() += 1;
                     }
                     Verdict::Retry { after, reason } => {
                         asked = asked.max(after);
@@ -570,6 +573,9 @@ impl Sink for HttpSink {
                     }
                     Verdict::Split => unreachable!("handled above"),
                 }
+            }
+            for (reason, events) in refused {
+                self.report("sink_rejected", &reason, events);
             }
             if again.is_empty() {
                 self.backoff.reset();
