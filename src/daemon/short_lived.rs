@@ -4,6 +4,7 @@
 //! says they are not known. A notice carries no inode, so sockets are matched by namespace,
 //! protocol and both endpoints: unique among live sockets of a namespace.
 
+use super::exec_checks::Budget;
 use crate::graph::{DEFAULT_EPHEMERAL_PORTS, ListenerMemory, of_unscanned};
 use crate::model::{
     Endpoint, Family, Process, Protocol, ShortLived, Snapshot, Socket, SocketKey, SocketState,
@@ -14,9 +15,14 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// Connections reported a second, in bursts of as many: beyond it (a web server's clients, a
-/// resolver's queries) they are counted, not reported one by one.
+/// Connections reported a second in one namespace, in bursts of as many: beyond it (a web
+/// server's clients, a resolver's queries) they are counted, not reported one by one. Each
+/// namespace has its own, so a flood in one (a busy container, or an attacker's decoys) does not
+/// silence the connections of the others.
 pub(crate) const REPORTED_PER_SECOND: u32 = 200;
+/// Connections reported a second on the whole host, whatever the namespaces: what bounds the
+/// events a host of many busy containers sends.
+pub(crate) const REPORTED_PER_SECOND_ALL: u32 = 2000;
 /// How long what an exec check saw is kept to attribute a later notice.
 const LOOKED_KEPT: Duration = Duration::from_secs(30);
 /// Sockets kept from looks at most.
@@ -59,7 +65,8 @@ pub(crate) struct ShortLivedReport {
     own_range: (u16, u16),
     looked: FxHashMap<ConnectionKey, Looked>,
     looked_at: VecDeque<(Instant, ConnectionKey)>,
-    budget: super::exec_checks::Budget,
+    budgets: FxHashMap<u64, Budget>,
+    host_budget: Budget,
     pub counts: ShortLivedCounts,
 }
 
@@ -73,7 +80,8 @@ impl Default for ShortLivedReport {
             own_range: DEFAULT_EPHEMERAL_PORTS,
             looked: FxHashMap::default(),
             looked_at: VecDeque::new(),
-            budget: super::exec_checks::Budget::new(REPORTED_PER_SECOND),
+            budgets: FxHashMap::default(),
+            host_budget: Budget::new(REPORTED_PER_SECOND_ALL),
             counts: ShortLivedCounts::default(),
         }
     }
@@ -100,6 +108,8 @@ impl ShortLivedReport {
             .extend(snapshot.namespaces.iter().filter_map(|n| Some((n.inode, n.ephemeral_ports?))));
         self.own_range =
             self.ranges.get(&snapshot.own_netns).copied().unwrap_or(DEFAULT_EPHEMERAL_PORTS);
+        let live: FxHashSet<u64> = snapshot.namespaces.iter().map(|n| n.inode).collect();
+        self.budgets.retain(|netns, _| live.contains(netns));
         self.forget_old_looks();
     }
 
@@ -154,7 +164,9 @@ impl ShortLivedReport {
                 self.counts.own += 1;
                 continue;
             }
-            if !self.budget.take() {
+            let namespace =
+                self.budgets.entry(key.0).or_insert_with(|| Budget::new(REPORTED_PER_SECOND));
+            if !(namespace.take() && self.host_budget.take()) {
                 self.counts.over_budget += 1;
                 continue;
             }
@@ -317,5 +329,34 @@ mod tests {
         let reported = report.report(&many, &ListenerMemory::default(), 1);
         assert_eq!(reported.len(), REPORTED_PER_SECOND as usize);
         assert_eq!(report.counts.over_budget, 50);
+    }
+
+    #[test]
+    fn a_flood_in_one_namespace_leaves_the_others_reported_within_the_hosts_ceiling() {
+        let mut report = ShortLivedReport::default();
+        let memory = ListenerMemory::default();
+        let in_namespace = |netns: u64, port: u16| Destroyed {
+            netns,
+            ..freed(("127.0.0.1", port), ("10.0.0.1", 443))
+        };
+        let flood: Vec<Destroyed> =
+            (0..REPORTED_PER_SECOND as u16 * 2).map(|i| in_namespace(NETNS, 20000 + i)).collect();
+        assert_eq!(report.report(&flood, &memory, 1).len(), REPORTED_PER_SECOND as usize);
+        let beacon = report.report(&[in_namespace(NETNS + 1, 40000)], &memory, 1);
+        assert_eq!(beacon.len(), 1, "another namespace's connection was silenced");
+        assert_eq!(beacon[0].socket.key.netns, NETNS + 1);
+
+        // Every namespace at its own rate still stops at the host's.
+        let namespaces = u64::from(REPORTED_PER_SECOND_ALL / REPORTED_PER_SECOND) + 2;
+        let everywhere: Vec<Destroyed> = (NETNS + 2..NETNS + 2 + namespaces)
+            .flat_map(|ns| (0..REPORTED_PER_SECOND as u16).map(move |i| (ns, 20000 + i)))
+            .map(|(ns, port)| in_namespace(ns, port))
+            .collect();
+        let reported = report.report(&everywhere, &memory, 1).len();
+        assert!(reported < REPORTED_PER_SECOND_ALL as usize, "{reported}");
+        assert_eq!(
+            report.counts.over_budget as usize,
+            flood.len() + everywhere.len() - REPORTED_PER_SECOND as usize - reported
+        );
     }
 }
