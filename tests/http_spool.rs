@@ -9,11 +9,11 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
-fn at_ms(event: &Value) -> u64 {
+pub(crate) fn at_ms(event: &Value) -> u64 {
     let stamp = event["@timestamp"].as_str().unwrap();
     let parsed = humantime::parse_rfc3339(stamp).unwrap();
     parsed.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
@@ -96,24 +96,7 @@ fn a_kill_9_during_an_outage_loses_nothing_the_spool_accepted() {
     assert!(lost.is_empty(), "{} events lost: {lost:?}", lost.len());
     let duplicates = arrived.values().filter(|n| **n > 1).count();
     assert!(duplicates <= 500, "{duplicates} duplicates: more than one batch");
-    let lanes = lanes(&tally);
-    let telemetry = lanes
-        .iter()
-        .find(|(name, _)| name.starts_with("http:") && name.ends_with("#telemetry"))
-        .map(|(_, lane)| lane)
-        .expect("the telemetry lane's tally");
-    assert!(
-        telemetry["restored"].as_u64().unwrap() >= must_arrive.len() as u64,
-        "the restart found the first agent's backlog on disk: {telemetry}"
-    );
-    for lane in lanes.values().filter(|l| l["sink"].as_str().unwrap().starts_with("http:")) {
-        for dropped in
-            ["dropped_queue_full", "dropped_spool_full", "dropped_write_error", "dropped_rejected"]
-        {
-            assert_eq!(lane[dropped], 0, "{lane}");
-        }
-        assert_eq!(lane["queued"], 0, "{lane}");
-    }
+    spool_gave_back(&tally, "http:", must_arrive.len());
     assert!(peak_rss_kib < 128 * 1024, "peak RSS {peak_rss_kib} KiB during the outage");
 }
 
@@ -145,4 +128,27 @@ fn a_stop_during_an_outage_leaves_the_backlog_for_the_next_start() {
     });
     let (status, _, _) = second.stop();
     assert!(status.success());
+}
+
+/// The restart's telemetry lane of the sink named `prefix…` found at least `backlog` events on
+/// disk, and no lane of it dropped anything or kept anything queued.
+pub(crate) fn spool_gave_back(tally: &Value, prefix: &str, backlog: usize) {
+    let lanes = lanes(tally);
+    let telemetry = lanes
+        .iter()
+        .find(|(name, _)| name.starts_with(prefix) && name.ends_with("#telemetry"))
+        .map(|(_, lane)| lane)
+        .expect("the telemetry lane's tally");
+    assert!(
+        telemetry["restored"].as_u64().unwrap() >= backlog as u64,
+        "the restart found the first agent's backlog on disk: {telemetry}"
+    );
+    for lane in lanes.values().filter(|l| l["sink"].as_str().unwrap().starts_with(prefix)) {
+        for dropped in
+            ["dropped_queue_full", "dropped_spool_full", "dropped_write_error", "dropped_rejected"]
+        {
+            assert_eq!(lane[dropped], 0, "{lane}");
+        }
+        assert_eq!(lane["queued"], 0, "{lane}");
+    }
 }

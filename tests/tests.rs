@@ -20,6 +20,7 @@ mod http_sink;
 mod http_spool;
 mod http_tls;
 mod human_views;
+mod kafka_sink;
 mod least_privilege;
 mod ocsf;
 mod otlp_sink;

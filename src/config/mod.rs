@@ -370,7 +370,9 @@ fn offset(text: &str, error: &toml::de::Error, in_sinks: bool) -> usize {
 /// The error of one `[[sinks]]` table read as the config type its `type` names, with the `type`
 /// line blanked out (offsets unchanged). `None` when the type itself is what is wrong.
 fn sink_table_error(table: &str) -> Option<toml::de::Error> {
-    use crate::sinks::{FileSinkConfig, HttpSinkConfig, StdoutSinkConfig};
+    use crate::sinks::{
+        FileSinkConfig, HttpSinkConfig, KafkaSinkConfig, OtlpSinkConfig, StdoutSinkConfig,
+    };
     #[derive(Deserialize)]
     struct One<T> {
         #[allow(dead_code)] // read only for its errors
@@ -388,6 +390,8 @@ fn sink_table_error(table: &str) -> Option<toml::de::Error> {
         "stdout" => error_of::<StdoutSinkConfig>(&blanked),
         "file" => error_of::<FileSinkConfig>(&blanked),
         "http" => error_of::<HttpSinkConfig>(&blanked),
+        "otlp" => error_of::<OtlpSinkConfig>(&blanked),
+        "kafka" => error_of::<KafkaSinkConfig>(&blanked),
         _ => None,
     }
 }

@@ -162,9 +162,17 @@ fn an_error_inside_a_sink_table_names_its_own_line() {
     let e = files(&[("m.toml", missing)]).unwrap_err();
     assert_eq!(e.line, 1, "a missing key is the table's: {e}");
     assert!(e.message.contains("path"), "{e}");
-    let unknown_type = "[[sinks]]\ntype = \"kafka\"\n";
+    let unknown_type = "[[sinks]]\ntype = \"amqp\"\n";
     let e = files(&[("k.toml", unknown_type)]).unwrap_err();
     assert_eq!((e.line, e.column), (2, 8), "{e}");
+    // The network sinks' own keys are placed too.
+    let kafka = "[[sinks]]\ntype = \"kafka\"\nbootstrap_servers = [\"127.0.0.1:9092\"]\ntopic = \"t\"\nacks = \"1\"\n";
+    let e = files(&[("kafka.toml", kafka)]).unwrap_err();
+    assert_eq!((e.line, e.column), (5, 8), "{e}");
+    let otlp =
+        "[[sinks]]\ntype = \"otlp\"\nendpoint = \"http://127.0.0.1:4318\"\nencodin = \"json\"\n";
+    let e = files(&[("otlp.toml", otlp)]).unwrap_err();
+    assert_eq!(e.line, 4, "{e}");
     let bad_duration =
         "[[sinks]]\ntype = \"file\"\npath = \"/x\"\n  fsync_interval = \"1 fortnight\"\n";
     let e = files(&[("d.toml", bad_duration)]).unwrap_err();

@@ -85,8 +85,7 @@ impl RunningSinks {
     /// The spool of each lane of an HTTP sink that has one. A spool already open (a reload
     /// re-creating the sink with other settings) is handed to the new lane, not opened twice.
     fn open_spools(&self, config: &SinkConfig) -> Result<Vec<Arc<Spool>>, RunError> {
-        let Some(http) = config.http() else { return Ok(Vec::new()) };
-        let Some(settings) = &http.spool else { return Ok(Vec::new()) };
+        let Some(settings) = config.spool() else { return Ok(Vec::new()) };
         let mut open = lock(&self.spools);
         open.retain(|_, spool| spool.strong_count() > 0);
         let dirs = config.spool_dirs();

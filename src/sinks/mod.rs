@@ -4,6 +4,8 @@
 
 mod file;
 mod http;
+mod kafka;
+mod lane;
 mod min_severity;
 mod net;
 mod otlp;
@@ -17,6 +19,7 @@ pub use http::{
     Format as HttpFormat, HttpSink, HttpSinkConfig, Lane, OtlpEncoding, ProxyAuth, Verdict,
     parse_retry_after,
 };
+pub use kafka::{KafkaCompression, KafkaSinkConfig};
 pub use min_severity::MinSeverity;
 pub use otlp::OtlpSinkConfig;
 pub use schema::Schema;
@@ -42,6 +45,8 @@ pub enum SinkConfig {
     Http(Box<HttpSinkConfig>),
     /// LogRecords POSTed to an OTLP/HTTP receiver.
     Otlp(Box<OtlpSinkConfig>),
+    /// Records produced to a Kafka topic.
+    Kafka(Box<KafkaSinkConfig>),
 }
 
 /// What every sink may need from the agent.
@@ -78,6 +83,7 @@ impl SinkConfig {
             SinkConfig::File(f) => format!("file:{}", f.path.display()),
             SinkConfig::Http(h) => h.name(),
             SinkConfig::Otlp(o) => o.http().name(),
+            SinkConfig::Kafka(k) => k.name(),
         }
     }
 
@@ -90,6 +96,7 @@ impl SinkConfig {
             SinkConfig::File(c) => c.schema,
             SinkConfig::Http(c) => c.schema,
             SinkConfig::Otlp(_) => Schema::Ecs,
+            SinkConfig::Kafka(c) => c.schema,
         }
     }
 
@@ -100,6 +107,7 @@ impl SinkConfig {
             SinkConfig::File(c) => (&c.kinds, c.min_severity),
             SinkConfig::Http(c) => (&c.kinds, c.min_severity),
             SinkConfig::Otlp(c) => (&c.kinds, c.min_severity),
+            SinkConfig::Kafka(c) => (&c.kinds, c.min_severity),
         };
         Route {
             kinds: kinds.clone().unwrap_or_default(),
@@ -107,12 +115,37 @@ impl SinkConfig {
         }
     }
 
-    /// The queues this sink runs: one, or for HTTP an alert lane and a telemetry lane (so an
-    /// alert never waits behind a telemetry backlog). A lane whose kinds the route excludes is
-    /// not run.
+    /// Whether it delivers over the network (HTTP, OTLP, Kafka): then it runs two lanes, and
+    /// may have a spool.
+    fn networked(&self) -> bool {
+        matches!(self, SinkConfig::Http(_) | SinkConfig::Otlp(_) | SinkConfig::Kafka(_))
+    }
+
+    /// The spool settings of a network sink that has one.
+    pub fn spool(&self) -> Option<SpoolConfig> {
+        match self {
+            SinkConfig::Http(c) => c.spool.clone(),
+            SinkConfig::Otlp(c) => c.spool.clone(),
+            SinkConfig::Kafka(c) => c.spool.clone(),
+            SinkConfig::Stdout(_) | SinkConfig::File(_) => None,
+        }
+    }
+
+    /// What a spool directory's name is tied to: where its events go.
+    fn destination(&self) -> String {
+        match self {
+            SinkConfig::Http(c) => c.url.clone(),
+            SinkConfig::Otlp(c) => c.logs_url(),
+            _ => self.name(),
+        }
+    }
+
+    /// The queues this sink runs: one, or for a network sink an alert lane and a telemetry
+    /// lane (so an alert never waits behind a telemetry backlog). A lane whose kinds the route
+    /// excludes is not run.
     pub fn lanes(&self) -> Vec<LaneSpec> {
         let route = self.route();
-        if self.http().is_none() {
+        if !self.networked() {
             return vec![LaneSpec { name: self.name(), route, lane: None }];
         }
         let all = [EventKind::Event, EventKind::State, EventKind::Alert];
@@ -133,8 +166,8 @@ impl SinkConfig {
 
     /// The spool directory of each lane, in `lanes()` order (none without a spool).
     pub fn spool_dirs(&self) -> Vec<std::path::PathBuf> {
-        let Some(http) = self.http() else { return Vec::new() };
-        let Some(spool) = &http.spool else { return Vec::new() };
+        let Some(spool) = self.spool() else { return Vec::new() };
+        let destination = self.destination();
         self.lanes()
             .iter()
             .map(|lane| {
@@ -142,7 +175,7 @@ impl SinkConfig {
                     Some(Lane::Alerts) => "alerts",
                     _ => "telemetry",
                 };
-                spool.lane_dir(&self.name(), &http.url, label)
+                spool.lane_dir(&self.name(), &destination, label)
             })
             .collect()
     }
@@ -159,8 +192,11 @@ impl SinkConfig {
                     .and_then(|()| writable::appendable_file(&c.path))
                     .map_err(|e| format!("path: {e}"))
             }
-            SinkConfig::Http(_) | SinkConfig::Otlp(_) => {
-                self.http().expect("a network sink").check()?;
+            SinkConfig::Http(_) | SinkConfig::Otlp(_) | SinkConfig::Kafka(_) => {
+                match self {
+                    SinkConfig::Kafka(c) => c.check()?,
+                    _ => self.http().expect("an HTTP sink").check()?,
+                }
                 for dir in self.spool_dirs() {
                     crate::files::check(&dir)
                         .and_then(|()| writable::writable_dir(&dir))
@@ -184,8 +220,14 @@ impl SinkConfig {
                 Box::new(StdoutSink::new(c.format, stats, context.closed.clone()))
             }
             SinkConfig::File(c) => Box::new(FileSink::open(c, context.reopen.clone(), stats)?),
-            SinkConfig::Http(_) | SinkConfig::Otlp(_) => Box::new(HttpSink::open(
-                &self.http().expect("a network sink"),
+            SinkConfig::Http(_) | SinkConfig::Otlp(_) => Box::new(http::open(
+                &self.http().expect("an HTTP sink"),
+                lane.lane.unwrap_or(Lane::Telemetry),
+                context.clone(),
+                stats,
+            )?),
+            SinkConfig::Kafka(c) => Box::new(kafka::open(
+                c,
                 lane.lane.unwrap_or(Lane::Telemetry),
                 context.clone(),
                 stats,
@@ -198,7 +240,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Http(c) => Some(std::borrow::Cow::Borrowed(c)),
             SinkConfig::Otlp(c) => Some(std::borrow::Cow::Owned(c.http())),
-            SinkConfig::Stdout(_) | SinkConfig::File(_) => None,
+            SinkConfig::Stdout(_) | SinkConfig::File(_) | SinkConfig::Kafka(_) => None,
         }
     }
 }

@@ -36,3 +36,32 @@ pub(crate) fn install_crypto() {
     // Err only when one is installed already, which is all this asks for.
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
+
+/// Said at every start of a lane that accepts any server certificate.
+pub(crate) fn warn_insecure(sink: &str, lane: super::Lane) {
+    let warning = serde_json::json!({
+        "sockwatch": "warning",
+        "sink": sink,
+        "lane": format!("{lane:?}").to_lowercase(),
+        "message": "tls.insecure_skip_verify: any server certificate is accepted; events \
+                    and credentials can be read by whoever answers",
+    });
+    eprintln!("{warning}");
+}
+
+/// An error cause by cause ("error sending request: client error (Connect): tcp connect error:
+/// Connection refused"), each said once, after `reason` when it is not empty.
+pub(crate) fn causes(mut reason: String, error: &dyn std::error::Error) -> String {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        let text = e.to_string();
+        if !text.is_empty() && !reason.contains(&text) {
+            if !reason.is_empty() {
+                reason.push_str(": ");
+            }
+            reason.push_str(&text);
+        }
+        cause = e.source();
+    }
+    reason
+}

@@ -14,20 +14,21 @@ mod secret;
 
 pub use format::{Envelope, Format, SplunkFields};
 pub use otlp::Encoding as OtlpEncoding;
+pub(crate) use retry::Backoff;
 pub use retry::{Verdict, parse_retry_after};
 pub use secret::{AuthConfig, Secret};
 
-use super::{Settled, Sink, SinkContext, SinkError, SinkStats, SpoolConfig};
+use super::lane::{LaneSettings, NetLane, Transport};
+use super::{SinkContext, SinkError, SinkStats, SpoolConfig};
 use crate::event::{Encoded, EventKind};
 use crate::model::{Bounded, Interval};
 use flate2::write::GzEncoder;
-use retry::Backoff;
 use serde::Deserialize;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `[[sinks]] type = "http"`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -122,25 +123,18 @@ const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const MAX_ANSWER: usize = 16 * 1024 * 1024;
 
 /// One lane of an HTTP sink.
-pub struct HttpSink {
-    name: String,
+pub type HttpSink = NetLane<HttpPoster>;
+
+/// How an HTTP lane hands a batch over: one POST.
+pub struct HttpPoster {
     url: String,
     format: Format,
     envelope: Envelope,
-    max_bytes: usize,
     gzip: bool,
     headers: Vec<(String, String)>,
     authorization: Option<Secret>,
     client: reqwest::Client,
     runtime: &'static tokio::runtime::Runtime,
-    backoff: Backoff,
-    grace: Duration,
-    batching: (usize, Duration),
-    context: SinkContext,
-    /// This lane's counters, where outages are reported (`sink_recovered`).
-    stats: Arc<SinkStats>,
-    /// Undelivered events stay in a spool at shutdown rather than being lost.
-    spooled: bool,
     body: Vec<u8>,
 }
 
@@ -275,75 +269,55 @@ fn config_error(name: &str, message: String) -> SinkError {
     SinkError::Config { sink: name.to_string(), message }
 }
 
-impl HttpSink {
-    /// Checks the settings, reads the credentials and TLS files, and builds the client. Nothing
-    /// is sent yet: a receiver that is down at start is an outage like any other.
-    pub fn open(
-        config: &HttpSinkConfig,
-        lane: Lane,
-        context: SinkContext,
-        stats: Arc<SinkStats>,
-    ) -> Result<Self, SinkError> {
-        let name = format!("{}#{}", config.name(), format!("{lane:?}").to_lowercase());
-        let Prepared { headers, authorization, client } =
-            config.prepare().map_err(|message| config_error(&name, message))?;
-        let runtime = super::net::runtime().map_err(|message| config_error(&name, message))?;
-        if config.tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
-            let warning = serde_json::json!({
-                "sockwatch": "warning",
-                "sink": name,
-                "lane": format!("{lane:?}").to_lowercase(),
-                "message": "tls.insecure_skip_verify: any server certificate is accepted; events \
-                            and credentials can be read by whoever answers",
-            });
-            eprintln!("{warning}");
-        }
-        Ok(HttpSink {
-            url: config.url.clone(),
-            format: config.format,
-            envelope: Envelope {
-                host: context.host_name.clone(),
-                host_id: context.host_id.clone(),
-                splunk: config.splunk.clone().unwrap_or_default(),
-                schema: config.schema,
-                index: config.index.clone(),
-            },
-            max_bytes: config.batch_max_bytes.map_or(DEFAULT_MAX_BYTES, |b| b.0),
-            gzip: config.gzip.unwrap_or(true),
-            headers,
-            authorization,
-            client,
-            runtime,
-            backoff: Backoff::new(),
-            grace: config.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |i| i.0),
-            batching: config.batching(lane),
-            context,
-            stats,
-            spooled: config.spool.is_some(),
-            body: Vec::new(),
-            name,
-        })
+/// Opens one lane of an HTTP (or OTLP) sink: checks the settings, reads the credentials and TLS
+/// files, and builds the client. Nothing is sent yet: a receiver that is down at start is an
+/// outage like any other.
+pub fn open(
+    config: &HttpSinkConfig,
+    lane: Lane,
+    context: SinkContext,
+    stats: Arc<SinkStats>,
+) -> Result<HttpSink, SinkError> {
+    let name = format!("{}#{}", config.name(), format!("{lane:?}").to_lowercase());
+    let Prepared { headers, authorization, client } =
+        config.prepare().map_err(|message| config_error(&name, message))?;
+    let runtime = super::net::runtime().map_err(|message| config_error(&name, message))?;
+    if config.tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
+        super::net::warn_insecure(&name, lane);
     }
+    let poster = HttpPoster {
+        url: config.url.clone(),
+        format: config.format,
+        envelope: Envelope {
+            host: context.host_name.clone(),
+            host_id: context.host_id.clone(),
+            splunk: config.splunk.clone().unwrap_or_default(),
+            schema: config.schema,
+            index: config.index.clone(),
+        },
+        gzip: config.gzip.unwrap_or(true),
+        headers,
+        authorization,
+        client,
+        runtime,
+        body: Vec::new(),
+    };
+    let settings = LaneSettings {
+        max_bytes: config.batch_max_bytes.map_or(DEFAULT_MAX_BYTES, |b| b.0),
+        grace: config.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |i| i.0),
+        batching: config.batching(lane),
+        spooled: config.spool.is_some(),
+    };
+    Ok(NetLane::new(name, poster, settings, context, stats))
+}
 
-    /// Whether the agent is stopping and this lane's grace is over, or a reload replaced the
-    /// lane (its replacement reads the same spool).
-    fn out_of_time(&self) -> bool {
-        self.stats.superseded()
-            || self.context.stopping.get().is_some_and(|since| since.elapsed() >= self.grace)
-    }
-
-    /// Sleeps `wait`, waking early when the agent starts stopping (then the grace applies).
-    fn pause(&self, wait: Duration) {
-        let until = Instant::now() + wait;
-        while Instant::now() < until && !self.out_of_time() {
-            let step =
-                until.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
-            std::thread::sleep(step);
-        }
+impl Transport for HttpPoster {
+    fn cost(&self, event: &Encoded) -> usize {
+        self.format.cost(event)
     }
 
     /// One POST of `events`: the verdict on each.
-    fn post(&mut self, events: &[Arc<Encoded>]) -> Vec<Verdict> {
+    fn send(&mut self, events: &[Arc<Encoded>]) -> Vec<Verdict> {
         self.body.clear();
         self.format.body(events, &self.envelope, &mut self.body);
         let mut request =
@@ -394,11 +368,6 @@ impl HttpSink {
             None => vec![self.format.verdict(status, &answer, retry_after); events.len()],
         }
     }
-
-    fn report(&self, what: &str, reason: &str, events: usize) {
-        let line = serde_json::json!({"sockwatch": what, "sink": self.name, "reason": reason, "events": events});
-        eprintln!("{line}");
-    }
 }
 
 fn retry_all(reason: String) -> Verdict {
@@ -421,19 +390,8 @@ async fn read_answer(mut response: reqwest::Response) -> Result<Vec<u8>, String>
 /// error: Connection refused"). The URL is left out: its query may carry a token.
 fn transport_error(error: reqwest::Error) -> String {
     let error = error.without_url();
-    let mut reason = if error.is_timeout() { "timed out".to_string() } else { String::new() };
-    let mut cause: Option<&dyn std::error::Error> = Some(&error);
-    while let Some(e) = cause {
-        let text = e.to_string();
-        if !text.is_empty() && !reason.contains(&text) {
-            if !reason.is_empty() {
-                reason.push_str(": ");
-            }
-            reason.push_str(&text);
-        }
-        cause = e.source();
-    }
-    reason
+    let reason = if error.is_timeout() { "timed out".to_string() } else { String::new() };
+    super::net::causes(reason, &error)
 }
 
 fn tls_config(
@@ -487,133 +445,6 @@ fn certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
         return Err(format!("{}: no certificate in it", path.display()));
     }
     Ok(certs)
-}
-
-impl Sink for HttpSink {
-    fn write_batch(&mut self, batch: &[Arc<Encoded>]) -> Result<(), SinkError> {
-        let settled = self.deliver(batch);
-        let lost = batch.len() as u64 - settled.delivered;
-        match lost {
-            0 => Ok(()),
-            _ => Err(SinkError::Undelivered { sink: self.name.clone(), events: lost }),
-        }
-    }
-
-    fn flush(&mut self) -> Result<(), SinkError> {
-        Ok(())
-    }
-
-    fn batching(&self) -> (usize, Duration) {
-        self.batching
-    }
-
-    /// Delivers a batch in order: splits it to `batch_max_bytes`, then sends each part until the
-    /// receiver settles every event in it, retrying what it asks to be retried.
-    fn deliver(&mut self, batch: &[Arc<Encoded>]) -> Settled {
-        let mut settled = Settled::default();
-        let mut parts: VecDeque<Vec<Arc<Encoded>>> =
-            split_by_bytes(batch, self.format, self.max_bytes);
-        while let Some(part) = parts.pop_front() {
-            if self.out_of_time() {
-                let left = part.len() + parts.iter().map(Vec::len).sum::<usize>();
-                settled.left += left as u64;
-                match self.spooled {
-                    true => self.report(
-                        "sink_shutdown_spooled",
-                        "agent stopping; left in the spool for the next start",
-                        left,
-                    ),
-                    false => self.report(
-                        "sink_shutdown_dropped",
-                        "agent stopping; receiver did not take them in time",
-                        left,
-                    ),
-                }
-                return settled;
-            }
-            let verdicts = self.post(&part);
-            // Any answer that settles something ends an outage; retrying everything is one.
-            if verdicts.iter().all(|v| matches!(v, Verdict::Retry { .. })) {
-                let reason = verdicts.iter().find_map(|v| match v {
-                    Verdict::Retry { reason, .. } => Some(reason.as_str()),
-                    _ => None,
-                });
-                self.stats.attempt_failed(&self.name, reason.unwrap_or("no answer"));
-            } else {
-                self.stats.attempt_succeeded(&self.name);
-            }
-            if verdicts.contains(&Verdict::Split) {
-                if part.len() == 1 {
-                    settled.rejected += 1;
-                    self.report("sink_rejected", "HTTP 413 for a single event", 1);
-                } else {
-                    let (front, back) = part.split_at(part.len() / 2);
-                    parts.push_front(back.to_vec());
-                    parts.push_front(front.to_vec());
-                }
-                continue;
-            }
-            let mut again = Vec::new();
-            let mut asked = None;
-            let mut why = String::new();
-            // One line per reason and request, with its count: a receiver refusing everything
-            // (a revoked credential) must not write a line per event to the journal.
-            let mut refused: BTreeMap<String, usize> = BTreeMap::new();
-            for (event, verdict) in part.into_iter().zip(verdicts) {
-                match verdict {
-                    Verdict::Delivered => settled.delivered += 1,
-                    Verdict::Reject { reason } => {
-                        settled.rejected += 1;
-                        *refused.entry(reason).or_default() += 1;
-                    }
-                    Verdict::Retry { after, reason } => {
-                        asked = asked.max(after);
-                        why = reason;
-                        again.push(event);
-                    }
-                    Verdict::Split => unreachable!("handled above"),
-                }
-            }
-            for (reason, events) in refused {
-                self.report("sink_rejected", &reason, events);
-            }
-            if again.is_empty() {
-                self.backoff.reset();
-                continue;
-            }
-            let wait = self.backoff.next(asked);
-            if self.backoff.failures() == 1 || self.backoff.failures().is_multiple_of(10) {
-                self.report("sink_retrying", &why, again.len());
-            }
-            parts.push_front(again);
-            self.pause(wait);
-        }
-        settled
-    }
-}
-
-/// Consecutive parts of a batch, each within `max_bytes` (an event larger than that goes alone).
-fn split_by_bytes(
-    batch: &[Arc<Encoded>],
-    format: Format,
-    max_bytes: usize,
-) -> VecDeque<Vec<Arc<Encoded>>> {
-    let mut parts = VecDeque::new();
-    let mut part = Vec::new();
-    let mut bytes = 0;
-    for event in batch {
-        let cost = format.cost(event);
-        if !part.is_empty() && bytes + cost > max_bytes {
-            parts.push_back(std::mem::take(&mut part));
-            bytes = 0;
-        }
-        bytes += cost;
-        part.push(event.clone());
-    }
-    if !part.is_empty() {
-        parts.push_back(part);
-    }
-    parts
 }
 
 #[cfg(test)]
@@ -675,24 +506,5 @@ mod tests {
             let verdict = check(proxy, auth);
             assert!(verdict.as_ref().is_err_and(|e| e.contains(error)), "{proxy:?}: {verdict:?}");
         }
-    }
-
-    #[test]
-    fn batches_split_by_bytes_in_order() {
-        let event = |n: usize| {
-            Arc::new(Encoded {
-                kind: EventKind::Event,
-                severity: 0,
-                action: "x".into(),
-                line: vec![b'x'; n],
-                id: String::new(),
-                at_ms: 0,
-            })
-        };
-        let batch = vec![event(400), event(400), event(400), event(5000), event(10)];
-        let parts = split_by_bytes(&batch, Format::Ndjson, 1000);
-        let sizes: Vec<Vec<usize>> =
-            parts.iter().map(|p| p.iter().map(|e| e.line.len()).collect()).collect();
-        assert_eq!(sizes, vec![vec![400, 400], vec![400], vec![5000], vec![10]]);
     }
 }
