@@ -8,10 +8,13 @@ baseline (one existing_socket event per socket) piles up in the sink's queue. Th
 comes up on loopback and counts events per request. Reports events/s from the first to the last
 accepted request to the one that completes the backlog, and the agent's scan duration (from heartbeats) while draining and after.
 
-Usage: bench/drain.py [P/S] [--binary PATH] [--sink http|otlp-protobuf|otlp-json]
+Usage: bench/drain.py [P/S] [--binary PATH] [--sink http|otlp-protobuf|otlp-json|kafka]
 (default 200/30000, target/release/sockwatch built first, http). The OTLP sinks' receiver counts
 LogRecords; protobuf needs the `opentelemetry-proto` package, e.g. the tests' venv:
 target/test-tools/otlp-venv/bin/python3 bench/drain.py --sink otlp-protobuf
+The Kafka sink's "receiver" is tansu (the tests' build, killed while the backlog piles up and
+restarted on its database), counted by the topic's high watermarks every 50 ms; it needs
+confluent-kafka, e.g. target/test-tools/kafka-venv/bin/python3 bench/drain.py --sink kafka
 """
 import argparse
 import gzip
@@ -76,11 +79,61 @@ def otlp_json(raw):
 
 
 COUNT = {"http": lambda raw: raw.count(b"\n"), "otlp-protobuf": otlp_protobuf,
-         "otlp-json": otlp_json}
+         "otlp-json": otlp_json, "kafka": None}
+TANSU = os.path.join(os.environ.get("SOCKWATCH_TOOL_CACHE", "/var/cache/sockwatch-test"),
+                     "tansu-0.6.0", "bin", "tansu")
+
+
+class Tansu:
+    """A tansu broker on loopback, its SQLite database in `work`."""
+
+    def __init__(self, work, port):
+        self.work, self.port, self.process = work, port, None
+
+    def start(self):
+        url = f"tcp://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [TANSU, "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", "sqlite://broker.db"], cwd=self.work,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        from confluent_kafka.admin import AdminClient
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                AdminClient({"bootstrap.servers": f"127.0.0.1:{self.port}"}).list_topics(timeout=1)
+                return
+            except Exception:
+                time.sleep(0.2)
+        raise SystemExit("tansu did not answer")
+
+    def kill(self):
+        self.process.kill()
+        self.process.wait()
+
+    def count(self, topic):
+        """Records in `topic`, from the partitions' high watermarks, every 50 ms."""
+        from confluent_kafka import Consumer, TopicPartition
+        consumer = Consumer({"bootstrap.servers": f"127.0.0.1:{self.port}", "group.id": "bench"})
+        partitions = list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        while received["done"] is None:
+            total = sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
+                        for p in partitions)
+            now = time.monotonic()
+            with lock:
+                if total and received["first"] is None:
+                    received["first"] = now
+                received["events"] = total
+                if total >= received["target"]:
+                    received["done"] = now
+            time.sleep(0.05)
+        consumer.close()
 SINK = "http"
 
 
 def sink_config(sink, port):
+    if sink == "kafka":
+        return (f'[[sinks]]\ntype = "kafka"\nbootstrap_servers = ["127.0.0.1:{port}"]\n'
+                f'topic = "drain"\n' + os.environ.get("DRAIN_KAFKA", ""))
     if sink == "http":
         return f'[[sinks]]\ntype = "http"\nurl = "http://127.0.0.1:{port}/ingest"\n'
     encoding = sink.split("-")[1]
@@ -111,6 +164,14 @@ def main():
     port = free_port()
     try:
         json.loads(load.stdout.readline())
+        broker = None
+        if SINK == "kafka":
+            # The topic exists, the broker is down while the backlog piles up.
+            broker = Tansu(work, port)
+            broker.start()
+            subprocess.run([TANSU, "topic", "create", "--broker", f"tcp://127.0.0.1:{port}",
+                            "--partitions", "3", "drain"], check=True, stdout=subprocess.DEVNULL)
+            broker.kill()
         config = os.path.join(work, "sockwatch.toml")
         with open(config, "w") as f:
             f.write(f'[agent]\nheartbeat = "1s"\nqueue_capacity = 1000000\nbaseline = "full"\n'
@@ -135,8 +196,12 @@ def main():
             time.sleep(0.5)
         queued = backlog()
         received["target"] = queued
-        server = ThreadingHTTPServer(("127.0.0.1", port), Counter)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        if broker:
+            broker.start()
+            threading.Thread(target=broker.count, args=("drain",), daemon=True).start()
+        else:
+            server = ThreadingHTTPServer(("127.0.0.1", port), Counter)
+            threading.Thread(target=server.serve_forever, daemon=True).start()
         up = time.monotonic()
         while time.monotonic() - up < 180:
             time.sleep(0.5)
@@ -147,7 +212,10 @@ def main():
         time.sleep(6)
         agent.terminate()
         agent.wait()
-        server.shutdown()
+        if broker:
+            broker.kill()
+        else:
+            server.shutdown()
         scan = lambda t0, t1: [h["sockwatch"]["last_scan_duration_ms"] for t, h in heartbeats
                                if t0 <= t <= t1 and h["event"]["action"] == "heartbeat"]
         during = scan(received["first"] or up, drained)
