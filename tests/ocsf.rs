@@ -30,8 +30,12 @@ fn validate(docs: &[Value]) -> HashMap<String, Vec<String>> {
         serde_json::to_writer(&mut input, doc).unwrap();
         input.push(b'\n');
     }
-    child.stdin.take().unwrap().write_all(&input).unwrap();
+    // Written from a thread: the validator answers as it reads, and with its stdout unread a
+    // few hundred documents fill both pipes and each side waits on the other for ever.
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
     let output = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.stdout.is_empty() || docs.is_empty(), "validator said nothing: {stderr}");
     String::from_utf8_lossy(&output.stdout)
