@@ -124,10 +124,7 @@ impl KafkaSinkConfig {
 
     fn batching(&self, lane: Lane) -> (usize, Duration) {
         let max = self.batch_max_events.map_or(DEFAULT_MAX_EVENTS, |b| b.0);
-        match lane {
-            Lane::Alerts => (max, Duration::ZERO),
-            Lane::Telemetry => (max, self.batch_max_wait.map_or(DEFAULT_MAX_WAIT, |i| i.0)),
-        }
+        super::lane::batching(lane, max, self.batch_max_wait.map_or(DEFAULT_MAX_WAIT, |i| i.0))
     }
 }
 

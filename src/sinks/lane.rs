@@ -31,6 +31,15 @@ pub struct LaneSettings {
     pub spooled: bool,
 }
 
+/// A lane's batching: alerts go as soon as they come; telemetry waits up to `max_wait` for its
+/// batch to fill.
+pub fn batching(lane: super::Lane, max_events: usize, max_wait: Duration) -> (usize, Duration) {
+    match lane {
+        super::Lane::Alerts => (max_events, Duration::ZERO),
+        super::Lane::Telemetry => (max_events, max_wait),
+    }
+}
+
 /// A lane delivering through `T`.
 pub struct NetLane<T> {
     name: String,
