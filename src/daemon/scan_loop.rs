@@ -288,7 +288,12 @@ impl<'a> ScanLoop<'a> {
     fn on_destroyed(&mut self, heard: Option<Heard>) {
         match heard {
             Some(Heard::Destroyed(destroyed)) => {
-                let reported = self.short_lived.report(&destroyed, &self.listeners, now_ms());
+                let reported = self.short_lived.report(
+                    &destroyed,
+                    &self.listeners,
+                    &self.options.config.socket_families,
+                    now_ms(),
+                );
                 let room = SHORT_LIVED_WAITING.saturating_sub(self.short_lived_waiting.len());
                 self.short_lived.counts.over_budget += reported.len().saturating_sub(room) as u64;
                 self.short_lived_waiting.extend(reported.into_iter().take(room));

@@ -46,6 +46,8 @@ pub(crate) struct ShortLivedCounts {
     pub unconnected: u64,
     /// Connections to the agent's own listeners (a metrics scrape): the agent's own business.
     pub own: u64,
+    /// Connections of a family `[events] socket_families` leaves out.
+    pub other_family: u64,
 }
 
 /// A socket an exec check saw held, kept to name the holders of its connection once it closes.
@@ -139,11 +141,13 @@ impl ShortLivedReport {
         }
     }
 
-    /// The connections among `destroyed` that no scan saw, within the budget.
+    /// The connections among `destroyed` that no scan saw, of the reported `families` (all
+    /// when empty), within the budget.
     pub(crate) fn report(
         &mut self,
         destroyed: &[Destroyed],
         listeners: &ListenerMemory,
+        families: &[Family],
         now_ms: u64,
     ) -> Vec<ShortLived> {
         let mut reported = Vec::new();
@@ -152,6 +156,10 @@ impl ShortLivedReport {
                 self.counts.unconnected += 1;
                 continue;
             };
+            if !families.is_empty() && !families.contains(&socket.family) {
+                self.counts.other_family += 1;
+                continue;
+            }
             let Some(key) = connection_key(&socket) else {
                 self.counts.unconnected += 1;
                 continue;
@@ -224,7 +232,7 @@ fn socket_of(d: &Destroyed) -> Option<Socket> {
         136 => Protocol::Udplite,
         _ => return None,
     };
-    let family = if record.local.0.is_ipv4() { Family::Inet } else { Family::Inet6 };
+    let family = if record.family == libc::AF_INET as u8 { Family::Inet } else { Family::Inet6 };
     let mut socket = Socket::new(
         SocketKey { netns: d.netns, inode: 0 },
         family,
@@ -300,6 +308,7 @@ mod tests {
                 freed(("0.0.0.0", 8080), ("0.0.0.0", 0)),
             ],
             &memory,
+            &[],
             1,
         );
         assert_eq!(reported.len(), 2, "{reported:?}");
@@ -315,9 +324,25 @@ mod tests {
         // handed over after the next scan); two scans later they do not.
         report.scanned(&Builder::new().build());
         let again = [freed(("127.0.0.1", 45000), ("127.0.0.1", 4444))];
-        assert!(report.report(&again, &memory, 2).is_empty());
+        assert!(report.report(&again, &memory, &[], 2).is_empty());
         report.scanned(&Builder::new().build());
-        assert_eq!(report.report(&again, &memory, 3).len(), 1);
+        assert_eq!(report.report(&again, &memory, &[], 3).len(), 1);
+    }
+
+    #[test]
+    fn families_left_out_by_the_config_are_counted_not_reported() {
+        let mut report = ShortLivedReport::default();
+        let memory = ListenerMemory::default();
+        // An AF_INET6 socket talking to an IPv4 peer (v4-mapped): inet6, as its table says.
+        let mut freed_v6 = freed(("::ffff:127.0.0.1", 45000), ("::ffff:127.0.0.1", 4444));
+        freed_v6.record.record.family = libc::AF_INET6 as u8;
+        let freed_v4 = freed(("127.0.0.1", 46000), ("127.0.0.1", 4444));
+        let reported = report.report(&[freed_v6, freed_v4], &memory, &[Family::Inet], 1);
+        assert_eq!(reported.len(), 1, "{reported:?}");
+        assert_eq!(reported[0].socket.family, Family::Inet);
+        assert_eq!(report.counts.other_family, 1);
+        // A family left out spends no budget.
+        assert_eq!(report.counts.over_budget, 0);
     }
 
     #[test]
@@ -326,7 +351,7 @@ mod tests {
         let many: Vec<Destroyed> = (0..REPORTED_PER_SECOND as u16 + 50)
             .map(|i| freed(("127.0.0.1", 40000 + i), ("10.0.0.1", 443)))
             .collect();
-        let reported = report.report(&many, &ListenerMemory::default(), 1);
+        let reported = report.report(&many, &ListenerMemory::default(), &[], 1);
         assert_eq!(reported.len(), REPORTED_PER_SECOND as usize);
         assert_eq!(report.counts.over_budget, 50);
     }
@@ -341,8 +366,8 @@ mod tests {
         };
         let flood: Vec<Destroyed> =
             (0..REPORTED_PER_SECOND as u16 * 2).map(|i| in_namespace(NETNS, 20000 + i)).collect();
-        assert_eq!(report.report(&flood, &memory, 1).len(), REPORTED_PER_SECOND as usize);
-        let beacon = report.report(&[in_namespace(NETNS + 1, 40000)], &memory, 1);
+        assert_eq!(report.report(&flood, &memory, &[], 1).len(), REPORTED_PER_SECOND as usize);
+        let beacon = report.report(&[in_namespace(NETNS + 1, 40000)], &memory, &[], 1);
         assert_eq!(beacon.len(), 1, "another namespace's connection was silenced");
         assert_eq!(beacon[0].socket.key.netns, NETNS + 1);
 
@@ -352,7 +377,7 @@ mod tests {
             .flat_map(|ns| (0..REPORTED_PER_SECOND as u16).map(move |i| (ns, 20000 + i)))
             .map(|(ns, port)| in_namespace(ns, port))
             .collect();
-        let reported = report.report(&everywhere, &memory, 1).len();
+        let reported = report.report(&everywhere, &memory, &[], 1).len();
         assert!(reported < REPORTED_PER_SECOND_ALL as usize, "{reported}");
         assert_eq!(
             report.counts.over_budget as usize,
