@@ -292,6 +292,42 @@ fn a_connection_opened_changed_and_closed_in_a_test_namespace() {
     connection_life(&netns, Some(netns.inode()));
 }
 
+/// A socket the tables list before any fd table shows it (created between a scan's fd walk
+/// and its table reads; here, deterministically, in flight over SCM_RIGHTS) is left out while
+/// unheld; once held, the stream hears of it as an opening with its holder, not as a change of
+/// holders to a socket it never heard of.
+#[test]
+fn a_socket_listed_before_it_was_held_opens_with_its_holder() {
+    if !prerequisites(&["python3"]) {
+        return;
+    }
+    let agent = Agent::start(&[]);
+    let (mut process, facts) = python_in(
+        &Netns::host(),
+        &format!(
+            "{PRELUDE}
+l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()
+inode = os.fstat(l.fileno()).st_ino
+a, b = socket.socketpair()
+socket.send_fds(a, [b'l'], [l.fileno()]); l.close()
+print(json.dumps({{'pid': os.getpid(), 'inode': inode}}), flush=True)
+sys.stdin.readline()
+_, fds, _, _ = socket.recv_fds(b, 1, 1)
+sys.stdin.read()
+"
+        ),
+    );
+    let (pid, listener) = (facts["pid"].as_i64().unwrap(), facts["inode"].as_u64().unwrap());
+    std::thread::sleep(Duration::from_millis(600)); // three scans list it, held by nobody
+    process.write_line("receive");
+    let opened = agent.wait_for("the listener's first event", |e| inode(e) == listener);
+    assert_eq!(action(&opened), "socket_opened", "{opened:#}");
+    assert_eq!(opened["process"]["pid"], pid, "{opened:#}");
+    let (_, events, _) = agent.stop();
+    let listeners: Vec<&str> = events.iter().filter(|e| inode(e) == listener).map(action).collect();
+    assert_eq!(listeners, ["socket_opened"]);
+}
+
 #[test]
 fn a_restart_reports_open_sockets_as_baseline_state_not_as_opened() {
     if !prerequisites(&["ip", "python3"]) {

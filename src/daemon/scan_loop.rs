@@ -4,6 +4,7 @@
 
 use super::detection::{Detection, Notice};
 use super::hidden_processes::HidingIncidents;
+use super::holderless::Holderless;
 use super::router::Message;
 use super::short_lived::ShortLivedReport;
 use super::socket_destroys::Heard;
@@ -67,7 +68,7 @@ pub(super) struct ScanLoop<'a> {
     followed: Vec<(u64, Option<i32>)>,
     own_pid: i32,
     differ: Differ,
-    holderless: super::holderless::Holderless,
+    holderless: Holderless,
     listeners: ListenerMemory,
     previous_directions: Option<Arc<Directions>>,
     counts: Counts,
@@ -107,7 +108,7 @@ impl<'a> ScanLoop<'a> {
             followed: Vec::new(),
             own_pid: std::process::id() as i32,
             differ: Differ::new(agent.baseline),
-            holderless: super::holderless::Holderless::new(options.config.holderless),
+            holderless: Holderless::new(options.config.holderless),
             listeners: ListenerMemory::default(),
             previous_directions: None,
             counts: Counts::default(),
@@ -452,14 +453,13 @@ impl<'a> ScanLoop<'a> {
         let changes = self.differ.changes(snapshot);
         let prev = self.differ.previous().map(|p| p.as_ref());
         let families = &self.options.config.socket_families;
-        let reported: Vec<Change> = changes
+        let candidates = changes
             .iter()
             .filter(|c| !is_own(c, prev, snapshot, self.own_pid))
             .filter(|c| wanted_family(c, prev, snapshot, families))
-            .filter(|c| !is_unheld_but_not_outbound(c, snapshot, &directions))
-            .filter(|c| self.holderless.wanted(c, prev, snapshot))
-            .cloned()
-            .collect();
+            .filter(|c| !is_unheld_but_not_outbound(c, snapshot, &directions));
+        let reported = self.holderless.select(candidates, prev, snapshot);
+        let marks = Holderless::marks(&reported);
         let summary = (self.differ.previous().is_none() && self.agent.baseline.is_on())
             .then(|| baseline_summary(snapshot, reported.len()));
         let sent = reported.is_empty() || {
@@ -481,7 +481,7 @@ impl<'a> ScanLoop<'a> {
                     with_sinks: false,
                 });
             }
-            self.holderless.sent(&changes);
+            self.holderless.sent(marks);
             self.differ.accept(snapshot.clone(), &changes);
             self.previous_directions = Some(directions);
         } else {
