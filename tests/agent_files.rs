@@ -154,10 +154,14 @@ fn kill_9_during_heavy_writing_leaves_only_whole_lines() {
     let dir = ScratchDir::new("kill9");
     let events = dir.path.join("events.ndjson");
     let config = file_sink_config(&dir.path, &events, "50ms");
+    let written = || std::fs::metadata(&events).map_or(0, |m| m.len());
     for round in 0..50 {
+        let before = written();
         let mut agent = start(&config);
-        // Each start writes the whole baseline in one burst; kill somewhere inside or after it.
-        std::thread::sleep(Duration::from_millis(20 + (round * 7) % 150));
+        // Each start writes the whole baseline in one burst; kill somewhere inside or after it,
+        // counted from its first write (how long a start takes depends on the machine's load).
+        wait_until("the agent writing", || written() > before);
+        std::thread::sleep(Duration::from_millis((round * 7) % 150));
         agent.child().kill().unwrap();
         agent.child().wait().unwrap();
     }
