@@ -51,15 +51,21 @@ fn free_port() -> u16 {
     probe.local_addr().unwrap().port()
 }
 
+/// In `dir`: the test's own CA (`ca.pem`), a server certificate for 127.0.0.1 (`server.pem`,
+/// `server.key`) and a client certificate (`client.pem`, `client.key`) it signed.
+pub(crate) fn make_certificates(dir: &Path) {
+    openssl(
+        dir,
+        "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+         -subj /CN=sockwatch-test-CA -keyout ca.key -out ca.pem",
+    );
+    signed(dir, "server", "/CN=127.0.0.1", "subjectAltName = IP:127.0.0.1");
+    signed(dir, "client", "/CN=sockwatch-agent", "extendedKeyUsage = clientAuth");
+}
+
 impl Nginx {
     fn start(dir: &Path, upstream: u16, password: &str) -> Nginx {
-        openssl(
-            dir,
-            "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-             -subj /CN=sockwatch-test-CA -keyout ca.key -out ca.pem",
-        );
-        signed(dir, "server", "/CN=127.0.0.1", "subjectAltName = IP:127.0.0.1");
-        signed(dir, "client", "/CN=sockwatch-agent", "extendedKeyUsage = clientAuth");
+        make_certificates(dir);
         let hash = run(Command::new("openssl").args(["passwd", "-apr1", password]));
         std::fs::write(dir.join("htpasswd"), format!("agent:{}\n", hash.trim())).unwrap();
 

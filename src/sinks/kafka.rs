@@ -17,7 +17,9 @@ use crate::event::{Encoded, EventKind};
 use crate::model::{Bounded, Interval};
 use rskafka::client::error::{Error as KafkaError, ProtocolError};
 use rskafka::client::partition::{Compression as RecordCompression, PartitionClient};
-use rskafka::client::{Client, ClientBuilder, partition::UnknownTopicHandling};
+use rskafka::client::{
+    Client, ClientBuilder, Credentials, SaslConfig, partition::UnknownTopicHandling,
+};
 use rskafka::record::Record;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -63,6 +65,40 @@ pub struct KafkaSinkConfig {
     /// `ecs` (default) or `ocsf`.
     #[serde(default)]
     pub schema: super::Schema,
+    /// TLS to the brokers: `tls = {}` for the system's CAs, or the HTTP sink's keys (`ca_file`,
+    /// `client_cert_file`, `client_key_file`, `insecure_skip_verify`).
+    pub tls: Option<super::http::TlsSettings>,
+    /// SASL authentication to the brokers.
+    pub sasl: Option<SaslSettings>,
+}
+
+/// `sasl = { … }`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaslSettings {
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub mechanism: SaslMechanism,
+    /// The user the agent logs in as.
+    pub username: String,
+    /// File holding its password (never inline: config files get copied around).
+    pub password_file: std::path::PathBuf,
+}
+
+/// `mechanism = …`, as Kafka spells them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub enum SaslMechanism {
+    #[serde(rename = "PLAIN")]
+    Plain,
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+/// What connecting to the brokers needs beyond their addresses, read from the settings' files.
+struct Connection {
+    tls: Option<Arc<rustls::ClientConfig>>,
+    sasl: Option<SaslConfig>,
 }
 
 /// `compression = …`.
@@ -100,8 +136,33 @@ impl KafkaSinkConfig {
         format!("kafka:{}/{}", self.bootstrap_servers.join(","), self.topic)
     }
 
-    /// Checks the settings without connecting.
+    /// Checks the settings and reads the password and TLS files, without connecting: what
+    /// opening the sink would refuse (`config check` stops here).
     pub fn check(&self) -> Result<(), String> {
+        self.prepare().map(drop)
+    }
+
+    fn prepare(&self) -> Result<Connection, String> {
+        self.check_names()?;
+        let tls = self.tls.as_ref().map(super::tls::client_config).transpose()?;
+        let sasl = match &self.sasl {
+            None => None,
+            Some(sasl) => {
+                let password = super::http::Secret::read(&sasl.password_file)
+                    .map_err(|e| format!("sasl.password_file: {e}"))?;
+                let credentials =
+                    Credentials::new(sasl.username.clone(), password.expose().to_string());
+                Some(match sasl.mechanism {
+                    SaslMechanism::Plain => SaslConfig::Plain(credentials),
+                    SaslMechanism::ScramSha256 => SaslConfig::ScramSha256(credentials),
+                    SaslMechanism::ScramSha512 => SaslConfig::ScramSha512(credentials),
+                })
+            }
+        };
+        Ok(Connection { tls, sasl })
+    }
+
+    fn check_names(&self) -> Result<(), String> {
         if self.bootstrap_servers.is_empty() {
             return Err("bootstrap_servers: at least one HOST:PORT".into());
         }
@@ -164,7 +225,15 @@ pub fn open(
 ) -> Result<NetLane<Producer>, SinkError> {
     let name = format!("{}#{}", config.name(), format!("{lane:?}").to_lowercase());
     let config_error = |message| SinkError::Config { sink: name.clone(), message };
-    config.check().map_err(config_error)?;
+    let connection = config.prepare().map_err(config_error)?;
+    if config.tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
+        super::net::warn_insecure(&name, lane);
+    }
+    if config.tls.is_none()
+        && config.sasl.as_ref().is_some_and(|s| s.mechanism == SaslMechanism::Plain)
+    {
+        warn_plain_in_clear(&name, lane);
+    }
     let runtime = super::net::runtime().map_err(config_error)?;
     let topics = [EventKind::Event, EventKind::State, EventKind::Alert]
         .into_iter()
@@ -184,6 +253,7 @@ pub fn open(
             KafkaCompression::Zstd => RecordCompression::Zstd,
         },
         timeout: config.timeout.map_or(DEFAULT_TIMEOUT, |i| i.0),
+        connection,
         runtime,
         cluster: None,
     };
@@ -196,6 +266,17 @@ pub fn open(
     Ok(NetLane::new(name, producer, settings, context, stats))
 }
 
+/// SASL PLAIN sends the password itself: without TLS, to whoever is on the path.
+fn warn_plain_in_clear(sink: &str, lane: Lane) {
+    let warning = serde_json::json!({
+        "sockwatch": "warning",
+        "sink": sink,
+        "lane": format!("{lane:?}").to_lowercase(),
+        "message": "sasl PLAIN without tls: the password crosses the network in clear",
+    });
+    eprintln!("{warning}");
+}
+
 /// How a Kafka lane hands a batch over: one produce request per partition it touches.
 pub struct Producer {
     servers: Vec<String>,
@@ -204,6 +285,7 @@ pub struct Producer {
     host_id: Vec<u8>,
     compression: RecordCompression,
     timeout: Duration,
+    connection: Connection,
     runtime: &'static tokio::runtime::Runtime,
     /// What is known of the cluster; dropped after a failure, so that the next attempt starts
     /// from the bootstrap servers (a restarted broker, a new leader).
@@ -251,7 +333,7 @@ impl Producer {
     /// ended.
     async fn produce(
         cluster: &mut Option<Cluster>,
-        servers: &[String],
+        (servers, connection): (&[String], &Connection),
         backoff_deadline: Duration,
         compression: RecordCompression,
         groups: Vec<((String, i32), Vec<Record>)>,
@@ -259,7 +341,8 @@ impl Producer {
         let mut outcomes = Vec::with_capacity(groups.len());
         for ((topic, partition), records) in groups {
             let outcome = async {
-                let cluster = Self::cluster(cluster, servers, backoff_deadline).await?;
+                let cluster =
+                    Self::cluster(cluster, (servers, connection), backoff_deadline).await?;
                 let leader = cluster.leader(&topic, partition).await?;
                 leader.produce(records, compression).await.map(drop).map_err(failure)
             };
@@ -270,7 +353,7 @@ impl Producer {
 
     async fn cluster<'a>(
         cluster: &'a mut Option<Cluster>,
-        servers: &[String],
+        (servers, connection): (&[String], &Connection),
         backoff_deadline: Duration,
     ) -> Result<&'a mut Cluster, Failure> {
         if cluster.is_none() {
@@ -281,12 +364,16 @@ impl Producer {
                 // rskafka's default retries for ever; the lane retries, spools and reports.
                 deadline: Some(backoff_deadline),
             };
-            let client = ClientBuilder::new(servers.to_vec())
+            let mut builder = ClientBuilder::new(servers.to_vec())
                 .client_id(concat!("sockwatch/", env!("CARGO_PKG_VERSION")))
-                .backoff_config(backoff)
-                .build()
-                .await
-                .map_err(failure)?;
+                .backoff_config(backoff);
+            if let Some(tls) = &connection.tls {
+                builder = builder.tls_config(tls.clone());
+            }
+            if let Some(sasl) = &connection.sasl {
+                builder = builder.sasl_config(sasl.clone());
+            }
+            let client = builder.build().await.map_err(failure)?;
             *cluster =
                 Some(Cluster { client, partitions: HashMap::new(), leaders: HashMap::new() });
         }
@@ -388,14 +475,14 @@ impl Transport for Producer {
             .zip(&records)
             .map(|(e, r)| (self.topics[&e.kind].clone(), r.key.as_deref(), e.id.as_str()))
             .collect();
-        let (servers, compression) = (&self.servers, self.compression);
+        let (brokers, compression) = ((&self.servers[..], &self.connection), self.compression);
         // rskafka's own retries (a refused connection, a leader moving) stop well before the
         // attempt's timeout, so that an outage shows as failed attempts and the lane's backoff.
         let retries = self.timeout.min(CLIENT_RETRIES);
         let cluster = &mut self.cluster;
         let attempt = async {
             let placed = {
-                let known = Producer::cluster(cluster, servers, retries).await?;
+                let known = Producer::cluster(cluster, brokers, retries).await?;
                 Producer::placements(known, &wanted).await?
             };
             // Groups in the order of their first event; each keeps its events' order.
@@ -412,7 +499,7 @@ impl Transport for Producer {
                     (place.clone(), members.iter().map(|&i| records[i].clone()).collect())
                 })
                 .collect();
-            let outcomes = Producer::produce(cluster, servers, retries, compression, batches).await;
+            let outcomes = Producer::produce(cluster, brokers, retries, compression, batches).await;
             Ok::<_, Failure>(groups.into_iter().map(|(_, m)| m).zip(outcomes).collect::<Vec<_>>())
         };
         let outcome = self.runtime.block_on(async {
@@ -512,6 +599,7 @@ mod tests {
             toml::from_str::<KafkaSinkConfig>(&text).map_err(|e| e.to_string())?.check()
         };
         assert_eq!(config(""), Ok(()));
+        assert_eq!(config("tls = {}"), Ok(()));
         assert_eq!(
             config("compression = \"zstd\"\nacks = \"all\"\nkey_field = \"host.name\""),
             Ok(())
@@ -520,7 +608,17 @@ mod tests {
             ("acks = \"1\"", "unknown variant"),
             ("compression = \"brotli\"", "unknown variant"),
             ("key_field = \"host..id\"", "not a dotted field path"),
-            ("sasl = {}", "unknown field"),
+            ("sasl = {}", "missing field `mechanism`"),
+            (
+                "sasl = { mechanism = \"GSSAPI\", username = \"u\", password_file = \"/p\" }",
+                "unknown variant `GSSAPI`",
+            ),
+            (
+                "sasl = { mechanism = \"PLAIN\", username = \"u\", password_file = \"/nonexistent\" }",
+                "sasl.password_file: cannot read secret file /nonexistent",
+            ),
+            ("tls = { ca_file = \"/nonexistent\" }", "tls.ca_file: cannot read /nonexistent"),
+            ("tls = { verify = false }", "unknown field `verify`"),
         ] {
             let verdict = config(extra);
             assert!(verdict.as_ref().is_err_and(|e| e.contains(error)), "{extra}: {verdict:?}");

@@ -12,6 +12,7 @@ mod otlp;
 mod schema;
 mod spool;
 mod stdout;
+mod tls;
 mod writable;
 
 pub use file::{FileSink, FileSinkConfig};

@@ -10,7 +10,7 @@
 mod format;
 mod otlp;
 mod retry;
-mod secret;
+pub(super) mod secret;
 
 pub use format::{Envelope, Format, SplunkFields};
 pub use otlp::Encoding as OtlpEncoding;
