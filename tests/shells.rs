@@ -381,10 +381,32 @@ pub(crate) fn check(agent: &Agent, case: &Case) -> Result<Value, String> {
         let story: Vec<String> = events
             .iter()
             .map(|e| {
+                // Each endpoint's socket and how it was judged: what the next failure needs
+                // to say why one shell made two incidents.
+                let endpoints: Vec<String> = e["sockwatch"]["incident"]["endpoints"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| {
+                        format!(
+                            "{}:{} {} {} {}/{} {}->{}",
+                            p["netns"],
+                            p["inode"],
+                            p["protocol"],
+                            p["state"],
+                            p["direction"],
+                            p["direction_source"],
+                            p["local"]["port"],
+                            p["remote"]["port"]
+                        )
+                    })
+                    .collect();
                 format!(
-                    "{} {} ports {:?} {} rules {} reason {}",
+                    "{} {} seq {} by {} ports {:?} {} rules {} reason {} endpoints {endpoints:?}",
                     e["event"]["action"],
                     e["sockwatch"]["incident"]["id"],
+                    e["sockwatch"]["snapshot"]["seq"],
+                    e["sockwatch"]["incident"]["opened_by"],
                     endpoint_ports(e),
                     e["process"]["executable"],
                     e["rule"]["id"],
