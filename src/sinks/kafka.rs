@@ -95,8 +95,10 @@ pub enum SaslMechanism {
     ScramSha512,
 }
 
-/// What connecting to the brokers needs beyond their addresses, read from the settings' files.
+/// What connecting to the cluster needs: the bootstrap servers, and what the settings' files
+/// say for TLS and SASL.
 struct Connection {
+    servers: Vec<String>,
     tls: Option<Arc<rustls::ClientConfig>>,
     sasl: Option<SaslConfig>,
 }
@@ -159,7 +161,7 @@ impl KafkaSinkConfig {
                 })
             }
         };
-        Ok(Connection { tls, sasl })
+        Ok(Connection { servers: self.bootstrap_servers.clone(), tls, sasl })
     }
 
     fn check_names(&self) -> Result<(), String> {
@@ -232,7 +234,9 @@ pub fn open(
     if config.tls.is_none()
         && config.sasl.as_ref().is_some_and(|s| s.mechanism == SaslMechanism::Plain)
     {
-        warn_plain_in_clear(&name, lane);
+        // PLAIN sends the password itself: without TLS, to whoever is on the path.
+        let message = "sasl PLAIN without tls: the password crosses the network in clear";
+        super::net::warn(&name, lane, message);
     }
     let runtime = super::net::runtime().map_err(config_error)?;
     let topics = [EventKind::Event, EventKind::State, EventKind::Alert]
@@ -241,7 +245,6 @@ pub fn open(
         .collect::<Result<_, String>>()
         .map_err(config_error)?;
     let producer = Producer {
-        servers: config.bootstrap_servers.clone(),
         topics,
         key_field: config.key_field.as_ref().map(|p| p.split('.').map(String::from).collect()),
         host_id: context.host_id.clone().into_bytes(),
@@ -266,20 +269,8 @@ pub fn open(
     Ok(NetLane::new(name, producer, settings, context, stats))
 }
 
-/// SASL PLAIN sends the password itself: without TLS, to whoever is on the path.
-fn warn_plain_in_clear(sink: &str, lane: Lane) {
-    let warning = serde_json::json!({
-        "sockwatch": "warning",
-        "sink": sink,
-        "lane": format!("{lane:?}").to_lowercase(),
-        "message": "sasl PLAIN without tls: the password crosses the network in clear",
-    });
-    eprintln!("{warning}");
-}
-
 /// How a Kafka lane hands a batch over: one produce request per partition it touches.
 pub struct Producer {
-    servers: Vec<String>,
     topics: HashMap<EventKind, String>,
     key_field: Option<Vec<String>>,
     host_id: Vec<u8>,
@@ -333,7 +324,7 @@ impl Producer {
     /// ended.
     async fn produce(
         cluster: &mut Option<Cluster>,
-        (servers, connection): (&[String], &Connection),
+        connection: &Connection,
         backoff_deadline: Duration,
         compression: RecordCompression,
         groups: Vec<((String, i32), Vec<Record>)>,
@@ -341,8 +332,7 @@ impl Producer {
         let mut outcomes = Vec::with_capacity(groups.len());
         for ((topic, partition), records) in groups {
             let outcome = async {
-                let cluster =
-                    Self::cluster(cluster, (servers, connection), backoff_deadline).await?;
+                let cluster = Self::cluster(cluster, connection, backoff_deadline).await?;
                 let leader = cluster.leader(&topic, partition).await?;
                 leader.produce(records, compression).await.map(drop).map_err(failure)
             };
@@ -353,7 +343,7 @@ impl Producer {
 
     async fn cluster<'a>(
         cluster: &'a mut Option<Cluster>,
-        (servers, connection): (&[String], &Connection),
+        connection: &Connection,
         backoff_deadline: Duration,
     ) -> Result<&'a mut Cluster, Failure> {
         if cluster.is_none() {
@@ -364,7 +354,7 @@ impl Producer {
                 // rskafka's default retries for ever; the lane retries, spools and reports.
                 deadline: Some(backoff_deadline),
             };
-            let mut builder = ClientBuilder::new(servers.to_vec())
+            let mut builder = ClientBuilder::new(connection.servers.clone())
                 .client_id(concat!("sockwatch/", env!("CARGO_PKG_VERSION")))
                 .backoff_config(backoff);
             if let Some(tls) = &connection.tls {
@@ -475,14 +465,14 @@ impl Transport for Producer {
             .zip(&records)
             .map(|(e, r)| (self.topics[&e.kind].clone(), r.key.as_deref(), e.id.as_str()))
             .collect();
-        let (brokers, compression) = ((&self.servers[..], &self.connection), self.compression);
+        let (connection, compression) = (&self.connection, self.compression);
         // rskafka's own retries (a refused connection, a leader moving) stop well before the
         // attempt's timeout, so that an outage shows as failed attempts and the lane's backoff.
         let retries = self.timeout.min(CLIENT_RETRIES);
         let cluster = &mut self.cluster;
         let attempt = async {
             let placed = {
-                let known = Producer::cluster(cluster, brokers, retries).await?;
+                let known = Producer::cluster(cluster, connection, retries).await?;
                 Producer::placements(known, &wanted).await?
             };
             // Groups in the order of their first event; each keeps its events' order.
@@ -499,7 +489,8 @@ impl Transport for Producer {
                     (place.clone(), members.iter().map(|&i| records[i].clone()).collect())
                 })
                 .collect();
-            let outcomes = Producer::produce(cluster, brokers, retries, compression, batches).await;
+            let outcomes =
+                Producer::produce(cluster, connection, retries, compression, batches).await;
             Ok::<_, Failure>(groups.into_iter().map(|(_, m)| m).zip(outcomes).collect::<Vec<_>>())
         };
         let outcome = self.runtime.block_on(async {

@@ -39,12 +39,21 @@ pub(crate) fn install_crypto() {
 
 /// Said at every start of a lane that accepts any server certificate.
 pub(crate) fn warn_insecure(sink: &str, lane: super::Lane) {
+    warn(
+        sink,
+        lane,
+        "tls.insecure_skip_verify: any server certificate is accepted; events and credentials \
+         can be read by whoever answers",
+    );
+}
+
+/// A warning about a lane's settings, on stderr at every start of the lane.
+pub(crate) fn warn(sink: &str, lane: super::Lane, message: &str) {
     let warning = serde_json::json!({
         "sockwatch": "warning",
         "sink": sink,
         "lane": format!("{lane:?}").to_lowercase(),
-        "message": "tls.insecure_skip_verify: any server certificate is accepted; events \
-                    and credentials can be read by whoever answers",
+        "message": message,
     });
     eprintln!("{warning}");
 }
