@@ -14,7 +14,10 @@ LogRecords; protobuf needs the `opentelemetry-proto` package, e.g. the tests' ve
 target/test-tools/otlp-venv/bin/python3 bench/drain.py --sink otlp-protobuf
 The Kafka sink's "receiver" is tansu (the tests' build, killed while the backlog piles up and
 restarted on its database), counted by the topic's high watermarks every 50 ms; it needs
-confluent-kafka, e.g. target/test-tools/kafka-venv/bin/python3 bench/drain.py --sink kafka
+confluent-kafka, e.g. target/test-tools/kafka-venv/bin/python3 bench/drain.py --sink kafka.
+tansu stores each record in SQLite and is slower than the sink; `--broker mock` uses
+librdkafka's in-memory mock broker instead (set down while the backlog piles up, then up), so
+that the rate measured is the sink's.
 """
 import argparse
 import gzip
@@ -106,27 +109,92 @@ class Tansu:
                 time.sleep(0.2)
         raise SystemExit("tansu did not answer")
 
+    def create_topic(self, topic):
+        subprocess.run([TANSU, "topic", "create", "--broker", f"tcp://127.0.0.1:{self.port}",
+                        "--partitions", "3", topic], check=True, stdout=subprocess.DEVNULL)
+
     def kill(self):
         self.process.kill()
         self.process.wait()
 
     def count(self, topic):
-        """Records in `topic`, from the partitions' high watermarks, every 50 ms."""
-        from confluent_kafka import Consumer, TopicPartition
-        consumer = Consumer({"bootstrap.servers": f"127.0.0.1:{self.port}", "group.id": "bench"})
-        partitions = list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-        while received["done"] is None:
-            total = sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
-                        for p in partitions)
-            now = time.monotonic()
-            with lock:
-                if total and received["first"] is None:
-                    received["first"] = now
-                received["events"] = total
-                if total >= received["target"]:
-                    received["done"] = now
-            time.sleep(0.05)
-        consumer.close()
+        count_records(self.port, topic)
+
+
+class MockBroker:
+    """librdkafka's mock cluster (the library confluent-kafka ships), one broker keeping records
+    in memory, run by this process: a Kafka-protocol broker that is not the bottleneck, so that
+    what is measured is the sink. Down (connections closed, new ones refused) until started."""
+
+    def __init__(self):
+        import ctypes
+        import glob
+        import confluent_kafka
+        libs = os.path.join(os.path.dirname(os.path.dirname(confluent_kafka.__file__)),
+                            "confluent_kafka.libs")
+        found = glob.glob(os.path.join(libs, "librdkafka-*.so*"))
+        if not found:
+            raise SystemExit(f"no librdkafka in {libs}")
+        lib = self.lib = ctypes.CDLL(found[0])
+        pointer = ctypes.c_void_p
+        lib.rd_kafka_conf_new.restype = pointer
+        lib.rd_kafka_conf_set.argtypes = [pointer, ctypes.c_char_p, ctypes.c_char_p,
+                                          ctypes.c_char_p, ctypes.c_size_t]
+        lib.rd_kafka_new.restype = pointer
+        lib.rd_kafka_new.argtypes = [ctypes.c_int, pointer, ctypes.c_char_p, ctypes.c_size_t]
+        lib.rd_kafka_mock_cluster_new.restype = pointer
+        lib.rd_kafka_mock_cluster_new.argtypes = [pointer, ctypes.c_int]
+        lib.rd_kafka_mock_cluster_bootstraps.restype = ctypes.c_char_p
+        lib.rd_kafka_mock_cluster_bootstraps.argtypes = [pointer]
+        lib.rd_kafka_mock_topic_create.argtypes = [pointer, ctypes.c_char_p, ctypes.c_int,
+                                                   ctypes.c_int]
+        lib.rd_kafka_mock_broker_set_down.argtypes = [pointer, ctypes.c_int32]
+        lib.rd_kafka_mock_broker_set_up.argtypes = [pointer, ctypes.c_int32]
+        error = ctypes.create_string_buffer(512)
+        conf = lib.rd_kafka_conf_new()
+        # The handle only hosts the cluster: it has no brokers of its own to warn about.
+        lib.rd_kafka_conf_set(conf, b"log_level", b"0", error, len(error))
+        self.handle = lib.rd_kafka_new(0, conf, error, len(error))
+        if not self.handle:
+            raise SystemExit(f"librdkafka: {error.value.decode()}")
+        self.cluster = lib.rd_kafka_mock_cluster_new(self.handle, 1)
+        bootstrap = lib.rd_kafka_mock_cluster_bootstraps(self.cluster).decode()
+        host, port = bootstrap.split(",")[0].rsplit(":", 1)
+        if host != "127.0.0.1":
+            raise SystemExit(f"the mock broker listens on {bootstrap}, not on loopback")
+        self.port = int(port)
+
+    def create_topic(self, topic):
+        if self.lib.rd_kafka_mock_topic_create(self.cluster, topic.encode(), 3, 1):
+            raise SystemExit("the mock broker did not create the topic")
+
+    def start(self):
+        self.lib.rd_kafka_mock_broker_set_up(self.cluster, 1)
+
+    def kill(self):
+        self.lib.rd_kafka_mock_broker_set_down(self.cluster, 1)
+
+    def count(self, topic):
+        count_records(self.port, topic)
+
+
+def count_records(port, topic):
+    """Records in `topic`, from the partitions' high watermarks, every 50 ms."""
+    from confluent_kafka import Consumer, TopicPartition
+    consumer = Consumer({"bootstrap.servers": f"127.0.0.1:{port}", "group.id": "bench"})
+    partitions = list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+    while received["done"] is None:
+        total = sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
+                    for p in partitions)
+        now = time.monotonic()
+        with lock:
+            if total and received["first"] is None:
+                received["first"] = now
+            received["events"] = total
+            if total >= received["target"]:
+                received["done"] = now
+        time.sleep(0.05)
+    consumer.close()
 SINK = "http"
 
 
@@ -152,6 +220,8 @@ def main():
     parser.add_argument("size", nargs="?", default="200/30000")
     parser.add_argument("--binary", help="a sockwatch binary (default: build the release one)")
     parser.add_argument("--sink", choices=sorted(COUNT), default="http")
+    parser.add_argument("--broker", choices=["tansu", "mock"], default="tansu",
+                        help="the Kafka broker: tansu on SQLite, or librdkafka's in-memory mock")
     args = parser.parse_args()
     size, SINK = args.size, args.sink
     p, s = size.split("/")
@@ -167,10 +237,10 @@ def main():
         broker = None
         if SINK == "kafka":
             # The topic exists, the broker is down while the backlog piles up.
-            broker = Tansu(work, port)
+            broker = Tansu(work, port) if args.broker == "tansu" else MockBroker()
+            port = broker.port
             broker.start()
-            subprocess.run([TANSU, "topic", "create", "--broker", f"tcp://127.0.0.1:{port}",
-                            "--partitions", "3", "drain"], check=True, stdout=subprocess.DEVNULL)
+            broker.create_topic("drain")
             broker.kill()
         config = os.path.join(work, "sockwatch.toml")
         with open(config, "w") as f:
