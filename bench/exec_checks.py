@@ -15,7 +15,8 @@ Reach: beacons (connect, run one command with `sh -c`, send its output, exit) un
 only shell builtins (`echo …`, a `sh -c` that exits within a millisecond of its exec): the share
 of them alerted.
 
-Usage: bench/exec_checks.py [--window 20] [--rounds 2] [--shells 20] [P/S]   (default 500/5000)
+Usage: bench/exec_checks.py [--window 20] [--rounds 2] [--shells 20] [--binary PATH] [P/S]
+(default 500/5000, target/release/sockwatch built first)
 """
 import argparse
 import json
@@ -166,9 +167,14 @@ def main():
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--shells", type=int, default=20)
     parser.add_argument("size", nargs="?", default="500/5000")
+    parser.add_argument("--binary", help="a sockwatch binary (default: build the release one)")
     args = parser.parse_args()
-    subprocess.run(["cargo", "build", "--release", "-q"], check=True,
-                   cwd=os.path.dirname(HERE))
+    global SOCKWATCH
+    if args.binary:
+        SOCKWATCH = os.path.abspath(args.binary)
+    else:
+        subprocess.run(["cargo", "build", "--release", "-q"], check=True,
+                       cwd=os.path.dirname(HERE))
     processes, sockets = args.size.split("/")
     load = subprocess.Popen([sys.executable, os.path.join(HERE, "load.py"), "-P", processes,
                              "-S", sockets], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
