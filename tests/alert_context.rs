@@ -50,16 +50,21 @@ fn launch(
             .unwrap(),
     );
     let (mut peer, _) = listener.accept().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let shell_pid: i32 = loop {
-        if let Ok(pid) = std::fs::read_to_string(&pid_file) {
-            break pid.parse().unwrap();
-        }
-        assert!(std::time::Instant::now() < deadline, "the launcher names the shell's pid");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let shell_pid = pid_in(&pid_file, "the launcher names the shell's pid");
     prove_round_trip(&mut peer);
     (parent, peer, shell_pid)
+}
+
+/// The pid written to `path`, once it is there whole.
+fn pid_in(path: &std::path::Path, what: &str) -> i32 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(Ok(pid)) = std::fs::read_to_string(path).map(|t| t.trim().parse()) {
+            return pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 fn sha256sum(path: &str) -> String {
@@ -244,7 +249,8 @@ fn a_shell_reached_through_a_pipe_still_names_its_ssh_login() {
     let mut answers = std::io::BufReader::new(client.child().stdout.take().unwrap());
     // The shell and a pipe from a child of its (fd 5), in place before the agent's first scan.
     let setup = format!(
-        "echo $SSH_CONNECTION > {}; exec 5< <(exec sleep 600 </dev/null 2>/dev/null); echo $! > {}; echo ready",
+        "echo $SSH_CONNECTION > {}; exec 5< <(exec sleep 600 </dev/null 2>/dev/null); \
+         echo $! > {}; echo ready",
         path("ssh_connection"),
         path("sleeper.pid")
     );
@@ -276,16 +282,7 @@ fn a_shell_reached_through_a_pipe_still_names_its_ssh_login() {
         is_incident_for(e, port) && e["event"]["action"] == "incident_opened"
     });
     for pid_file in ["sleeper.pid", "orphan.pid"] {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let pid = loop {
-            match std::fs::read_to_string(sshd.path(pid_file)).map(|t| t.trim().parse::<i32>()) {
-                Ok(Ok(pid)) => break pid,
-                _ if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                _ => panic!("{pid_file} was not written"),
-            }
-        };
+        let pid = pid_in(&sshd.path(pid_file), &format!("{pid_file} was not written"));
         let pid = rustix::process::Pid::from_raw(pid).unwrap();
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
     }

@@ -1,9 +1,9 @@
 //! A targeted look between scans, within moments of a process executing: the process, its
 //! ancestors, and the processes holding the other ends of their pipes, FIFOs, ptys and unix
-//! sockets (with their ancestors), read afresh, with their sockets resolved from the last scan's tables (and from a
-//! fresh dump of the agent's own namespace for sockets those tables did not list). The result
-//! is a small snapshot the graph and the rules read like a scan's: a command runner's `sh -c`
-//! that lives a few milliseconds is seen while it lives.
+//! sockets (with their ancestors), read afresh, with their sockets resolved from the last
+//! scan's tables (and from a fresh dump of the agent's own namespace for sockets those tables
+//! did not list). The result is a small snapshot the graph and the rules read like a scan's: a
+//! command runner's `sh -c` that lives a few milliseconds is seen while it lives.
 //!
 //! A look never replaces a scan: it can only add what a scan would also have seen had it run
 //! at that moment. Its bounds (how many processes, how many holders a channel may have before
@@ -249,10 +249,11 @@ impl Examiner {
     pub fn complete(&mut self, grabbed: Grabbed, near: &Neighbourhood) -> Snapshot {
         let Grabbed { mut look, pid, ppid, protocols, started, taken_at_ms } = grabbed;
         self.epoch(near);
-        self.read_ancestors(ppid, &mut look);
+        look.ancestors = self.read_parents(ppid, &mut look, true);
         self.read_login_servers(&mut look);
         self.read_neighbours(near, &mut look, pid);
         self.read_neighbours_ancestors(&mut look);
+        // The neighbours' chains may hold an sshd the first call did not see.
         self.read_login_servers(&mut look);
         self.assemble(near, look, &protocols, (taken_at_ms, started))
     }
@@ -295,24 +296,27 @@ impl Examiner {
         (look.processes.len() > before).then_some(before)
     }
 
-    /// Up to pid 1, which is not read: the host's init holds nothing a relay walk would follow.
-    /// Each is read alone (what rules ask of ancestors); its fds are read only when a channel
-    /// of the look has no other known holder (see `read_neighbours`).
-    fn read_ancestors(&mut self, mut ppid: i32, look: &mut Look) {
+    /// Reads the chain of parents from `ppid` up to pid 1, which is not read (the host's init
+    /// holds nothing a relay walk would follow), a process that cannot be read, or the bounds;
+    /// returns its pids, nearest first. Each is read alone (what rules ask of ancestors); its
+    /// fds are read only when a channel of the look has no other known holder (see
+    /// `read_neighbours`) or it is an sshd (`read_login_servers`). `through_read`
+    /// walks on through processes the look already read (the executed process's chain is
+    /// wanted whole); otherwise the walk stops at the first of them, whose chain is read apart.
+    fn read_parents(&mut self, mut ppid: i32, look: &mut Look, through_read: bool) -> Vec<i32> {
+        let mut chain = Vec::new();
         for _ in 0..MAX_ANCESTORS {
-            if ppid <= 1 {
-                return;
+            let read_before = look.whole.contains(&ppid) || look.alone.contains(&ppid);
+            if ppid <= 1 || (read_before && !through_read) {
+                break;
             }
             let read = self.read(ppid, look, false);
             let known = read.or_else(|| look.processes.iter().position(|p| p.key.pid == ppid));
-            match known {
-                Some(i) => {
-                    look.ancestors.push(ppid);
-                    ppid = look.processes[i].ppid;
-                }
-                None => return,
-            }
+            let Some(i) = known else { break };
+            chain.push(ppid);
+            ppid = look.processes[i].ppid;
         }
+        chain
     }
 
     /// The ancestors of the processes read for what the executed process's stdio leads to, read
@@ -325,13 +329,8 @@ impl Examiner {
         reached.sort_unstable();
         for pid in reached {
             let process = look.processes.iter().find(|p| p.key.pid == pid);
-            let mut ppid = process.map_or(0, |p| p.ppid);
-            for _ in 0..MAX_ANCESTORS {
-                if ppid <= 1 || look.whole.contains(&ppid) || look.alone.contains(&ppid) {
-                    break;
-                }
-                let Some(i) = self.read(ppid, look, false) else { break };
-                ppid = look.processes[i].ppid;
+            if let Some(ppid) = process.map(|p| p.ppid) {
+                self.read_parents(ppid, look, false);
             }
         }
     }
