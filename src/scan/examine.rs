@@ -1,8 +1,8 @@
 //! A targeted look between scans, within moments of a process executing: the process, its
 //! ancestors, and the processes holding the other ends of their pipes, FIFOs, ptys and unix
 //! sockets (with their ancestors), read afresh, with their sockets resolved from the last
-//! scan's tables (and from a fresh dump of the agent's own namespace for sockets those tables
-//! did not list). The result is a small snapshot the graph and the rules read like a scan's: a
+//! scan's tables (sockets those tables did not list: looked up by their endpoints, or from a
+//! fresh dump of the agent's own namespace). The result is a small snapshot the graph and the rules read like a scan's: a
 //! command runner's `sh -c` that lives a few milliseconds is seen while it lives.
 //!
 //! A look never replaces a scan: it can only add what a scan would also have seen had it run
@@ -11,6 +11,7 @@
 //! leaves out the next scan sees whole.
 
 use super::binaries::{Catalogue, HostRoot};
+use super::endpoint_lookup::EndpointLookup;
 use super::join::{family_of, fd_link_path, protocol_from_xattr};
 use super::parse::{FdLink, parse_fd_link};
 use super::process::ProcessReader;
@@ -188,13 +189,15 @@ pub struct Examiner {
     host_root: Option<Arc<HostRoot>>,
     /// Channels of processes read by recent looks.
     recent: Recent,
+    endpoints: EndpointLookup,
 }
 
 impl Examiner {
     pub(super) fn new(root: PathBuf, proc_dir: OwnedFd, host_root: Option<Arc<HostRoot>>) -> Self {
         let reader = ProcessReader::new();
         let recent = Recent::default();
-        Examiner { root, epoch: None, proc_dir, reader, host_root, recent }
+        let endpoints = EndpointLookup::default();
+        Examiner { root, epoch: None, proc_dir, reader, host_root, recent, endpoints }
     }
 
     /// Looks at `pid`, which just executed, and what its stdio may lead to.
@@ -481,8 +484,14 @@ impl Examiner {
                 None => unknown.push((inode, netns)),
             }
         }
-        if !unknown.is_empty() {
-            for socket in self.resolve(last.own_netns, &unknown) {
+        let left = self.look_up_by_endpoints(&look.fds, last.own_netns, &unknown, protocols);
+        let (found, left): (Vec<_>, Vec<_>) = left.into_iter().partition(|r| r.is_ok());
+        for socket in found.into_iter().flatten() {
+            sockets.entry(socket.key.inode).or_insert(socket);
+        }
+        let left: Vec<(u64, Option<u64>)> = left.into_iter().filter_map(Result::err).collect();
+        if !left.is_empty() {
+            for socket in self.resolve(last.own_netns, &left) {
                 sockets.insert(socket.key.inode, socket);
             }
         }
@@ -583,6 +592,44 @@ impl Examiner {
             }
             sockets.push(listener.clone());
         }
+    }
+
+    /// The unknown internet sockets of the agent's own namespace that a lookup by their
+    /// endpoints resolves (`Ok`, with their peers), and the unknown sockets left (`Err`).
+    fn look_up_by_endpoints(
+        &mut self,
+        fds: &[Fd],
+        own_netns: u64,
+        unknown: &[(u64, Option<u64>)],
+        protocols: &[(u64, Protocol)],
+    ) -> Vec<Result<Socket, (u64, Option<u64>)>> {
+        let mut out = Vec::new();
+        for &(inode, netns) in unknown {
+            let holder = fds
+                .iter()
+                .find(|fd| fd.target == FdTarget::Socket { inode } && fd.io_uring_slot.is_none());
+            let resolved = match holder {
+                Some(holder) if netns == Some(own_netns) => {
+                    let protocol = match protocols.iter().find(|p| p.0 == inode) {
+                        Some((_, protocol)) => protocol.clone(),
+                        None => protocol_from_xattr(&self.root, holder),
+                    };
+                    self.endpoints.resolve(holder, inode, &protocol)
+                }
+                _ => None,
+            };
+            match resolved {
+                Some((row, peer)) => {
+                    out.extend(peer.map(Ok));
+                    out.push(Ok(row));
+                }
+                None => out.push(Err((inode, netns))),
+            }
+        }
+        for socket in out.iter_mut().flatten() {
+            socket.key.netns = own_netns;
+        }
+        out
     }
 
     /// Sockets the last scan did not list, from the agent's own namespace's tables read now

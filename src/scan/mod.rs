@@ -14,6 +14,7 @@ mod binaries;
 mod containers;
 mod context;
 mod destroys;
+mod endpoint_lookup;
 mod examine;
 mod exec_events;
 mod join;

@@ -71,24 +71,61 @@ impl SockDiag {
             socket_id: if family == AF_INET { SocketId::new_v4() } else { SocketId::new_v6() },
         });
         self.dump(request, |payload| {
-            let record = parse_inet_record(payload)?;
-            let inode = u64::from(record.inode);
-            let family = if record.family == AF_INET { Family::Inet } else { Family::Inet6 };
-            let mut row = Socket::new(
-                SocketKey { netns: 0, inode },
-                family,
-                protocol.clone(),
-                SocketState::from_tcp_number(record.state),
-                TableSource::SockDiag,
-            );
-            row.local = Some(Endpoint::new(record.local.0, record.local.1));
-            row.remote = Some(Endpoint::new(record.remote.0, record.remote.1));
-            row.uid = Some(record.uid);
-            row.rx_queue = record.rx_queue;
-            row.tx_queue = record.tx_queue;
+            let (inode, row) = inet_row(payload, protocol)?;
             table.insert(inode, row);
             Ok(())
         })
+    }
+
+    /// The row of the one inet socket with these endpoints (`local` its own), looked up in the
+    /// kernel's hash tables: a dump walks every bucket of the TCP table, a few milliseconds on
+    /// a large host even when it holds few sockets, where this costs one round trip. `None`:
+    /// no such socket (any more), or one the kernel keeps no full row for (TIME_WAIT).
+    pub fn lookup_inet(
+        &mut self,
+        protocol_number: u8,
+        protocol: &Protocol,
+        local: std::net::SocketAddr,
+        remote: std::net::SocketAddr,
+    ) -> io::Result<Option<Socket>> {
+        let family = if local.is_ipv4() { AF_INET } else { AF_INET6 };
+        // The kernel reads a TCP request's source as the socket's own address, and a UDP one's
+        // as the sender's of a packet the socket would receive (`udp_dump_one`).
+        let (source, destination) = match protocol_number {
+            IPPROTO_TCP => (local, remote),
+            _ => (remote, local),
+        };
+        let request = SockDiagMessage::InetRequest(InetRequest {
+            family,
+            protocol: protocol_number,
+            extensions: ExtensionFlags::empty(),
+            states: StateFlags::all(),
+            socket_id: SocketId {
+                source_port: source.port(),
+                destination_port: destination.port(),
+                source_address: source.ip(),
+                destination_address: destination.ip(),
+                interface_id: 0,
+                // INET_DIAG_NOCOOKIE: any socket with these endpoints.
+                cookie: [0xff; 8],
+            },
+        });
+        self.send(request, NLM_F_REQUEST)?;
+        let malformed = |e: ParseError| io::Error::new(io::ErrorKind::InvalidData, e.to_string());
+        // One reply: the record, or an error (ENOENT when no socket has these endpoints).
+        let size = self.socket.recv(&mut &mut self.buf[..], 0)?;
+        for message in diag_messages(&self.buf[..size]) {
+            match message.map_err(malformed)? {
+                DiagMessage::Record { payload, .. } => {
+                    let (inode, row) = inet_row(payload, protocol).map_err(malformed)?;
+                    return Ok((inode != 0).then_some(row));
+                }
+                DiagMessage::Error(libc::ENOENT) => return Ok(None),
+                DiagMessage::Error(errno) => return Err(io::Error::from_raw_os_error(errno)),
+                DiagMessage::Done { .. } | DiagMessage::Other => {}
+            }
+        }
+        Ok(None)
     }
 
     /// Dumps the unix table, with names and peers, into `table`.
@@ -125,6 +162,19 @@ impl SockDiag {
         })
     }
 
+    fn send(&mut self, request: SockDiagMessage, flags: u16) -> io::Result<()> {
+        self.seq = self.seq.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = flags;
+        header.sequence_number = self.seq;
+        let mut packet = NetlinkMessage::new(header, request.into());
+        packet.finalize();
+        let mut out = vec![0; packet.buffer_len()];
+        packet.serialize(&mut out);
+        self.socket.send(&out, 0)?;
+        Ok(())
+    }
+
     /// Sends a dump request and hands each record's payload to `on_record`, until the kernel
     /// says the dump is done.
     fn dump(
@@ -132,16 +182,7 @@ impl SockDiag {
         request: SockDiagMessage,
         mut on_record: impl FnMut(&[u8]) -> Result<(), ParseError>,
     ) -> io::Result<DumpEnd> {
-        self.seq = self.seq.wrapping_add(1);
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-        header.sequence_number = self.seq;
-        let mut packet = NetlinkMessage::new(header, request.into());
-        packet.finalize();
-        let mut out = vec![0; packet.buffer_len()];
-        packet.serialize(&mut out);
-        self.socket.send(&out, 0)?;
-
+        self.send(request, NLM_F_REQUEST | NLM_F_DUMP)?;
         let malformed = |e: ParseError| io::Error::new(io::ErrorKind::InvalidData, e.to_string());
         let mut interrupted = false;
         loop {
@@ -164,6 +205,26 @@ impl SockDiag {
             }
         }
     }
+}
+
+/// An inet record as a row of its namespace's table (namespace not set) and its inode.
+fn inet_row(payload: &[u8], protocol: &Protocol) -> Result<(u64, Socket), ParseError> {
+    let record = parse_inet_record(payload)?;
+    let inode = u64::from(record.inode);
+    let family = if record.family == AF_INET { Family::Inet } else { Family::Inet6 };
+    let mut row = Socket::new(
+        SocketKey { netns: 0, inode },
+        family,
+        protocol.clone(),
+        SocketState::from_tcp_number(record.state),
+        TableSource::SockDiag,
+    );
+    row.local = Some(Endpoint::new(record.local.0, record.local.1));
+    row.remote = Some(Endpoint::new(record.remote.0, record.remote.1));
+    row.uid = Some(record.uid);
+    row.rx_queue = record.rx_queue;
+    row.tx_queue = record.tx_queue;
+    Ok((inode, row))
 }
 
 /// Maps a unix socket type number to the protocol enum.

@@ -75,7 +75,8 @@ fn resolve_unlisted(
         let Some(holder) = socket.holders.iter().find(|h| h.io_uring_slot.is_none()) else {
             continue;
         };
-        let grabbed = grab(holder.tid.unwrap_or(holder.proc.pid), holder.fd, socket.key.inode);
+        let grabbed =
+            copy_of_socket(holder.tid.unwrap_or(holder.proc.pid), holder.fd, socket.key.inode);
         let Ok(copy) = grabbed else {
             coverage.sockets_ungrabbable += 1;
             continue;
@@ -156,7 +157,7 @@ fn resolve_unlisted(
 }
 
 /// A copy of fd `fd` of `pid`, if it is still socket `inode`.
-fn grab(pid: i32, fd: i32, inode: u64) -> rustix::io::Result<OwnedFd> {
+pub(super) fn copy_of_socket(pid: i32, fd: i32, inode: u64) -> rustix::io::Result<OwnedFd> {
     let pid = Pid::from_raw(pid).ok_or(rustix::io::Errno::SRCH)?;
     // PIDFD_THREAD: the pid may be a thread with a private fd table, whose fds pidfd_getfd
     // reaches only through a pidfd of that thread.
@@ -249,7 +250,7 @@ mod tests {
         let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let inode = rustix::fs::fstat(&client).unwrap().st_ino;
         let me = std::process::id() as i32;
-        let copy = grab(me, client.as_raw_fd(), inode).expect("a copy of our own fd");
+        let copy = copy_of_socket(me, client.as_raw_fd(), inode).expect("a copy of our own fd");
         let row = from_socket(copy.as_fd(), &unresolved(inode, Protocol::Other("x".into())))
             .expect("an internet socket");
         assert_eq!((row.family, row.protocol.clone()), (Family::Inet, Protocol::Tcp));
@@ -306,10 +307,10 @@ mod tests {
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let inode = rustix::fs::fstat(&socket).unwrap().st_ino;
         let me = std::process::id() as i32;
-        let other = grab(me, socket.as_raw_fd(), inode + 1);
+        let other = copy_of_socket(me, socket.as_raw_fd(), inode + 1);
         assert_eq!(other.err(), Some(rustix::io::Errno::STALE));
         let row = from_socket(
-            grab(me, socket.as_raw_fd(), inode).unwrap().as_fd(),
+            copy_of_socket(me, socket.as_raw_fd(), inode).unwrap().as_fd(),
             &unresolved(inode, Protocol::Udp),
         );
         assert_eq!(row.map(|r| (r.protocol, r.state)), Some((Protocol::Udp, SocketState::Close)));
