@@ -132,7 +132,6 @@ impl Detection {
         self.last = stats;
         self.truncated_walks = graph.stdio.iter().filter(|end| graph.truncated(end)).count();
         self.pending.extend(alerts);
-        self.save_incidents();
     }
 
     /// Evaluates the rules on a look between scans: alerts and incidents only, the scan's
@@ -140,7 +139,6 @@ impl Detection {
     pub(crate) fn evaluate_look(&mut self, graph: &Graph<'_>) {
         let (alerts, _) = self.engine.evaluate_look(graph);
         self.pending.extend(alerts);
-        self.save_incidents();
     }
 
     /// Gives the alerts waiting without context theirs: `read` reads it for an alert's
@@ -165,10 +163,12 @@ impl Detection {
             self.engine.remember_context(&alert.incident_id, &fresh);
             alert.context = fresh;
         }
-        self.save_incidents();
     }
 
-    fn save_incidents(&mut self) {
+    /// Saves the incidents if an evaluation changed them. Called once the evaluation's alerts
+    /// were handed on: the save syncs a file, milliseconds an alert need not wait for, and an
+    /// agent stopped in between re-alerts after its restart rather than staying silent.
+    pub(crate) fn save_incidents(&mut self) {
         if !self.engine.incidents_changed() {
             return;
         }

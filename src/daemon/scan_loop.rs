@@ -282,6 +282,7 @@ impl<'a> ScanLoop<'a> {
         self.detection.add_context(|alert| self.scanner.alert_context(alert));
         // A router gone is noticed by the next scan's hand-over.
         let _ = self.send_alerts();
+        self.detection.save_incidents();
     }
 
     /// What the destroy listener heard: sockets freed (those no scan saw are reported at once),
@@ -401,6 +402,7 @@ impl<'a> ScanLoop<'a> {
         drop(fds);
         self.send_changes(&snapshot, directions)?;
         self.send_alerts()?;
+        self.detection.save_incidents();
         self.send_hiding_alerts();
         self.send_short_lived();
         let took = began.elapsed();
