@@ -6,7 +6,7 @@
 //! not wait for it.
 
 use super::detection::Notice;
-use crate::model::Snapshot;
+use crate::model::{FdTarget, Snapshot, TableSource};
 use crate::scan::{Examiner, ExecEvents, Grabbed, Neighbourhood, READ_TIMEOUT, Skipped};
 use crossbeam_channel::{
     Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError, bounded, never,
@@ -23,7 +23,8 @@ const LOOKS_PER_SECOND: u32 = 200;
 /// A process still alive this long after its exec is looked at again, and that later look is
 /// the one evaluated: a relay's parts connect right after they start (`nc` execs, then
 /// connects), and an incident opened on half of it would name the wrong socket. One that is
-/// gone by then is evaluated on what the first look saw.
+/// gone by then is evaluated on what the first look saw, and one whose stdio already is a
+/// connection (set up before its exec) is evaluated on the first look, at once.
 const SETTLE_LOOK: Duration = Duration::from_millis(15);
 /// Looks waiting for the scan loop (it may be scanning).
 const WAITING_LOOKS: usize = 64;
@@ -204,6 +205,21 @@ impl Listener {
                     let began = Instant::now();
                     let early = examiner.complete(grab, &near);
                     self.spent(began);
+                    // Stdio already on a connection was set up before the exec: nothing later
+                    // completes the picture, and the alert need not wait for the settling.
+                    if stdio_on_a_connection(&early, pid) {
+                        self.counts.looks.fetch_add(1, Ordering::Relaxed);
+                        match self.wake.try_send(Wake::Look(Box::new(early))) {
+                            Ok(()) => {}
+                            Err(TrySendError::Full(_)) => {
+                                if self.missed(1).is_err() {
+                                    return;
+                                }
+                            }
+                            Err(TrySendError::Disconnected(_)) => return,
+                        }
+                        continue;
+                    }
                     let due = Instant::now() + SETTLE_LOOK;
                     settling.push_back(Settling { pid, due, early, near });
                 }
@@ -293,6 +309,24 @@ impl Listener {
     }
 }
 
+/// Whether the stdin, stdout or stderr of `pid` is a connected network socket the look resolved.
+fn stdio_on_a_connection(look: &Snapshot, pid: u32) -> bool {
+    let connected = |inode: u64| {
+        look.sockets.iter().any(|s| {
+            s.key.inode == inode
+                && s.is_network()
+                && s.source != TableSource::Unresolved
+                && s.remote.is_some_and(|r| r.port != 0)
+        })
+    };
+    look.fds.iter().any(|fd| {
+        fd.proc.pid == pid as i32
+            && fd.tid.is_none()
+            && (0..=2).contains(&fd.num)
+            && matches!(fd.target, FdTarget::Socket { inode } if connected(inode))
+    })
+}
+
 struct ClearOnDrop<'a>(&'a AtomicBool);
 
 impl Drop for ClearOnDrop<'_> {
@@ -351,6 +385,38 @@ pub(crate) const SETTLE: Duration = Duration::from_millis(50);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_stdio_on_a_connected_network_socket_skips_the_settling() {
+        use crate::model::fixture::Builder;
+        use crate::model::{AccessMode, Protocol, SocketState};
+        let direct = |fd: i32| {
+            let mut b = Builder::new();
+            let shell = b.process(10, "bash");
+            b.connection(7, shell, fd);
+            stdio_on_a_connection(&b.build(), 10)
+        };
+        assert!(direct(0) && direct(2));
+        // Its own connection, not on stdio (a relay connecting after its exec settles).
+        assert!(!direct(3));
+        let mut b = Builder::new();
+        let shell = b.process(10, "bash");
+        let relay = b.process(11, "nc");
+        b.pipe(5, (relay, 1), (shell, 0));
+        b.connection(7, relay, 3);
+        assert!(!stdio_on_a_connection(&b.build(), 10), "through a relay");
+        let mut b = Builder::new();
+        let shell = b.process(10, "bash");
+        b.inet(7, Protocol::Tcp, "127.0.0.1:45000", "0.0.0.0:0", SocketState::Close);
+        b.fd(shell, 0, AccessMode::ReadWrite, FdTarget::Socket { inode: 7 });
+        assert!(!stdio_on_a_connection(&b.build(), 10), "not connected (yet)");
+        let mut b = Builder::new();
+        let shell = b.process(10, "bash");
+        b.connection(7, shell, 0);
+        let mut look = b.build();
+        look.sockets[0].source = TableSource::Unresolved;
+        assert!(!stdio_on_a_connection(&look, 10), "in no table yet");
+    }
 
     #[test]
     fn the_budget_allows_a_burst_then_its_rate() {
