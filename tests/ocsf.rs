@@ -35,8 +35,12 @@ fn validate(docs: &[Value]) -> HashMap<String, Vec<String>> {
     let mut stdin = child.stdin.take().unwrap();
     let writer = std::thread::spawn(move || stdin.write_all(&input));
     let output = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
+    // A validator that could not start (its packages missing: ./dev/test installs them) stops
+    // reading at once; what it said is the error, not the broken pipe.
+    if let Err(e) = writer.join().unwrap() {
+        panic!("the OCSF validator stopped reading ({e}): {stderr}");
+    }
     assert!(!output.stdout.is_empty() || docs.is_empty(), "validator said nothing: {stderr}");
     String::from_utf8_lossy(&output.stdout)
         .lines()
