@@ -489,7 +489,7 @@ impl Examiner {
         for socket in found.into_iter().flatten() {
             sockets.entry(socket.key.inode).or_insert(socket);
         }
-        let left: Vec<(u64, Option<u64>)> = left.into_iter().filter_map(Result::err).collect();
+        let left: Vec<Unknown> = left.into_iter().filter_map(Result::err).collect();
         if !left.is_empty() {
             for socket in self.resolve(last.own_netns, &left) {
                 sockets.insert(socket.key.inode, socket);
@@ -602,28 +602,25 @@ impl Examiner {
         own_netns: u64,
         unknown: &[(u64, Option<u64>)],
         protocols: &[(u64, Protocol)],
-    ) -> Vec<Result<Socket, (u64, Option<u64>)>> {
+    ) -> Vec<Result<Socket, Unknown>> {
         let mut out = Vec::new();
         for &(inode, netns) in unknown {
             let holder = fds
                 .iter()
                 .find(|fd| fd.target == FdTarget::Socket { inode } && fd.io_uring_slot.is_none());
-            let resolved = match holder {
-                Some(holder) if netns == Some(own_netns) => {
-                    let protocol = match protocols.iter().find(|p| p.0 == inode) {
-                        Some((_, protocol)) => protocol.clone(),
-                        None => protocol_from_xattr(&self.root, holder),
-                    };
-                    self.endpoints.resolve(holder, inode, &protocol)
-                }
-                _ => None,
-            };
+            let (mut resolved, mut protocol) = (None, None);
+            if let Some(holder) = holder.filter(|_| netns == Some(own_netns)) {
+                let known = protocols.iter().find(|p| p.0 == inode).map(|p| p.1.clone());
+                let read = known.unwrap_or_else(|| protocol_from_xattr(&self.root, holder));
+                resolved = self.endpoints.resolve(holder, inode, &read);
+                protocol = Some(read);
+            }
             match resolved {
                 Some((row, peer)) => {
                     out.extend(peer.map(Ok));
                     out.push(Ok(row));
                 }
-                None => out.push(Err((inode, netns))),
+                None => out.push(Err(Unknown { inode, netns, protocol })),
             }
         }
         for socket in out.iter_mut().flatten() {
@@ -635,13 +632,21 @@ impl Examiner {
     /// Sockets the last scan did not list, from the agent's own namespace's tables read now
     /// (as a scan reads them). Those of other namespaces, and those gone before the read, are
     /// left out: the look does not know what they are, and the next scan does.
-    fn resolve(&mut self, own_netns: u64, unknown: &[(u64, Option<u64>)]) -> Vec<Socket> {
-        if !unknown.iter().any(|u| u.1 == Some(own_netns)) {
+    fn resolve(&mut self, own_netns: u64, unknown: &[Unknown]) -> Vec<Socket> {
+        let own: Vec<&Unknown> = unknown.iter().filter(|u| u.netns == Some(own_netns)).collect();
+        if own.is_empty() {
             return Vec::new();
         }
-        let rows = super::netns::read_calling_thread_tables(self.proc_dir.as_fd()).rows;
-        let wanted: FxHashSet<u64> =
-            unknown.iter().filter(|u| u.1 == Some(own_netns)).map(|u| u.0).collect();
+        // A new socketpair (a relay's) needs only the unix table.
+        let unix = |u: &&Unknown| {
+            matches!(u.protocol, Some(Protocol::Stream | Protocol::Dgram | Protocol::Seqpacket))
+        };
+        let proc_dir = self.proc_dir.as_fd();
+        let rows = match own.iter().all(unix) {
+            true => super::netns::read_calling_thread_unix_table(proc_dir).rows,
+            false => super::netns::read_calling_thread_tables(proc_dir).rows,
+        };
+        let wanted: FxHashSet<u64> = own.iter().map(|u| u.inode).collect();
         let mut found: Vec<Socket> =
             rows.iter().filter(|row| wanted.contains(&row.key.inode)).cloned().collect();
         // The other end of a connection inside this namespace tells its direction (a loopback
@@ -661,6 +666,14 @@ impl Examiner {
         }
         found
     }
+}
+
+/// A socket the last scan did not list and a lookup by its endpoints did not resolve: its
+/// namespace as its holder's, and its protocol when its holder's fd could tell.
+struct Unknown {
+    inode: u64,
+    netns: Option<u64>,
+    protocol: Option<Protocol>,
 }
 
 /// Who held which channel in recent looks, forgotten after `RECENT_FOR` (by then a scan has

@@ -95,6 +95,19 @@ pub(crate) fn read_calling_thread_tables(proc_dir: BorrowedFd<'_>) -> NetnsTable
     read_current_namespace(proc_dir, &mut Vec::new(), TableInterface::SockDiag).0
 }
 
+/// The unix table alone of the namespace the calling thread is in: what a look needs for a new
+/// socketpair, without the inet dumps' walk of the TCP hash.
+pub(crate) fn read_calling_thread_unix_table(proc_dir: BorrowedFd<'_>) -> NetnsTable {
+    let mut table = NetnsTable::default();
+    let dumped =
+        SockDiag::open().is_ok_and(|mut diag| dump_with_retry(&mut table, |t| diag.dump_unix(t)));
+    if !dumped {
+        let net_dir = open_dir(proc_dir, "thread-self/net");
+        text_fallback(net_dir.as_ref().ok(), DIAG_COVERED[8], &mut Vec::new(), &mut table);
+    }
+    table
+}
+
 /// Reads the tables of the namespaces in `handles` other than `own` (whose tables were read
 /// already) that `cache` says are due, within its budget; the others keep their last tables.
 pub(crate) fn read_all_namespaces(
@@ -433,6 +446,21 @@ mod sockstat_tests {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_look_at_a_new_socketpair_reads_the_unix_table_alone() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let inode = |fd: &dyn rustix::fd::AsFd| rustix::fs::fstat(fd).unwrap().st_ino;
+        let proc_dir = super::open_dir(rustix::fs::CWD, "/proc").unwrap();
+        let table = super::read_calling_thread_unix_table(rustix::fd::AsFd::as_fd(&proc_dir));
+        let row = |i: u64| table.rows.iter().find(|r| r.key.inode == i);
+        let peer = |i: u64| row(i).and_then(|r| r.unix.as_ref()).and_then(|u| u.peer);
+        assert_eq!(peer(inode(&a)), Some(inode(&b)));
+        assert_eq!(peer(inode(&b)), Some(inode(&a)));
+        assert!(row(inode(&listener)).is_none(), "no inet table read");
+        assert!(table.rows.iter().all(|r| r.unix.is_some()));
+    }
+
     #[test]
     fn port_range() {
         assert_eq!(super::parse_port_range(b"32768\t60999\n"), Some((32768, 60999)));
