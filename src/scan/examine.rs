@@ -2,8 +2,9 @@
 //! ancestors, and the processes holding the other ends of their pipes, FIFOs, ptys and unix
 //! sockets (with their ancestors), read afresh, with their sockets resolved from the last
 //! scan's tables (sockets those tables did not list: looked up by their endpoints, or from a
-//! fresh dump of the agent's own namespace). The result is a small snapshot the graph and the rules read like a scan's: a
-//! command runner's `sh -c` that lives a few milliseconds is seen while it lives.
+//! fresh dump of the agent's own namespace). The result is a small snapshot the graph and the
+//! rules read like a scan's: a command runner's `sh -c` that lives a few milliseconds is seen
+//! while it lives.
 //!
 //! A look never replaces a scan: it can only add what a scan would also have seen had it run
 //! at that moment. Its bounds (how many processes, how many holders a channel may have before
@@ -484,12 +485,15 @@ impl Examiner {
                 None => unknown.push((inode, netns)),
             }
         }
-        let left = self.look_up_by_endpoints(&look.fds, last.own_netns, &unknown, protocols);
-        let (found, left): (Vec<_>, Vec<_>) = left.into_iter().partition(|r| r.is_ok());
-        for socket in found.into_iter().flatten() {
-            sockets.entry(socket.key.inode).or_insert(socket);
+        let mut left: Vec<Unknown> = Vec::new();
+        for looked_up in self.look_up_by_endpoints(&look.fds, last.own_netns, &unknown, protocols) {
+            match looked_up {
+                Ok(socket) => {
+                    sockets.entry(socket.key.inode).or_insert(socket);
+                }
+                Err(unresolved) => left.push(unresolved),
+            }
         }
-        let left: Vec<Unknown> = left.into_iter().filter_map(Result::err).collect();
         if !left.is_empty() {
             for socket in self.resolve(last.own_netns, &left) {
                 sockets.insert(socket.key.inode, socket);
