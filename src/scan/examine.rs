@@ -35,6 +35,9 @@ const HUB_HOLDERS: usize = 16;
 /// a test harness, a server with thousands of connections): reading it would cost more than
 /// the rest of the look, and what it relays the next scan follows.
 const BIG_PROCESS_FDS: u32 = 256;
+/// New sockets a look looks up one by one by their endpoints; beyond these (a server's fresh
+/// connections) one dump of the tables costs less.
+const MAX_LOOKUPS: usize = 32;
 /// Ancestors read above the process that executed.
 const MAX_ANCESTORS: usize = 16;
 /// How long processes read by a look stay known to later looks: long enough for the parts of a
@@ -607,7 +610,7 @@ impl Examiner {
         unknown: &[(u64, Option<u64>)],
         protocols: &[(u64, Protocol)],
     ) -> Vec<Result<Socket, Unknown>> {
-        let mut out = Vec::new();
+        let (mut out, mut tried) = (Vec::new(), 0);
         for &(inode, netns) in unknown {
             let holder = fds
                 .iter()
@@ -616,7 +619,11 @@ impl Examiner {
             if let Some(holder) = holder.filter(|_| netns == Some(own_netns)) {
                 let known = protocols.iter().find(|p| p.0 == inode).map(|p| p.1.clone());
                 let read = known.unwrap_or_else(|| protocol_from_xattr(&self.root, holder));
-                resolved = self.endpoints.resolve(holder, inode, &read);
+                tried +=
+                    usize::from(matches!(read, Protocol::Tcp | Protocol::Udp | Protocol::Udplite));
+                if tried <= MAX_LOOKUPS {
+                    resolved = self.endpoints.resolve(holder, inode, &read);
+                }
                 protocol = Some(read);
             }
             match resolved {
@@ -778,6 +785,38 @@ mod tests {
     fn fd(pid: i32, num: i32, target: FdTarget) -> Fd {
         let proc = ProcKey { pid, start_ticks: 1 };
         Fd { proc, tid: None, num, io_uring_slot: None, mode: AccessMode::ReadWrite, target }
+    }
+
+    #[test]
+    fn new_connections_are_looked_up_up_to_a_bound_and_the_rest_left_to_a_dump() {
+        use rustix::fd::AsRawFd;
+        let proc_dir = super::super::procfs::open_dir(rustix::fs::CWD, "/proc").unwrap();
+        let mut examiner = Examiner::new(PathBuf::from("/proc"), proc_dir, None);
+        let own = rustix::fs::stat("/proc/thread-self/ns/net").unwrap().st_ino;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let clients: Vec<std::net::TcpStream> = (0..MAX_LOOKUPS + 3)
+            .map(|_| std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap())
+            .collect();
+        let (pair, _) = std::os::unix::net::UnixStream::pair().unwrap();
+        let pid = std::process::id() as i32;
+        let mut fds = Vec::new();
+        let mut unknown = Vec::new();
+        for socket in [&pair as &dyn AsFd].into_iter().chain(clients.iter().map(|c| c as _)) {
+            let inode = rustix::fs::fstat(socket).unwrap().st_ino;
+            let num = socket.as_fd().as_raw_fd();
+            fds.push(self::fd(pid, num, FdTarget::Socket { inode }));
+            unknown.push((inode, Some(own)));
+        }
+        let results = examiner.look_up_by_endpoints(&fds, own, &unknown, &[]);
+        let found: Vec<&Socket> = results.iter().flatten().collect();
+        let left: Vec<&Unknown> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        // The ends the listener queued have no inode until accepted: no peers here.
+        assert_eq!(found.len(), MAX_LOOKUPS);
+        assert!(found.iter().all(|s| s.key.netns == own && s.source == TableSource::SockDiag));
+        let protocols: Vec<Option<Protocol>> = left.iter().map(|u| u.protocol.clone()).collect();
+        let mut expected = vec![Some(Protocol::Tcp); 3];
+        expected.insert(0, Some(Protocol::Stream));
+        assert_eq!(protocols, expected, "the socketpair and the clients beyond the bound");
     }
 
     fn neighbourhood(snapshot: Snapshot) -> Neighbourhood {
