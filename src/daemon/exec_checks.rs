@@ -209,14 +209,9 @@ impl Listener {
                     // completes the picture, and the alert need not wait for the settling.
                     if stdio_on_a_connection(&early, pid) {
                         self.counts.looks.fetch_add(1, Ordering::Relaxed);
-                        match self.wake.try_send(Wake::Look(Box::new(early))) {
-                            Ok(()) => {}
-                            Err(TrySendError::Full(_)) => {
-                                if self.missed(1).is_err() {
-                                    return;
-                                }
-                            }
-                            Err(TrySendError::Disconnected(_)) => return,
+                        let Ok(missed) = self.hand_over(early) else { return };
+                        if self.missed(missed).is_err() {
+                            return;
                         }
                         continue;
                     }
@@ -245,15 +240,22 @@ impl Listener {
                 if !seen.sockets.iter().any(crate::model::Socket::is_network) {
                     continue;
                 }
-                match self.wake.try_send(Wake::Look(Box::new(seen))) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(_)) => missed += 1,
-                    Err(TrySendError::Disconnected(_)) => return,
-                }
+                let Ok(dropped) = self.hand_over(seen) else { return };
+                missed += dropped;
             }
             if self.missed(missed).is_err() {
                 return;
             }
+        }
+    }
+
+    /// Hands a look to the scan loop without waiting: the number of looks it could not take (a
+    /// scan is busy, the queue is full) for `missed`. `Err`: the scan loop is gone.
+    fn hand_over(&self, look: Snapshot) -> Result<u64, ()> {
+        match self.wake.try_send(Wake::Look(Box::new(look))) {
+            Ok(()) => Ok(0),
+            Err(TrySendError::Full(_)) => Ok(1),
+            Err(TrySendError::Disconnected(_)) => Err(()),
         }
     }
 

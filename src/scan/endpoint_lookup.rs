@@ -7,7 +7,7 @@
 //! a process that just executed is on the way to an alert. The copy is closed at once: nothing
 //! is read from or written to the socket.
 
-use super::sockdiag::SockDiag;
+use super::sockdiag::{SockDiag, lookup_protocol_number};
 use super::unlisted::copy_of_socket;
 use crate::model::{Fd, Protocol, Socket};
 use rustix::fd::AsFd;
@@ -29,12 +29,7 @@ impl EndpointLookup {
         inode: u64,
         protocol: &Protocol,
     ) -> Option<(Socket, Option<Socket>)> {
-        let number = match protocol {
-            Protocol::Tcp => libc::IPPROTO_TCP,
-            Protocol::Udp => libc::IPPROTO_UDP,
-            Protocol::Udplite => libc::IPPROTO_UDPLITE,
-            _ => return None,
-        } as u8;
+        lookup_protocol_number(protocol)?;
         let (local, remote) = {
             let copy =
                 copy_of_socket(holder.tid.unwrap_or(holder.proc.pid), holder.num, inode).ok()?;
@@ -53,7 +48,7 @@ impl EndpointLookup {
             Some(diag) => diag,
             None => self.diag.insert(SockDiag::open().ok()?),
         };
-        let found = diag.lookup_inet(number, protocol, local, remote.unwrap_or(unspecified));
+        let found = diag.lookup_inet(protocol, local, remote.unwrap_or(unspecified));
         let row = match found {
             Ok(Some(row)) if row.key.inode == inode => row,
             Ok(_) => return None,
@@ -64,7 +59,7 @@ impl EndpointLookup {
             }
         };
         let peer = match remote {
-            Some(remote) => diag.lookup_inet(number, protocol, remote, local).ok().flatten(),
+            Some(remote) => diag.lookup_inet(protocol, remote, local).ok().flatten(),
             None => None,
         };
         Some((row, peer.filter(|p| p.key.inode != inode)))

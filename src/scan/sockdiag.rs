@@ -83,11 +83,13 @@ impl SockDiag {
     /// no such socket (any more), or one the kernel keeps no full row for (TIME_WAIT).
     pub fn lookup_inet(
         &mut self,
-        protocol_number: u8,
         protocol: &Protocol,
         local: std::net::SocketAddr,
         remote: std::net::SocketAddr,
     ) -> io::Result<Option<Socket>> {
+        let Some(protocol_number) = lookup_protocol_number(protocol) else {
+            return Err(io::ErrorKind::Unsupported.into());
+        };
         let family = if local.is_ipv4() { AF_INET } else { AF_INET6 };
         // The kernel reads a TCP request's source as the socket's own address, and a UDP one's
         // as the sender's of a packet the socket would receive (`udp_dump_one`).
@@ -204,6 +206,16 @@ impl SockDiag {
                 }
             }
         }
+    }
+}
+
+/// The protocol number of a protocol `lookup_inet` can look a socket up in.
+pub(crate) fn lookup_protocol_number(protocol: &Protocol) -> Option<u8> {
+    match protocol {
+        Protocol::Tcp => Some(IPPROTO_TCP),
+        Protocol::Udp => Some(IPPROTO_UDP),
+        Protocol::Udplite => Some(IPPROTO_UDPLITE),
+        _ => None,
     }
 }
 
